@@ -1,0 +1,94 @@
+//! `run`, `check` and `token`: load the config, report problems, act.
+
+use crate::cli::EX_CONFIG;
+use crate::state::State;
+use std::path::Path;
+use tollgate_rules::{load::ProcessEnv, Config};
+
+/// Load and validate, printing every problem. `None` when invalid.
+pub fn load(path: &Path) -> Option<Config> {
+    match tollgate_rules::load(path, &ProcessEnv) {
+        Ok(c) => Some(c),
+        Err(errors) => {
+            for p in &errors.0 {
+                println!("{p}");
+            }
+            let n = errors.0.len();
+            eprintln!(
+                "{}: {n} problem{}",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            None
+        }
+    }
+}
+
+/// Build the runtime state, printing problems with files the config refers to.
+pub fn prepare(path: &Path, config: Config) -> Option<State> {
+    match State::build(config) {
+        Ok(s) => Some(s),
+        Err(problems) => {
+            for p in &problems {
+                println!("{}: {p}", path.display());
+            }
+            None
+        }
+    }
+}
+
+pub fn check(path: &Path) -> i32 {
+    let Some(config) = load(path) else {
+        return EX_CONFIG;
+    };
+    let (routes, credentials) = (config.routes.len(), config.credentials.len());
+    if prepare(path, config).is_none() {
+        return EX_CONFIG;
+    }
+    println!(
+        "{}: ok ({routes} route{}, {credentials} credential{})",
+        path.display(),
+        if routes == 1 { "" } else { "s" },
+        if credentials == 1 { "" } else { "s" }
+    );
+    0
+}
+
+pub fn run(path: &Path) -> i32 {
+    let Some(config) = load(path) else {
+        return EX_CONFIG;
+    };
+    let Some(state) = prepare(path, config) else {
+        return EX_CONFIG;
+    };
+    match crate::server::serve(state) {
+        Ok(never) => match never {},
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("tollgate: {e}");
+            1
+        }
+    }
+}
+
+pub fn token(path: &Path, credential: &str, show: bool) -> i32 {
+    let Some(config) = load(path) else {
+        return EX_CONFIG;
+    };
+    let _ = show;
+    if !config.credentials.contains_key(credential) {
+        eprintln!(
+            "{}: no credential named {credential:?} (have: {})",
+            path.display(),
+            config
+                .credentials
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return 2;
+    }
+    eprintln!("tollgate token: fetching tokens is not implemented yet");
+    1
+}

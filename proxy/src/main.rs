@@ -1,0 +1,27 @@
+//! `tollgate`: thin entry point. CLI → config → server; see `lib.rs` for where to read on.
+
+use clap::Parser;
+use std::process::ExitCode;
+use tollgate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    tollgate::telemetry::init();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(c) => tollgate::commands::run(&c.path()),
+        Command::Check(c) => tollgate::commands::check(&c.path()),
+        Command::Route {
+            config,
+            url,
+            method,
+            client,
+        } => tollgate::explain::route(&config.path(), &url, &method, client),
+        Command::Token {
+            config,
+            credential,
+            show,
+        } => tollgate::commands::token(&config.path(), &credential, show),
+        Command::Demo { once } => tollgate::demo::run(once),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

@@ -1,0 +1,352 @@
+//! The `ProxyHttp` implementation: each hook a few lines calling the modules that do the work.
+//!
+//! Life of a request: `request_filter` reads the target (`forward`), routes it
+//! (`tollgate_rules::Router`), tunnels CONNECT (`connect`) or resolves the upstream
+//! (`upstream`) and fetches the credential (`inject`); `upstream_peer` hands pingora the
+//! prepared peer; `upstream_request_filter` rewrites the request for the upstream;
+//! `fail_to_proxy` answers every error in our JSON shape (`errors`).
+
+use crate::ctx::{Ctx, Routed, Upstream};
+use crate::errors::{self, Code, ProxyError};
+use crate::forward::{self, Form};
+use crate::inject::Injector;
+use crate::state::State;
+use crate::upstream::{self, Dial, Dns};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, Result};
+use std::sync::Arc;
+use tollgate_rules::{Action, Decision, DefaultAction, RequestFacts};
+
+pub struct Tollgate {
+    pub state: Arc<ArcSwap<State>>,
+    pub dns: Arc<Dns>,
+    pub injector: Arc<Injector>,
+}
+
+/// Record an error we answer ourselves and hand pingora an error that leads to `fail_to_proxy`.
+fn fail<T>(ctx: &mut Ctx, err: ProxyError) -> Result<T> {
+    let e = err.clone().into_pingora();
+    ctx.failure = Some(err);
+    Err(e)
+}
+
+impl Tollgate {
+    /// Route the request; returns the route index (None = default pass) or the error to answer.
+    fn route(&self, session: &Session, ctx: &mut Ctx, state: &State) -> Result<(), ProxyError> {
+        let req = session.req_header();
+        let target = forward::parse_target(req)?;
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let facts = RequestFacts {
+            host: &target.host,
+            port: target.port,
+            path: if target.form == Form::Connect {
+                "/"
+            } else {
+                forward::match_path(req)
+            },
+            method: req.method.as_str(),
+            client,
+        };
+        let route = decide(state, &target, &facts)?;
+        ctx.routed = Some(Routed { route, target });
+        Ok(())
+    }
+
+    /// Resolve where to dial, enforcing the private-address rule.
+    async fn resolve(&self, ctx: &mut Ctx, state: &State) -> Result<(), ProxyError> {
+        let route_name = ctx.route_name().map(str::to_owned);
+        let Some(routed) = ctx.routed.as_ref() else {
+            return Err(ProxyError::new(
+                Code::BadRequest,
+                "request was not routed",
+                None,
+            ));
+        };
+        let route = routed.route.and_then(|i| state.config.routes.get(i));
+        let (dial, host_header) = match route.and_then(|r| r.upstream.as_ref()) {
+            Some(u) => {
+                let dial = Dial {
+                    scheme: u.scheme,
+                    host: u.host.clone(),
+                    port: u.port,
+                };
+                let hh = host_authority(&u.host, u.port, u.scheme.default_port());
+                (dial, Some(hh))
+            }
+            None => {
+                let t = &routed.target;
+                let dial = Dial {
+                    scheme: t.scheme,
+                    host: t.host.clone(),
+                    port: t.port,
+                };
+                let hh = match t.form {
+                    Form::Absolute => {
+                        Some(host_authority(&t.host, t.port, t.scheme.default_port()))
+                    }
+                    _ => None,
+                };
+                (dial, hh)
+            }
+        };
+        let addrs =
+            self.dns.resolve(&dial.host).await.map_err(|e| {
+                ProxyError::new(Code::UpstreamUnreachable, e, route_name.as_deref())
+            })?;
+        let addr = upstream::choose_addr(
+            &addrs,
+            state.config.allow_private_networks,
+            &dial,
+            route_name.as_deref(),
+        )?;
+        ctx.upstream = Some(Upstream {
+            dial,
+            addr,
+            host_header,
+        });
+        Ok(())
+    }
+}
+
+/// Apply the routing decision: the route index (`None` = let through by `default_action:
+/// pass`) or the error to answer. Shared by the proxy and `tollgate route`.
+pub fn decide(
+    state: &State,
+    target: &forward::Target,
+    facts: &RequestFacts<'_>,
+) -> Result<Option<usize>, ProxyError> {
+    match state.router.decide(&state.config, facts) {
+        Decision::Route(i, r) => {
+            if r.action == Action::Deny {
+                return Err(ProxyError::new(
+                    Code::Denied,
+                    format!("route {:?} denies {}", r.name, target.authority()),
+                    Some(&r.name),
+                ));
+            }
+            Ok(Some(i))
+        }
+        Decision::ClientNotAllowed(_, r) => Err(ProxyError::new(
+            Code::ClientNotAllowed,
+            format!(
+                "client {} may not use route {:?}",
+                facts.client.map(|c| c.to_string()).unwrap_or_default(),
+                r.name
+            ),
+            Some(&r.name),
+        )),
+        Decision::NoRoute(DefaultAction::Deny) => Err(ProxyError::new(
+            Code::NoRoute,
+            format!("no route allows {} {}", facts.method, target.authority()),
+            None,
+        )),
+        Decision::NoRoute(DefaultAction::Pass) => Ok(None),
+    }
+}
+
+/// `host[:port]` as a Host header value, omitting the scheme's default port.
+fn host_authority(host: &str, port: u16, default_port: u16) -> String {
+    if port == default_port {
+        if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        }
+    } else {
+        forward::join_host_port(host, port)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Tollgate {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let state = self.state.load_full();
+        ctx.state = Some(state.clone());
+        if let Err(e) = self.route(session, ctx, &state) {
+            return fail(ctx, e);
+        }
+        if let Err(e) = self.resolve(ctx, &state).await {
+            return fail(ctx, e);
+        }
+        let route = ctx
+            .routed
+            .as_ref()
+            .and_then(|r| r.route)
+            .and_then(|i| state.config.routes.get(i));
+        let is_connect = ctx
+            .routed
+            .as_ref()
+            .is_some_and(|r| r.target.form == Form::Connect);
+        match route.map(|r| &r.action) {
+            Some(Action::Inject(inject)) => {
+                if is_connect {
+                    let name = route.map(|r| r.name.as_str());
+                    return fail(
+                        ctx,
+                        ProxyError::new(
+                            Code::ConnectNotAllowed,
+                            "route injects a credential, which cannot be added inside a CONNECT (TLS) tunnel; send plain http:// to the proxy and let the route's https upstream originate TLS",
+                            name,
+                        ),
+                    );
+                }
+                let name = route.map(|r| r.name.clone());
+                match self.injector.header_for(inject, name.as_deref()).await {
+                    Ok(inj) => ctx.injected = Some(inj),
+                    Err(e) => return fail(ctx, e),
+                }
+            }
+            _ if is_connect => {
+                let name = ctx.route_name().map(str::to_owned);
+                let Some(addr) = ctx.upstream.as_ref().map(|u| u.addr) else {
+                    return fail(ctx, ProxyError::new(Code::BadRequest, "no upstream", None));
+                };
+                let upstream = match crate::connect::dial(addr, name.as_deref()).await {
+                    Ok(s) => s,
+                    Err(e) => return fail(ctx, e),
+                };
+                match crate::connect::tunnel(session, upstream, name.as_deref()).await {
+                    Ok(t) => {
+                        tracing::debug!(
+                            route = name.as_deref().unwrap_or("-"),
+                            to_upstream = t.to_upstream,
+                            to_client = t.to_client,
+                            "tunnel closed"
+                        );
+                        return Ok(true);
+                    }
+                    Err(e) => return fail(ctx, e),
+                }
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let (Some(up), Some(state)) = (ctx.upstream.as_ref(), ctx.state.as_ref()) else {
+            return Error::e_explain(
+                pingora::ErrorType::InternalError,
+                "upstream_peer without a resolved upstream",
+            );
+        };
+        let trust = ctx
+            .routed
+            .as_ref()
+            .and_then(|r| r.route)
+            .and_then(|i| state.routes.get(i))
+            .and_then(|r| r.trust.as_ref());
+        Ok(Box::new(upstream::build_peer(up.addr, &up.dial, trust)))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // Send origin-form upstream, whatever form the client used.
+        match forward::origin_form(session.req_header()) {
+            Ok(uri) => req.set_uri(uri),
+            Err(e) => return fail(ctx, e),
+        }
+        forward::strip_hop_by_hop(req);
+        if let Some(up) = ctx.upstream.as_ref() {
+            if let Some(h) = up.host_header.as_deref() {
+                req.insert_header(http::header::HOST, h)?;
+            }
+        }
+        if let Some(inj) = ctx.injected.as_ref() {
+            // The client's own credential is replaced, never forwarded.
+            while req.remove_header(&inj.header).is_some() {}
+            req.insert_header(inj.header.clone(), inj.value.clone())?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        forward::strip_hop_by_hop_response(resp);
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let err = ctx
+            .failure
+            .take()
+            .or_else(|| errors::classify(e, ctx.route_name()));
+        let code = match err {
+            Some(err) => {
+                if err.code.status() >= 500 {
+                    tracing::warn!(
+                        route = ctx.route_name().unwrap_or("-"),
+                        code = err.code.as_str(),
+                        "{}",
+                        err.message
+                    );
+                }
+                let status = if session.response_written().is_none() {
+                    errors::respond(session, &err).await
+                } else {
+                    0
+                };
+                ctx.failure = Some(err);
+                status
+            }
+            None => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: code != 0 && code < 500 && code != 400,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _e: &Error) -> bool {
+        // Errors we answer ourselves are logged by `fail_to_proxy`, once, without noise.
+        ctx.failure.is_some()
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        tracing::debug!(
+            route = ctx.route_name().unwrap_or("-"),
+            status,
+            error = ctx.failure.as_ref().map(|f| f.code.as_str()).unwrap_or("-"),
+            elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_omits_default_port() {
+        assert_eq!(host_authority("a.test", 80, 80), "a.test");
+        assert_eq!(host_authority("a.test", 8080, 80), "a.test:8080");
+        assert_eq!(host_authority("::1", 443, 443), "[::1]");
+        assert_eq!(host_authority("::1", 8443, 443), "[::1]:8443");
+    }
+}
