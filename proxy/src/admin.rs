@@ -1,25 +1,27 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`.
 
+use crate::metrics::Metrics;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Admin {
     proxy_addr: SocketAddr,
     ready: AtomicBool,
-    registry: prometheus::Registry,
+    metrics: Arc<Metrics>,
 }
 
 impl Admin {
-    pub fn new(proxy_addr: SocketAddr) -> Admin {
+    pub fn new(proxy_addr: SocketAddr, metrics: Arc<Metrics>) -> Admin {
         Admin {
             proxy_addr,
             ready: AtomicBool::new(false),
-            registry: prometheus::Registry::new(),
+            metrics,
         }
     }
 
@@ -71,12 +73,7 @@ impl ServeHttp for Admin {
                     text(503, "text/plain", "not ready\n")
                 }
             }
-            "/metrics" => {
-                let mut out = String::new();
-                let enc = prometheus::TextEncoder::new();
-                let _ = enc.encode_utf8(&self.registry.gather(), &mut out);
-                text(200, "text/plain; version=0.0.4", out)
-            }
+            "/metrics" => text(200, "text/plain; version=0.0.4", self.metrics.render()),
             _ => text(
                 404,
                 "text/plain",

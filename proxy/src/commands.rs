@@ -61,7 +61,7 @@ pub fn run(path: &Path) -> i32 {
     let Some(state) = prepare(path, config) else {
         return EX_CONFIG;
     };
-    match crate::server::serve(state) {
+    match crate::server::serve(path, state) {
         Ok(never) => match never {},
         Err(e) => {
             tracing::error!("{e}");
@@ -75,7 +75,6 @@ pub fn token(path: &Path, credential: &str, show: bool) -> i32 {
     let Some(config) = load(path) else {
         return EX_CONFIG;
     };
-    let _ = show;
     if !config.credentials.contains_key(credential) {
         eprintln!(
             "{}: no credential named {credential:?} (have: {})",
@@ -89,6 +88,49 @@ pub fn token(path: &Path, credential: &str, show: bool) -> i32 {
         );
         return 2;
     }
-    eprintln!("tollgate token: fetching tokens is not implemented yet");
-    1
+    crate::auth::install_crypto_provider();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tollgate token: {e}");
+            return 1;
+        }
+    };
+    let registry = prometheus::Registry::new();
+    let result = rt.block_on(async {
+        let cache = crate::auth::TokenCache::new(&config.credentials, &registry)
+            .map_err(|e| e.to_string())?;
+        cache.fetch_now(credential).await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(info) => {
+            println!("credential: {credential}");
+            println!("token_type: {}", info.token_type);
+            println!(
+                "lifetime:   {} (from {})",
+                humantime::format_duration(info.lifetime),
+                info.lifetime_source
+            );
+            if let Some(scope) = &info.scope {
+                println!("scope:      {scope}");
+            }
+            if let Some(claims) = &info.claims {
+                let pretty = serde_json::to_string_pretty(claims).unwrap_or_default();
+                println!("claims:     {}", pretty.replace('\n', "\n            "));
+            }
+            if show {
+                println!("token:      {}", info.token.secret());
+            } else {
+                println!("token:      (hidden; add --show to print it)");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("tollgate token: {e}");
+            1
+        }
+    }
 }

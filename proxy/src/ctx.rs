@@ -2,6 +2,7 @@
 
 use crate::errors::ProxyError;
 use crate::forward::Target;
+use crate::inject::Injected;
 use crate::state::State;
 use crate::upstream::Dial;
 use std::net::SocketAddr;
@@ -23,11 +24,13 @@ pub struct Upstream {
     pub host_header: Option<String>,
 }
 
-/// The credential injected on an inject route.
-pub struct Injected {
-    pub credential: String,
-    pub header: http::HeaderName,
-    pub value: http::HeaderValue,
+/// Replay state of one request (at most one replay).
+#[derive(Default)]
+pub struct Replay {
+    /// A 401 was seen and the retry loop will run the request again.
+    pub pending: bool,
+    /// The request was already replayed once.
+    pub done: bool,
 }
 
 pub struct Ctx {
@@ -37,8 +40,13 @@ pub struct Ctx {
     pub routed: Option<Routed>,
     pub upstream: Option<Upstream>,
     pub injected: Option<Injected>,
+    pub replay: Replay,
     /// An error we answer ourselves (see `errors`).
     pub failure: Option<ProxyError>,
+    /// When the request went upstream (for the upstream latency histogram).
+    pub upstream_sent: Option<Instant>,
+    /// The upstream's last response status.
+    pub upstream_status: Option<u16>,
 }
 
 impl Ctx {
@@ -49,7 +57,10 @@ impl Ctx {
             routed: None,
             upstream: None,
             injected: None,
+            replay: Replay::default(),
             failure: None,
+            upstream_sent: None,
+            upstream_status: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! wires listeners; `commands`, `explain` and `demo` implement the CLI.
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod connect;
@@ -16,7 +17,10 @@ pub mod errors;
 pub mod explain;
 pub mod forward;
 pub mod inject;
+pub mod metrics;
 pub mod proxy;
+pub mod reload;
+pub mod replay;
 pub mod server;
 pub mod state;
 pub mod telemetry;

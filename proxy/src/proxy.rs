@@ -10,13 +10,15 @@ use crate::ctx::{Ctx, Routed, Upstream};
 use crate::errors::{self, Code, ProxyError};
 use crate::forward::{self, Form};
 use crate::inject::Injector;
+use crate::metrics::{Metrics, NO_ROUTE};
+use crate::replay;
 use crate::state::State;
 use crate::upstream::{self, Dial, Dns};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::{Error, Result};
 use std::sync::Arc;
 use tollgate_rules::{Action, Decision, DefaultAction, RequestFacts};
@@ -25,6 +27,7 @@ pub struct Tollgate {
     pub state: Arc<ArcSwap<State>>,
     pub dns: Arc<Dns>,
     pub injector: Arc<Injector>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Record an error we answer ourselves and hand pingora an error that leads to `fail_to_proxy`.
@@ -115,6 +118,73 @@ impl Tollgate {
     }
 }
 
+impl Tollgate {
+    /// An inject route's upstream answered 401: decide, count, and ask for a replay.
+    fn on_401(&self, session: &Session, resp: &ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let Some(injected) = ctx.injected.as_ref() else {
+            return Ok(());
+        };
+        let Some(Action::Inject(inject)) = ctx
+            .state
+            .as_ref()
+            .zip(ctx.routed.as_ref().and_then(|r| r.route))
+            .and_then(|(s, i)| s.config.routes.get(i))
+            .map(|r| &r.action)
+        else {
+            return Ok(());
+        };
+        let outcome = replay::decide(replay::Facts {
+            replay_on_401: inject.replay_on_401,
+            already_replayed: ctx.replay.done,
+            body_truncated: session.as_ref().retry_buffer_truncated(),
+            insufficient_scope: replay::insufficient_scope(resp),
+        });
+        let route = ctx.route_name().unwrap_or(NO_ROUTE);
+        self.metrics
+            .replays
+            .with_label_values(&[route, outcome.as_str()])
+            .inc();
+        if outcome != replay::Outcome::Replayed {
+            tracing::info!(route, credential = %injected.credential, outcome = outcome.as_str(), "upstream answered 401; passed to the client");
+            return Ok(());
+        }
+        let invalidated = self.injector.invalidate(injected);
+        tracing::info!(route, credential = %injected.credential, invalidated, outcome = outcome.as_str(), "upstream answered 401; replaying with a fresh token");
+        ctx.replay.pending = true;
+        let mut e = Error::explain(
+            pingora::ErrorType::Custom("tollgate:replay_401"),
+            "upstream answered 401; replaying once with a fresh token",
+        );
+        e.as_up();
+        e.set_retry(true);
+        Err(e)
+    }
+
+    /// Before the replay goes upstream: take a fresh token (single flight with other replays).
+    async fn refresh_for_replay(&self, ctx: &mut Ctx) -> Result<()> {
+        ctx.replay.pending = false;
+        ctx.replay.done = true;
+        let (Some(state), Some(idx)) =
+            (ctx.state.clone(), ctx.routed.as_ref().and_then(|r| r.route))
+        else {
+            return Ok(());
+        };
+        let Some(route) = state.config.routes.get(idx) else {
+            return Ok(());
+        };
+        let Action::Inject(inject) = &route.action else {
+            return Ok(());
+        };
+        match self.injector.header_for(inject, Some(&route.name)).await {
+            Ok(inj) => {
+                ctx.injected = Some(inj);
+                Ok(())
+            }
+            Err(e) => fail(ctx, e),
+        }
+    }
+}
+
 /// Apply the routing decision: the route index (`None` = let through by `default_action:
 /// pass`) or the error to answer. Shared by the proxy and `tollgate route`.
 pub fn decide(
@@ -148,6 +218,43 @@ pub fn decide(
             None,
         )),
         Decision::NoRoute(DefaultAction::Pass) => Ok(None),
+    }
+}
+
+/// Status codes as static label values (bounded: anything unusual is "other").
+fn status_label(status: u16) -> &'static str {
+    match status {
+        0 => "0",
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        206 => "206",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        307 => "307",
+        308 => "308",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        422 => "422",
+        429 => "429",
+        431 => "431",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
     }
 }
 
@@ -237,6 +344,9 @@ impl ProxyHttp for Tollgate {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        if ctx.replay.pending {
+            self.refresh_for_replay(ctx).await?;
+        }
         let (Some(up), Some(state)) = (ctx.upstream.as_ref(), ctx.state.as_ref()) else {
             return Error::e_explain(
                 pingora::ErrorType::InternalError,
@@ -269,6 +379,7 @@ impl ProxyHttp for Tollgate {
                 req.insert_header(http::header::HOST, h)?;
             }
         }
+        ctx.upstream_sent = Some(std::time::Instant::now());
         if let Some(inj) = ctx.injected.as_ref() {
             // The client's own credential is replaced, never forwarded.
             while req.remove_header(&inj.header).is_some() {}
@@ -323,13 +434,87 @@ impl ProxyHttp for Tollgate {
         ctx.failure.is_some()
     }
 
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(sent) = ctx.upstream_sent.take() {
+            self.metrics
+                .upstream_duration
+                .with_label_values(&[ctx.route_name().unwrap_or(NO_ROUTE)])
+                .observe(sent.elapsed().as_secs_f64());
+        }
+        ctx.upstream_status = Some(resp.status.as_u16());
+        if resp.status == http::StatusCode::UNAUTHORIZED {
+            return self.on_401(session, resp, ctx);
+        }
+        Ok(())
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.replay.pending {
+            // Our 401 replay: retry whatever the method, the body is in the retry buffer.
+            e.set_retry(true);
+        } else if !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        ctx: &Ctx,
+        _e: &Error,
+        _context: ProxyWarnLogContext,
+    ) -> bool {
+        // A replay is logged (info) and counted by `on_401`; it is not a failure.
+        ctx.replay.pending
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
+        let route = ctx.route_name().unwrap_or(NO_ROUTE);
+        let action = match (ctx.state.as_ref(), ctx.routed.as_ref()) {
+            (Some(state), Some(r)) => match r.route.and_then(|i| state.config.routes.get(i)) {
+                Some(rt) if r.target.form == Form::Connect => match rt.action {
+                    Action::Pass => "tunnel",
+                    _ => rt.action.name(),
+                },
+                Some(rt) => rt.action.name(),
+                None if r.target.form == Form::Connect => "tunnel",
+                None => "pass",
+            },
+            _ => "deny",
+        };
+        let code = status_label(status);
+        self.metrics
+            .requests
+            .with_label_values(&[route, action, code])
+            .inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(ctx.started.elapsed().as_secs_f64());
         tracing::debug!(
-            route = ctx.route_name().unwrap_or("-"),
+            route,
             status,
             error = ctx.failure.as_ref().map(|f| f.code.as_str()).unwrap_or("-"),
             elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,

@@ -2,8 +2,11 @@
 //! the admin listener, on one pingora `Server`.
 
 use crate::admin::Admin;
+use crate::auth::TokenCache;
 use crate::inject::Injector;
+use crate::metrics::Metrics;
 use crate::proxy::Tollgate;
+use crate::reload::Reloader;
 use crate::state::State;
 use crate::upstream::Dns;
 use arc_swap::ArcSwap;
@@ -25,7 +28,7 @@ fn can_bind(addr: SocketAddr) -> Result<(), String> {
 }
 
 /// Build the server and serve until a signal stops it. Never returns.
-pub fn serve(state: State) -> Result<std::convert::Infallible, String> {
+pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infallible, String> {
     let listen = state.config.listen.clone();
     can_bind(listen.proxy)?;
     can_bind(listen.admin)?;
@@ -47,11 +50,24 @@ pub fn serve(state: State) -> Result<std::convert::Infallible, String> {
     let mut server = Server::new_with_opt_and_conf(None, make_conf());
     server.bootstrap();
 
+    let metrics = Arc::new(Metrics::new()?);
+    crate::auth::install_crypto_provider();
+    let tokens =
+        TokenCache::new(&state.config.credentials, &metrics.registry).map_err(|e| e.to_string())?;
     let state = Arc::new(ArcSwap::from_pointee(state));
+    Reloader {
+        path: path.to_path_buf(),
+        state: state.clone(),
+        tokens: tokens.clone(),
+        metrics: metrics.clone(),
+    }
+    .spawn()
+    .map_err(|e| format!("cannot start the reload watcher: {e}"))?;
     let app = Tollgate {
         state: state.clone(),
         dns: Dns::system(),
-        injector: Arc::new(Injector::new()),
+        injector: Arc::new(Injector::new(tokens)),
+        metrics: metrics.clone(),
     };
     let mut options = HttpServerOptions::default();
     options.allow_connect_method_proxying = true;
@@ -61,7 +77,10 @@ pub fn serve(state: State) -> Result<std::convert::Infallible, String> {
     }
     proxy.add_tcp(&listen.proxy.to_string());
 
-    let mut admin = Service::new("tollgate admin".to_owned(), Admin::new(listen.proxy));
+    let mut admin = Service::new(
+        "tollgate admin".to_owned(),
+        Admin::new(listen.proxy, metrics),
+    );
     admin.add_tcp(&listen.admin.to_string());
     admin.threads = Some(1);
 

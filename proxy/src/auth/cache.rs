@@ -1,0 +1,591 @@
+//! The token cache: one slot per credential in a sharded map, single-flight fetches,
+//! the failure memo, and hot reload.
+//!
+//! - **Hit** ([`TokenCache::cached`]): a read lock on one `DashMap` shard, a time check
+//!   and an `Arc` clone. Past 75 % of the token's lifetime it also starts the
+//!   background refresher (`refresh.rs`), at most one per credential.
+//! - **Miss** ([`TokenCache::get`]): under the credential's own mutex (never held
+//!   across an await), join the fetch in flight, or answer the remembered failure, or
+//!   start a fetch in a spawned task. Waiters await a `watch` channel, so a request
+//!   that gives up does not cancel the fetch others wait for.
+//! - **Failure memo**: a failed fetch is remembered for [`memo_for`] (1 s, the
+//!   endpoint's `Retry-After` if longer, 30 s for permanent failures); requests that
+//!   find no valid token in that window fail at once. A rotated secret or key file
+//!   ends the memo early.
+//!
+//! Lock order: a credential's flight mutex, then a map shard; never the reverse.
+//!
+//! The cache key is the credential name: a credential's scopes, audience and resource
+//! are part of its definition, and [`TokenCache::reconfigure`] drops the tokens of
+//! every credential whose definition changed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use dashmap::DashMap;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tollgate_rules::Credential;
+
+use super::client::{
+    build_request, parse_response, ReqwestEndpoint, TokenEndpoint, TransportError, REQUEST_TIMEOUT,
+};
+use super::error::{sanitize, AuthError, Failure, Outcome, TokenError};
+use super::jwt::jwt_times;
+use super::metrics::{CredMetrics, Metrics};
+use super::refresh;
+use super::schedule::{self, memo_for, LifetimeSource, Schedule};
+use super::secret::ClientAuth;
+use super::token::{Token, TokenInfo};
+
+/// Builds the endpoint of a credential. [`TokenCache::new`] uses
+/// [`ReqwestEndpoint`]; tests and the demo can pass their own to
+/// [`TokenCache::with_endpoint_factory`].
+pub type EndpointFactory =
+    dyn Fn(&Credential) -> Result<Arc<dyn TokenEndpoint>, AuthError> + Send + Sync;
+
+/// The shared token cache. Create it once, hold it as `Arc<TokenCache>`.
+pub struct TokenCache {
+    shared: Arc<Shared>,
+}
+
+/// What the cache and its spawned tasks (fetches, refreshers) share.
+pub(crate) struct Shared {
+    slots: DashMap<String, Slot>,
+    next_id: AtomicU64,
+    metrics: Metrics,
+    factory: Box<EndpointFactory>,
+    /// Serializes `reconfigure` calls.
+    reconfiguring: Mutex<()>,
+}
+
+struct Slot {
+    token: Option<Token>,
+    cred: Arc<CredState>,
+}
+
+/// One credential's definition and live state. Replaced whole when its definition
+/// changes, so results of fetches for the old definition are dropped.
+pub(crate) struct CredState {
+    pub(crate) name: Arc<str>,
+    def: Credential,
+    auth: ClientAuth,
+    endpoint: RwLock<Arc<dyn TokenEndpoint>>,
+    flight: Mutex<Flight>,
+    /// A background refresher runs for this credential.
+    pub(crate) refreshing: AtomicBool,
+    pub(crate) m: CredMetrics,
+}
+
+type FlightResult = Option<Result<Token, TokenError>>;
+
+#[derive(Default)]
+struct Flight {
+    running: Option<watch::Receiver<FlightResult>>,
+    memo: Option<Memo>,
+}
+
+struct Memo {
+    error: TokenError,
+    until: Instant,
+    /// Version of the secret or key file when it failed; a newer one ends the memo.
+    version: u64,
+}
+
+/// Who asks for a fetch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A request without a usable token: counts cache metrics, honours the memo.
+    Request,
+    /// The background refresher: wants a token that is not yet stale.
+    Refresh,
+}
+
+pub(crate) enum Joined {
+    /// A good enough token is there after all.
+    Ready(Token),
+    /// Await the fetch in flight.
+    Waiting(watch::Receiver<FlightResult>),
+    /// The remembered failure.
+    Failed(TokenError),
+}
+
+/// One successful attempt, with what `tollgate token` shows.
+struct Fetched {
+    token: Token,
+    token_type: String,
+    expires_in: Option<Duration>,
+    scope: Option<String>,
+    claims: Option<Value>,
+    lifetime: Duration,
+    source: LifetimeSource,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl TokenCache {
+    /// Builds the cache and one endpoint client per credential (reqwest, system roots
+    /// plus `ca_file`), reads every secret and key file, and registers the token
+    /// metrics on `registry`. Fetches nothing yet. Installs ring as rustls' crypto
+    /// provider if none is installed.
+    pub fn new(
+        credentials: &BTreeMap<String, Credential>,
+        registry: &prometheus::Registry,
+    ) -> Result<Arc<Self>, AuthError> {
+        super::install_crypto_provider();
+        Self::with_endpoint_factory(
+            credentials,
+            registry,
+            Box::new(ReqwestEndpoint::for_credential),
+        )
+    }
+
+    /// Like [`new`](Self::new) with another way to reach token endpoints (tests, demo).
+    /// The factory runs for every credential here and on every
+    /// [`reconfigure`](Self::reconfigure).
+    pub fn with_endpoint_factory(
+        credentials: &BTreeMap<String, Credential>,
+        registry: &prometheus::Registry,
+        factory: Box<EndpointFactory>,
+    ) -> Result<Arc<Self>, AuthError> {
+        let metrics = Metrics::new()?;
+        let slots = DashMap::new();
+        for (name, def) in credentials {
+            let cred = CredState::new(name, def, &metrics, &*factory)?;
+            slots.insert(
+                name.clone(),
+                Slot {
+                    token: None,
+                    cred: Arc::new(cred),
+                },
+            );
+        }
+        metrics.register(registry)?;
+        Ok(Arc::new(TokenCache {
+            shared: Arc::new(Shared {
+                slots,
+                next_id: AtomicU64::new(1),
+                metrics,
+                factory,
+                reconfiguring: Mutex::new(()),
+            }),
+        }))
+    }
+
+    /// The fast path: a token usable now (not within the expiry cutoff), or `None`.
+    ///
+    /// Synchronous; takes only a read lock on one map shard; allocates nothing but the
+    /// `Arc` clone. Counts a `hit` only (a `None` is counted by the following
+    /// [`get`](Self::get)). Past 75 % of the token's lifetime, starts a background
+    /// refresh (single flight; needs to run inside a tokio runtime, else it is left to
+    /// [`get`](Self::get)).
+    pub fn cached(&self, credential: &str) -> Option<Token> {
+        let slot = self.shared.slots.get(credential)?;
+        let token = slot.token.as_ref()?;
+        let now = Instant::now();
+        if !token.usable_at(now) {
+            return None;
+        }
+        slot.cred.m.hit.inc();
+        let token = token.clone();
+        if token.stale_at(now) {
+            let cred = Arc::clone(&slot.cred);
+            drop(slot);
+            refresh::kick(&self.shared, cred);
+        }
+        Some(token)
+    }
+
+    /// A usable token, fetched if needed. Concurrent misses for one credential make one
+    /// token request; the others wait for it. A request makes at most one attempt (no
+    /// backoff sleeps here; bounded by [`REQUEST_TIMEOUT`]). After a failure, and while
+    /// no valid token exists, returns the remembered failure without contacting the
+    /// endpoint for about a second (30 s for permanent failures; longer if the endpoint
+    /// sent `Retry-After`).
+    pub async fn get(&self, credential: &str) -> Result<Token, TokenError> {
+        let (cred, token) = self.shared.lookup(credential)?;
+        let now = Instant::now();
+        if let Some(token) = token.filter(|t| t.usable_at(now)) {
+            cred.m.hit.inc();
+            if token.stale_at(now) {
+                refresh::kick(&self.shared, cred);
+            }
+            return Ok(token);
+        }
+        match self.shared.join_or_start(&cred, Purpose::Request) {
+            Joined::Ready(token) => Ok(token),
+            Joined::Failed(error) => Err(error),
+            Joined::Waiting(rx) => wait(rx, &cred.name).await,
+        }
+    }
+
+    /// Compare-and-invalidate, for 401 replay: drops the cached token only if it is
+    /// still `sent` (same id). Returns true when it did; a burst of 401s for one token
+    /// invalidates once. The next [`get`](Self::get) fetches a fresh token.
+    pub fn invalidate(&self, credential: &str, sent: &Token) -> bool {
+        let Some(mut slot) = self.shared.slots.get_mut(credential) else {
+            return false;
+        };
+        if slot.token.as_ref().is_some_and(|t| t.id() == sent.id()) {
+            slot.token = None;
+            slot.cred.m.expiry.set(0.0);
+            tracing::debug!(credential, token_id = sent.id(), "token invalidated");
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Hot reload: adopts new credential definitions. Credentials whose definition is
+    /// unchanged (token URL, client id, auth method and its secret source or key,
+    /// scopes, audience, resource, params, ca_file) keep their cached token, fetch in
+    /// flight and memo; their endpoint client is rebuilt (re-reading `ca_file`).
+    /// Changed ones start empty; removed ones are dropped with their metric series.
+    /// On error nothing changes.
+    pub fn reconfigure(&self, credentials: &BTreeMap<String, Credential>) -> Result<(), AuthError> {
+        let _serial = lock(&self.shared.reconfiguring);
+        enum Plan {
+            Keep(Arc<CredState>, Arc<dyn TokenEndpoint>),
+            Replace(Arc<CredState>),
+        }
+        let mut plans = Vec::with_capacity(credentials.len());
+        for (name, def) in credentials {
+            let existing = self.shared.slots.get(name).map(|s| Arc::clone(&s.cred));
+            let plan = match existing {
+                Some(cred) if cred.def == *def => Plan::Keep(cred, (self.shared.factory)(def)?),
+                _ => Plan::Replace(Arc::new(CredState::new(
+                    name,
+                    def,
+                    &self.shared.metrics,
+                    &*self.shared.factory,
+                )?)),
+            };
+            plans.push((name, plan));
+        }
+        // From here on nothing fails.
+        let (mut kept, mut replaced) = (0usize, 0usize);
+        for (name, plan) in plans {
+            match plan {
+                Plan::Keep(cred, endpoint) => {
+                    *cred
+                        .endpoint
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner) = endpoint;
+                    kept += 1;
+                }
+                Plan::Replace(cred) => {
+                    cred.m.expiry.set(0.0);
+                    self.shared
+                        .slots
+                        .insert(name.clone(), Slot { token: None, cred });
+                    replaced += 1;
+                }
+            }
+        }
+        let removed: Vec<String> = self
+            .shared
+            .slots
+            .iter()
+            .filter(|e| !credentials.contains_key(e.key()))
+            .map(|e| e.key().clone())
+            .collect();
+        for name in &removed {
+            self.shared.slots.remove(name);
+            self.shared.metrics.remove(name);
+        }
+        tracing::info!(
+            kept,
+            replaced,
+            removed = removed.len(),
+            "token credentials reconfigured"
+        );
+        Ok(())
+    }
+
+    /// For `tollgate token NAME`: one request to the endpoint now, bypassing the cache
+    /// (neither reading nor storing). Counted in the request metrics.
+    pub async fn fetch_now(&self, credential: &str) -> Result<TokenInfo, TokenError> {
+        let (cred, _) = self.shared.lookup(credential)?;
+        let (result, _) = self.shared.attempt(&cred).await;
+        let f = result?;
+        Ok(TokenInfo {
+            token_type: f.token_type,
+            expires_in: f.expires_in,
+            lifetime: f.lifetime,
+            lifetime_source: f.source.as_str(),
+            scope: f.scope,
+            claims: f.claims,
+            token: f.token,
+        })
+    }
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<(String, bool)> = self
+            .shared
+            .slots
+            .iter()
+            .map(|e| (e.key().clone(), e.token.is_some()))
+            .collect();
+        names.sort();
+        f.debug_struct("TokenCache")
+            .field("credentials (name, cached)", &names)
+            .finish()
+    }
+}
+
+impl CredState {
+    fn new(
+        name: &str,
+        def: &Credential,
+        metrics: &Metrics,
+        factory: &EndpointFactory,
+    ) -> Result<Self, AuthError> {
+        let auth = ClientAuth::new(def)?;
+        let endpoint = factory(def)?;
+        let m = metrics.credential(name);
+        m.expiry.set(0.0);
+        Ok(CredState {
+            name: Arc::from(name),
+            def: def.clone(),
+            auth,
+            endpoint: RwLock::new(endpoint),
+            flight: Mutex::new(Flight::default()),
+            refreshing: AtomicBool::new(false),
+            m,
+        })
+    }
+}
+
+impl Shared {
+    fn lookup(&self, name: &str) -> Result<(Arc<CredState>, Option<Token>), TokenError> {
+        match self.slots.get(name) {
+            Some(slot) => Ok((Arc::clone(&slot.cred), slot.token.clone())),
+            None => Err(TokenError::new(Arc::from(name), Failure::UnknownCredential)),
+        }
+    }
+
+    /// The cached token of `cred`, if `cred` is still the configured definition.
+    pub(crate) fn current(&self, cred: &Arc<CredState>) -> Option<Token> {
+        let slot = self.slots.get(&*cred.name)?;
+        if Arc::ptr_eq(&slot.cred, cred) {
+            slot.token.clone()
+        } else {
+            None
+        }
+    }
+
+    /// Joins the fetch in flight or starts one (in a spawned task), unless a good
+    /// enough token arrived meanwhile or (for requests) a failure is remembered.
+    pub(crate) fn join_or_start(
+        self: &Arc<Self>,
+        cred: &Arc<CredState>,
+        purpose: Purpose,
+    ) -> Joined {
+        let request = purpose == Purpose::Request;
+        let mut flight = lock(&cred.flight);
+        let now = Instant::now();
+        if let Some(token) = self.current(cred) {
+            let good = match purpose {
+                Purpose::Request => token.usable_at(now),
+                Purpose::Refresh => !token.stale_at(now),
+            };
+            if good {
+                if request {
+                    cred.m.hit.inc();
+                }
+                return Joined::Ready(token);
+            }
+        }
+        if let Some(rx) = &flight.running {
+            if request {
+                cred.m.wait.inc();
+            }
+            return Joined::Waiting(rx.clone());
+        }
+        if request {
+            cred.m.miss.inc();
+            if let Some(memo) = &flight.memo {
+                if now < memo.until && cred.auth.version() == memo.version {
+                    return Joined::Failed(memo.error.clone());
+                }
+            }
+        }
+        let (tx, rx) = watch::channel(None);
+        flight.running = Some(rx.clone());
+        drop(flight);
+        tokio::spawn(run_flight(Arc::clone(self), Arc::clone(cred), tx));
+        Joined::Waiting(rx)
+    }
+
+    /// One request to the endpoint: metrics and logs, nothing cached. Also returns the
+    /// version of the secret or key file used.
+    async fn attempt(&self, cred: &CredState) -> (Result<Fetched, TokenError>, u64) {
+        let fail = |failure| TokenError::new(Arc::clone(&cred.name), failure);
+        let (material, version) = match cred.auth.material(&cred.def) {
+            Ok(m) => m,
+            Err(why) => {
+                let error = fail(Failure::Local(Arc::from(format!(
+                    "cannot authenticate: {why}"
+                ))));
+                tracing::error!(credential = %cred.name, %error, "token request not sent");
+                return (Err(error), cred.auth.version());
+            }
+        };
+        let request = build_request(&cred.def, &material);
+        drop(material);
+        let endpoint = Arc::clone(&cred.endpoint.read().unwrap_or_else(PoisonError::into_inner));
+        let started = Instant::now();
+        let sent = tokio::time::timeout(REQUEST_TIMEOUT, endpoint.send(request)).await;
+        let received = Instant::now();
+        cred.m
+            .duration
+            .observe(received.duration_since(started).as_secs_f64());
+        let parsed = match sent {
+            Err(_) | Ok(Err(TransportError::Timeout)) => Err(Failure::Timeout(REQUEST_TIMEOUT)),
+            Ok(Err(TransportError::Unreachable(why))) => {
+                Err(Failure::Unreachable(sanitize(&why, 200)))
+            }
+            Ok(Err(TransportError::BodyTooLarge { status })) => Err(Failure::InvalidResponse {
+                status,
+                reason: Arc::from("the body is larger than 1 MiB"),
+            }),
+            Ok(Ok(resp)) => parse_response(&resp, SystemTime::now()),
+        };
+        let resp = match parsed {
+            Ok(resp) => resp,
+            Err(failure) => {
+                if let Some(outcome) = failure.outcome() {
+                    cred.m.outcome(outcome).inc();
+                }
+                let error = fail(failure);
+                if error.is_permanent() {
+                    tracing::error!(
+                        credential = %cred.name,
+                        %error,
+                        "token endpoint refused the client: check its client_id and secret or key; retrying every {}s",
+                        schedule::PERMANENT_RETRY.as_secs()
+                    );
+                } else {
+                    tracing::warn!(credential = %cred.name, %error, "token request failed");
+                }
+                return (Err(error), version);
+            }
+        };
+        cred.m.outcome(Outcome::Success).inc();
+        let now_unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let jwt = resp.claims.as_ref().map(jwt_times).unwrap_or_default();
+        let (lifetime, source) = schedule::lifetime(resp.expires_in, jwt, now_unix);
+        if !resp.token_type.eq_ignore_ascii_case("bearer") {
+            tracing::warn!(
+                credential = %cred.name,
+                token_type = %resp.token_type,
+                "token endpoint sent a token_type other than Bearer; injecting it as configured anyway"
+            );
+        }
+        tracing::debug!(
+            credential = %cred.name,
+            lifetime_secs = lifetime.as_secs(),
+            lifetime_source = source.as_str(),
+            "fetched a token"
+        );
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = Token::new(resp.access_token, id, received, &Schedule::new(lifetime));
+        let fetched = Fetched {
+            token,
+            token_type: resp.token_type,
+            expires_in: resp.expires_in,
+            scope: resp.scope,
+            claims: resp.claims,
+            lifetime,
+            source,
+        };
+        (Ok(fetched), version)
+    }
+
+    /// Puts a fresh token in the slot, unless the credential was reconfigured meanwhile.
+    fn store(&self, cred: &Arc<CredState>, token: &Token, lifetime: Duration) {
+        let Some(mut slot) = self.slots.get_mut(&*cred.name) else {
+            return;
+        };
+        if Arc::ptr_eq(&slot.cred, cred) {
+            slot.token = Some(token.clone());
+            let expiry = SystemTime::now()
+                .checked_add(lifetime)
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64());
+            cred.m.expiry.set(expiry);
+        }
+    }
+}
+
+/// The spawned task behind a single flight: one attempt, then store the token or
+/// remember the failure, then tell the waiters.
+async fn run_flight(shared: Arc<Shared>, cred: Arc<CredState>, tx: watch::Sender<FlightResult>) {
+    let mut guard = FlightGuard {
+        cred: &cred,
+        armed: true,
+    };
+    let (result, version) = shared.attempt(&cred).await;
+    let result = result.map(|f| {
+        shared.store(&cred, &f.token, f.lifetime);
+        f.token
+    });
+    {
+        let mut flight = lock(&cred.flight);
+        flight.running = None;
+        flight.memo = result.as_ref().err().map(|error| Memo {
+            until: Instant::now() + memo_for(error.is_permanent(), error.failure().retry_after()),
+            version,
+            error: error.clone(),
+        });
+    }
+    guard.armed = false;
+    // Nobody waiting is fine.
+    let _ = tx.send(Some(result));
+}
+
+/// Clears the flight if its task ends without finishing (a panic, runtime shutdown),
+/// so the next request starts a new one instead of waiting forever.
+struct FlightGuard<'a> {
+    cred: &'a CredState,
+    armed: bool,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            lock(&self.cred.flight).running = None;
+        }
+    }
+}
+
+/// Awaits a flight's result.
+pub(crate) async fn wait(
+    mut rx: watch::Receiver<FlightResult>,
+    credential: &Arc<str>,
+) -> Result<Token, TokenError> {
+    let cancelled = || {
+        TokenError::new(
+            Arc::clone(credential),
+            Failure::Local(Arc::from("the token request was cancelled")),
+        )
+    };
+    match rx.wait_for(Option::is_some).await {
+        Ok(result) => result.clone().unwrap_or_else(|| Err(cancelled())),
+        Err(_) => Err(cancelled()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;

@@ -1,0 +1,743 @@
+//! The token request (RFC 6749 §4.4) and its answer (§5.1, §5.2).
+//!
+//! [`build_request`] turns a credential and its authentication [`Material`] into an
+//! [`HttpRequest`] (pure, so tests assert the exact form body and headers);
+//! a [`TokenEndpoint`] sends it; [`parse_response`] judges the answer (pure too).
+//! [`ReqwestEndpoint`] is the real endpoint: reqwest over rustls (ring), system roots
+//! plus the credential's `ca_file`, no proxy, no redirects, bounded time and body.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde_json::Value;
+use tollgate_rules::Credential;
+use url::form_urlencoded;
+use url::Url;
+
+use super::error::{sanitize, AuthError, Failure};
+use super::jwt::{self, ASSERTION_TYPE};
+use super::schedule::parse_retry_after;
+use super::secret::Material;
+
+/// How long one token request may take, connection included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Token responses are a few hundred bytes; refuse to buffer more than this.
+const MAX_RESPONSE_BODY: usize = 1 << 20;
+
+const USER_AGENT: &str = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
+
+/// Form fields set by tollgate; `params` never overrides them (the config loader
+/// already rejects such params; this is the second lock).
+const RESERVED_PARAMS: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "scope",
+    "audience",
+    "resource",
+];
+
+/// A token request: always `POST` with a form body. `Debug` redacts the
+/// `Authorization` header and the body (they carry the secret or the assertion).
+#[derive(Clone)]
+pub struct HttpRequest {
+    pub url: Url,
+    /// Header names as sent (`Authorization`, `Accept`, `Content-Type`).
+    pub headers: Vec<(&'static str, String)>,
+    /// `application/x-www-form-urlencoded`.
+    pub body: String,
+}
+
+impl HttpRequest {
+    /// The value of a header (name compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The form body, decoded into pairs in order.
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(self.body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                if n.eq_ignore_ascii_case("authorization") {
+                    (*n, "[redacted]")
+                } else {
+                    (*n, v.as_str())
+                }
+            })
+            .collect();
+        f.debug_struct("HttpRequest")
+            .field("url", &self.url.as_str())
+            .field("headers", &headers)
+            .field(
+                "body",
+                &format_args!("[redacted, {} bytes]", self.body.len()),
+            )
+            .finish()
+    }
+}
+
+/// What the endpoint answered. `Debug` does not show the body (it carries the token).
+#[derive(Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("retry_after", &self.retry_after)
+            .field("body", &format_args!("[{} bytes]", self.body.len()))
+            .finish()
+    }
+}
+
+/// Why no answer came back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportError {
+    /// No answer within the timeout.
+    Timeout,
+    /// Connection, TLS or protocol failure; a short reason (`connection refused`).
+    Unreachable(String),
+    /// The answer's body was larger than we buffer.
+    BodyTooLarge { status: u16 },
+}
+
+/// A boxed, sendable future (what [`TokenEndpoint::send`] returns).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Sends a token request. The real one is [`ReqwestEndpoint`]; tests use fakes that
+/// record the request and answer from a script.
+pub trait TokenEndpoint: Send + Sync {
+    fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>>;
+}
+
+/// Builds the token request for `def` authenticated with `material`.
+///
+/// Form fields, in this order: `grant_type=client_credentials`; `scope` (scopes joined
+/// by spaces, omitted when none); `audience`; `resource`; the extra `params`; then the
+/// client authentication: for `client_secret_post` `client_id` and `client_secret`, for
+/// `private_key_jwt` `client_id`, `client_assertion_type` and `client_assertion`.
+/// `client_secret_basic` sends `Authorization: Basic base64(id ":" secret)` with id and
+/// secret each form-urlencoded first (RFC 6749 §2.3.1).
+pub(crate) fn build_request(def: &Credential, material: &Material) -> HttpRequest {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "client_credentials");
+    if !def.scopes.is_empty() {
+        form.append_pair("scope", &def.scopes.join(" "));
+    }
+    if let Some(audience) = &def.audience {
+        form.append_pair("audience", audience);
+    }
+    if let Some(resource) = &def.resource {
+        form.append_pair("resource", resource);
+    }
+    for (name, value) in &def.params {
+        if !RESERVED_PARAMS.contains(&name.as_str()) {
+            form.append_pair(name, value);
+        }
+    }
+    let mut headers = vec![
+        ("Accept", "application/json".to_string()),
+        (
+            "Content-Type",
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+    ];
+    match material {
+        Material::Basic(secret) => {
+            headers.push(("Authorization", basic_auth(&def.client_id, secret.expose())));
+        }
+        Material::Post(secret) => {
+            form.append_pair("client_id", &def.client_id);
+            form.append_pair("client_secret", secret.expose());
+        }
+        Material::Assertion(assertion) => {
+            form.append_pair("client_id", &def.client_id);
+            form.append_pair("client_assertion_type", ASSERTION_TYPE);
+            form.append_pair("client_assertion", assertion.expose());
+        }
+    }
+    HttpRequest {
+        url: def.token_url.clone(),
+        headers,
+        body: form.finish(),
+    }
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
+fn basic_auth(client_id: &str, secret: &str) -> String {
+    let mut pair: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
+    pair.push(':');
+    pair.extend(form_urlencoded::byte_serialize(secret.as_bytes()));
+    format!("Basic {}", STANDARD.encode(pair))
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Clone)]
+pub(crate) struct TokenResponse {
+    pub access_token: String,
+    /// As sent (sanitized); empty when absent. `Bearer` is expected, others are
+    /// accepted (and warned about by the cache).
+    pub token_type: String,
+    pub expires_in: Option<Duration>,
+    pub scope: Option<String>,
+    /// When the access token is a JWT: its claims, not verified.
+    pub claims: Option<Value>,
+}
+
+/// Judges the endpoint's answer. Never panics and never copies the body (which may
+/// hold a token) into an error: errors carry only the RFC 6749 §5.2 `error` and
+/// `error_description`, sanitized and bounded.
+pub(crate) fn parse_response(
+    resp: &HttpResponse,
+    now: SystemTime,
+) -> Result<TokenResponse, Failure> {
+    let status = resp.status;
+    let invalid = |reason: &str| Failure::InvalidResponse {
+        status,
+        reason: Arc::from(reason),
+    };
+    if !(200..300).contains(&status) {
+        let retry_after = match status {
+            429 | 503 => resp
+                .retry_after
+                .as_deref()
+                .and_then(|v| parse_retry_after(v, now)),
+            _ => None,
+        };
+        let (error, description) = error_fields(&resp.body);
+        return Err(Failure::Rejected {
+            status,
+            error,
+            description,
+            retry_after,
+        });
+    }
+    let json: Value =
+        serde_json::from_slice(&resp.body).map_err(|_| invalid("the body is not JSON"))?;
+    let obj = json
+        .as_object()
+        .ok_or_else(|| invalid("the body is not a JSON object"))?;
+    let access_token = match obj.get("access_token") {
+        Some(Value::String(t)) => t,
+        Some(_) => return Err(invalid("access_token is not a string")),
+        None => {
+            // Some servers answer errors with 200.
+            let (error, description) = error_fields(&resp.body);
+            if error.is_some() {
+                return Err(Failure::Rejected {
+                    status,
+                    error,
+                    description,
+                    retry_after: None,
+                });
+            }
+            return Err(invalid("it has no access_token"));
+        }
+    };
+    if access_token.is_empty() {
+        return Err(invalid("access_token is empty"));
+    }
+    if !access_token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(invalid(
+            "access_token has characters not allowed in an HTTP header",
+        ));
+    }
+    let token_type = obj
+        .get("token_type")
+        .and_then(Value::as_str)
+        .map(|t| sanitize(t, 40).to_string())
+        .unwrap_or_default();
+    let scope = obj
+        .get("scope")
+        .and_then(Value::as_str)
+        .map(|s| sanitize(s, 1000).to_string());
+    Ok(TokenResponse {
+        claims: jwt::decode_claims(access_token),
+        access_token: access_token.clone(),
+        token_type,
+        expires_in: obj.get("expires_in").and_then(expires_in),
+        scope,
+    })
+}
+
+/// `expires_in` as a number or a numeric string (some servers quote it); fractions are
+/// dropped; negative, non-finite or unparsable values count as absent.
+fn expires_in(v: &Value) -> Option<Duration> {
+    let secs = match v {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(float_secs)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<u64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(float_secs))
+        }
+        _ => None,
+    }?;
+    Some(Duration::from_secs(secs))
+}
+
+fn float_secs(f: f64) -> Option<u64> {
+    (f.is_finite() && f >= 0.0).then(|| {
+        if f >= u64::MAX as f64 {
+            u64::MAX
+        } else {
+            f as u64
+        }
+    })
+}
+
+/// RFC 6749 §5.2 `error` and `error_description` from a body, if it is such JSON.
+fn error_fields(body: &[u8]) -> (Option<Arc<str>>, Option<Arc<str>>) {
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
+        return (None, None);
+    };
+    let field = |name: &str, max: usize| {
+        obj.get(name)
+            .and_then(Value::as_str)
+            .map(|s| sanitize(s, max))
+            .filter(|s| !s.is_empty())
+    };
+    (field("error", 80), field("error_description", 200))
+}
+
+/// The real token endpoint: one reqwest client per credential.
+pub struct ReqwestEndpoint {
+    client: reqwest::Client,
+}
+
+impl ReqwestEndpoint {
+    /// A client trusting the system roots plus `extra_roots` (the PEM content of a
+    /// `ca_file`). Installs ring as rustls' provider if none is installed.
+    /// Never uses `HTTP(S)_PROXY` (tollgate is the proxy) and never follows redirects.
+    pub fn new(
+        extra_roots: Option<&[reqwest::Certificate]>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        super::install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(USER_AGENT);
+        if let Some(roots) = extra_roots {
+            builder = builder.tls_certs_merge(roots.iter().cloned());
+        }
+        builder
+            .build()
+            .map(|client| ReqwestEndpoint { client })
+            .map_err(|e| root_cause(&e))
+    }
+
+    /// The endpoint for a credential: its `ca_file` read now.
+    pub(crate) fn for_credential(def: &Credential) -> Result<Arc<dyn TokenEndpoint>, AuthError> {
+        let roots = match &def.ca_file {
+            None => None,
+            Some(path) => {
+                let ca_error = |reason: String| AuthError::CaFile {
+                    credential: def.name.clone(),
+                    path: path.clone(),
+                    reason,
+                };
+                let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    ca_error(format!("not a PEM certificate bundle: {}", root_cause(&e)))
+                })?;
+                if certs.is_empty() {
+                    return Err(ca_error("contains no PEM certificate".into()));
+                }
+                Some(certs)
+            }
+        };
+        let endpoint =
+            ReqwestEndpoint::new(roots.as_deref(), REQUEST_TIMEOUT).map_err(|reason| {
+                match &def.ca_file {
+                    // Extra roots are the only input the builder can reject.
+                    Some(path) => AuthError::CaFile {
+                        credential: def.name.clone(),
+                        path: path.clone(),
+                        reason,
+                    },
+                    None => AuthError::Client {
+                        credential: def.name.clone(),
+                        reason,
+                    },
+                }
+            })?;
+        Ok(Arc::new(endpoint))
+    }
+}
+
+impl TokenEndpoint for ReqwestEndpoint {
+    fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
+        Box::pin(async move {
+            let mut builder = self.client.post(request.url).body(request.body);
+            for (name, value) in request.headers {
+                builder = builder.header(name, value);
+            }
+            let mut resp = builder.send().await.map_err(|e| transport_error(&e))?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e))? {
+                if body.len() + chunk.len() > MAX_RESPONSE_BODY {
+                    return Err(TransportError::BodyTooLarge { status });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(HttpResponse {
+                status,
+                retry_after,
+                body,
+            })
+        })
+    }
+}
+
+fn transport_error(e: &reqwest::Error) -> TransportError {
+    if e.is_timeout() {
+        TransportError::Timeout
+    } else {
+        TransportError::Unreachable(root_cause(e))
+    }
+}
+
+/// The innermost cause of an error, short: reqwest's own message carries the URL and
+/// little else; the cause says what happened (`connection refused`,
+/// `invalid peer certificate: UnknownIssuer`, a DNS failure).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    loop {
+        if let Some(io) = cur.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            let known = match io.kind() {
+                ConnectionRefused => Some("connection refused"),
+                ConnectionReset => Some("connection reset"),
+                ConnectionAborted => Some("connection aborted"),
+                TimedOut => Some("timed out"),
+                UnexpectedEof => Some("connection closed early"),
+                _ => None,
+            };
+            if let Some(k) = known {
+                return k.to_string();
+            }
+        }
+        match cur.source() {
+            Some(next) => cur = next,
+            None => return sanitize(&cur.to_string(), 200).to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::auth::test_support::credential;
+    use std::collections::BTreeMap;
+    use tollgate_rules::Secret;
+
+    fn basic() -> Material {
+        Material::Basic(Arc::new(Secret::new("s:e c%")))
+    }
+
+    #[test]
+    fn basic_request_exact() {
+        let mut def = credential("billing");
+        def.client_id = "a:b c%".into();
+        def.scopes = vec!["invoices:read".into(), "invoices:write".into()];
+        def.audience = Some("https://billing.example.com".into());
+        def.resource = Some("https://billing.example.com/api".into());
+        def.params = BTreeMap::from([("tenant".into(), "eu west".into())]);
+        let req = build_request(&def, &basic());
+        assert_eq!(req.url.as_str(), "https://idp.example.com/oauth2/token");
+        assert_eq!(
+            req.body,
+            "grant_type=client_credentials&scope=invoices%3Aread+invoices%3Awrite\
+             &audience=https%3A%2F%2Fbilling.example.com\
+             &resource=https%3A%2F%2Fbilling.example.com%2Fapi&tenant=eu+west"
+        );
+        // base64("a%3Ab+c%25:s%3Ae+c%25")
+        assert_eq!(
+            req.header("authorization"),
+            Some("Basic YSUzQWIrYyUyNTpzJTNBZStjJTI1")
+        );
+        assert_eq!(
+            STANDARD.decode("YSUzQWIrYyUyNTpzJTNBZStjJTI1").unwrap(),
+            b"a%3Ab+c%25:s%3Ae+c%25"
+        );
+        assert_eq!(req.header("accept"), Some("application/json"));
+        assert_eq!(
+            req.header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(req.headers.len(), 3);
+    }
+
+    #[test]
+    fn post_request_exact() {
+        let mut def = credential("billing");
+        def.client_id = "a:b c%".into();
+        let req = build_request(&def, &Material::Post(Arc::new(Secret::new("s:e c%&x=y"))));
+        assert_eq!(
+            req.body,
+            "grant_type=client_credentials&client_id=a%3Ab+c%25&client_secret=s%3Ae+c%25%26x%3Dy"
+        );
+        assert_eq!(req.header("authorization"), None);
+        assert_eq!(
+            req.form(),
+            vec![
+                ("grant_type".into(), "client_credentials".into()),
+                ("client_id".into(), "a:b c%".into()),
+                ("client_secret".into(), "s:e c%&x=y".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn assertion_request_exact() {
+        let def = credential("billing");
+        let req = build_request(&def, &Material::Assertion(Secret::new("h.c.s")));
+        assert_eq!(
+            req.body,
+            "grant_type=client_credentials&client_id=billing-client\
+             &client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer\
+             &client_assertion=h.c.s"
+        );
+        assert_eq!(req.header("authorization"), None);
+    }
+
+    #[test]
+    fn reserved_params_are_never_sent() {
+        let mut def = credential("billing");
+        def.params = BTreeMap::from([
+            ("grant_type".into(), "password".into()),
+            ("client_id".into(), "evil".into()),
+            ("x".into(), "1".into()),
+        ]);
+        let req = build_request(&def, &basic());
+        assert_eq!(req.body, "grant_type=client_credentials&x=1");
+    }
+
+    #[test]
+    fn debug_redacts_request_and_response() {
+        let req = build_request(&credential("b"), &basic());
+        let s = format!("{req:?}");
+        assert!(s.contains("[redacted]"), "{s}");
+        assert!(!s.contains("YSUz") && !s.contains("Basic"), "{s}");
+        let req = build_request(
+            &credential("b"),
+            &Material::Post(Arc::new(Secret::new("hunter2"))),
+        );
+        assert!(!format!("{req:?}").contains("hunter2"));
+        let resp = ok(r#"{"access_token":"tok-123"}"#);
+        assert!(!format!("{resp:?}").contains("tok-123"));
+    }
+
+    fn ok(body: &str) -> HttpResponse {
+        answer(200, body)
+    }
+
+    fn answer(status: u16, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            retry_after: None,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn parse(r: &HttpResponse) -> Result<TokenResponse, Failure> {
+        parse_response(r, SystemTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn parses_success() {
+        let t = parse(&ok(
+            r#"{"access_token":"abc","token_type":"Bearer","expires_in":3600,"scope":"a b"}"#,
+        ))
+        .unwrap();
+        assert_eq!(t.access_token, "abc");
+        assert_eq!(t.token_type, "Bearer");
+        assert_eq!(t.expires_in, Some(Duration::from_secs(3600)));
+        assert_eq!(t.scope.as_deref(), Some("a b"));
+        assert_eq!(t.claims, None);
+    }
+
+    #[test]
+    fn expires_in_forms() {
+        let e = |v: &str| {
+            parse(&ok(&format!(r#"{{"access_token":"a","expires_in":{v}}}"#)))
+                .unwrap()
+                .expires_in
+        };
+        assert_eq!(e("\"3600\""), Some(Duration::from_secs(3600)));
+        assert_eq!(e("\" 60 \""), Some(Duration::from_secs(60)));
+        assert_eq!(e("59.9"), Some(Duration::from_secs(59)));
+        assert_eq!(e("\"59.9\""), Some(Duration::from_secs(59)));
+        assert_eq!(e("0"), Some(Duration::ZERO));
+        assert_eq!(e("-5"), None);
+        assert_eq!(e("\"soon\""), None);
+        assert_eq!(e("null"), None);
+        assert_eq!(e("1e300"), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(
+            e("184467440737095516150000"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn lenient_token_type() {
+        let t = parse(&ok(r#"{"access_token":"a","token_type":"mac"}"#)).unwrap();
+        assert_eq!(t.token_type, "mac");
+        let t = parse(&ok(r#"{"access_token":"a"}"#)).unwrap();
+        assert_eq!(t.token_type, "");
+    }
+
+    #[test]
+    fn rejects_unusable_success_bodies() {
+        let reason = |body: &str| match parse(&ok(body)) {
+            Err(Failure::InvalidResponse {
+                status: 200,
+                reason,
+            }) => reason.to_string(),
+            other => panic!("{body}: {:?}", other.map(|t| t.token_type)),
+        };
+        assert_eq!(reason("<html>"), "the body is not JSON");
+        assert_eq!(reason("[1]"), "the body is not a JSON object");
+        assert_eq!(reason("{}"), "it has no access_token");
+        assert_eq!(
+            reason(r#"{"access_token":5}"#),
+            "access_token is not a string"
+        );
+        assert_eq!(reason(r#"{"access_token":""}"#), "access_token is empty");
+        assert_eq!(
+            reason(r#"{"access_token":"a\r\nX-Evil: 1"}"#),
+            "access_token has characters not allowed in an HTTP header"
+        );
+        assert_eq!(
+            reason(r#"{"access_token":"a b"}"#),
+            "access_token has characters not allowed in an HTTP header"
+        );
+    }
+
+    #[test]
+    fn parses_errors() {
+        let f = parse(&answer(
+            401,
+            r#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+        ))
+        .err()
+        .unwrap();
+        assert!(f.is_permanent());
+        assert_eq!(
+            f,
+            Failure::Rejected {
+                status: 401,
+                error: Some(Arc::from("invalid_client")),
+                description: Some(Arc::from("client authentication failed")),
+                retry_after: None
+            }
+        );
+        let f = parse(&answer(400, r#"{"error":"invalid_scope"}"#))
+            .err()
+            .unwrap();
+        assert!(!f.is_permanent());
+        // 200 with an error object.
+        let f = parse(&ok(r#"{"error":"unauthorized_client"}"#))
+            .err()
+            .unwrap();
+        assert!(f.is_permanent());
+        // HTML error page: status only.
+        let f = parse(&answer(502, "<html>bad gateway</html>"))
+            .err()
+            .unwrap();
+        assert_eq!(
+            f,
+            Failure::Rejected {
+                status: 502,
+                error: None,
+                description: None,
+                retry_after: None
+            }
+        );
+        // Hostile description: control characters and length are tamed.
+        let long = "x".repeat(5000);
+        let f = parse(&answer(
+            400,
+            &format!(r#"{{"error":"bad\u0000thing","error_description":"{long}"}}"#),
+        ))
+        .err()
+        .unwrap();
+        let Failure::Rejected {
+            error, description, ..
+        } = f
+        else {
+            panic!()
+        };
+        assert_eq!(error.as_deref(), Some("bad thing"));
+        assert_eq!(description.unwrap().chars().count(), 201);
+    }
+
+    #[test]
+    fn retry_after_on_429_and_503_only() {
+        let with = |status, ra: &str| HttpResponse {
+            status,
+            retry_after: Some(ra.into()),
+            body: vec![],
+        };
+        assert_eq!(
+            parse(&with(429, "7")).err().unwrap().retry_after(),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            parse(&with(503, "Thu, 01 Jan 1970 00:00:30 GMT"))
+                .err()
+                .unwrap()
+                .retry_after(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse(&with(500, "7")).err().unwrap().retry_after(), None);
+        assert_eq!(
+            parse(&with(429, "later")).err().unwrap().retry_after(),
+            None
+        );
+    }
+
+    #[test]
+    fn jwt_access_tokens_expose_claims() {
+        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#);
+        let c = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"billing-client","exp":1700000300}"#);
+        let t = parse(&ok(&format!(r#"{{"access_token":"{h}.{c}.sig"}}"#))).unwrap();
+        assert_eq!(t.claims.unwrap()["sub"], "billing-client");
+    }
+}

@@ -1,0 +1,55 @@
+//! OAuth2 client-credentials tokens (RFC 6749 §4.4) for inject routes.
+//!
+//! Start reading at [`TokenCache`] (`cache.rs`): the proxy holds one `Arc<TokenCache>`,
+//! calls [`TokenCache::cached`] on every request (synchronous, a sharded read and an
+//! `Arc` clone), falls back to [`TokenCache::get`] on a miss, and calls
+//! [`TokenCache::invalidate`] when an upstream answers 401 with the token it sent.
+//!
+//! The pieces, one concern each:
+//! - `schedule.rs`: pure timing rules: lifetime, refresh at 75 %, the
+//!   `min(30 s, 10 %)` cutoff, backoff with jitter, `Retry-After`, failure memo.
+//! - `client.rs`: the token request (form body and headers, built by a pure function),
+//!   the [`TokenEndpoint`] trait that sends it, the reqwest implementation, and the
+//!   parsing of the answer (RFC 6749 §5.1 / §5.2).
+//! - `secret.rs`: client secrets (inline or a file re-read when it changes) and the
+//!   private key of `private_key_jwt`, both through one cheap file watcher.
+//! - `jwt.rs`: RFC 7523 client assertions signed with ring (ES256, RS256), and reading
+//!   a JWT's claims without verification (for `exp` and `tollgate token`).
+//! - `cache.rs`: the sharded cache, single-flight fetches, background refresh, the
+//!   failure memo and hot reload. `refresh.rs`: the background refresher's loop.
+//! - `token.rs`: [`Token`] and [`TokenInfo`]; `error.rs`: [`TokenError`] and [`AuthError`].
+//! - `metrics.rs`: the `tollgate_token_*` metrics, registered on the given registry.
+//!
+//! Secrets and tokens are newtypes whose `Debug` prints `[redacted]`; they reach the
+//! wire through one accessor each and never a log line, error or metric label.
+
+mod cache;
+mod client;
+mod error;
+mod jwt;
+mod metrics;
+mod refresh;
+mod schedule;
+mod secret;
+mod token;
+
+#[cfg(test)]
+mod test_support;
+
+pub use cache::{EndpointFactory, TokenCache};
+pub use client::{
+    BoxFuture, HttpRequest, HttpResponse, ReqwestEndpoint, TokenEndpoint, TransportError,
+    REQUEST_TIMEOUT,
+};
+pub use error::{AuthError, TokenError};
+pub use jwt::decode_claims;
+pub use token::{Token, TokenInfo};
+
+/// Installs ring as rustls' process-wide crypto provider, unless one already is.
+///
+/// reqwest is built with `rustls-no-provider`; building a client without a provider
+/// panics. Calling this more than once is harmless.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed (ours or the proxy's).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

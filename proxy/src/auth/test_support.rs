@@ -1,0 +1,227 @@
+//! Test helpers: a scripted fake [`TokenEndpoint`], credentials, temporary files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tollgate_rules::{AuthMethod, Credential, Secret, SecretSource};
+use url::Url;
+
+use super::client::{BoxFuture, HttpRequest, HttpResponse, TokenEndpoint, TransportError};
+use super::TokenCache;
+
+/// A credential `NAME` with client id `NAME-client`, secret `NAME-secret` (basic).
+pub(crate) fn credential(name: &str) -> Credential {
+    Credential {
+        name: name.into(),
+        token_url: Url::parse("https://idp.example.com/oauth2/token").unwrap(),
+        client_id: format!("{name}-client"),
+        auth: AuthMethod::ClientSecretBasic(SecretSource::Inline(Secret::new(format!(
+            "{name}-secret"
+        )))),
+        scopes: vec![],
+        audience: None,
+        resource: None,
+        params: BTreeMap::new(),
+        ca_file: None,
+    }
+}
+
+pub(crate) fn credentials(defs: &[Credential]) -> BTreeMap<String, Credential> {
+    defs.iter().map(|d| (d.name.clone(), d.clone())).collect()
+}
+
+/// What the fake endpoint answers.
+#[derive(Clone, Debug)]
+pub(crate) enum Reply {
+    /// 200 with `access_token` `tok-N` (N = call number), Bearer, this `expires_in`.
+    Token { expires_in: Option<u64> },
+    /// This status and JSON body (and `Retry-After`).
+    Status(u16, &'static str, Option<&'static str>),
+    /// A transport failure.
+    Fail(TransportError),
+}
+
+impl Reply {
+    pub(crate) fn token(expires_in: u64) -> Self {
+        Reply::Token {
+            expires_in: Some(expires_in),
+        }
+    }
+}
+
+/// Records every request; answers from a script, then a default.
+pub(crate) struct FakeEndpoint {
+    calls: AtomicUsize,
+    requests: Mutex<Vec<HttpRequest>>,
+    script: Mutex<VecDeque<Reply>>,
+    default: Mutex<Reply>,
+    delay: Mutex<Duration>,
+}
+
+impl FakeEndpoint {
+    pub(crate) fn new(default: Reply) -> Arc<Self> {
+        Arc::new(FakeEndpoint {
+            calls: AtomicUsize::new(0),
+            requests: Mutex::new(Vec::new()),
+            script: Mutex::new(VecDeque::new()),
+            default: Mutex::new(default),
+            delay: Mutex::new(Duration::ZERO),
+        })
+    }
+
+    pub(crate) fn push(&self, reply: Reply) {
+        self.script.lock().unwrap().push_back(reply);
+    }
+
+    pub(crate) fn set_default(&self, reply: Reply) {
+        *self.default.lock().unwrap() = reply;
+    }
+
+    /// Each answer takes this long (tokio time).
+    pub(crate) fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
+    }
+
+    pub(crate) fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn requests(&self) -> Vec<HttpRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub(crate) fn last_request(&self) -> HttpRequest {
+        self.requests.lock().unwrap().last().cloned().unwrap()
+    }
+}
+
+impl TokenEndpoint for FakeEndpoint {
+    fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
+        Box::pin(async move {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            self.requests.lock().unwrap().push(request);
+            let reply = self
+                .script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| self.default.lock().unwrap().clone());
+            let delay = *self.delay.lock().unwrap();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            match reply {
+                Reply::Token { expires_in } => {
+                    let mut body = serde_json::json!({
+                        "access_token": format!("tok-{n}"),
+                        "token_type": "Bearer",
+                    });
+                    if let Some(e) = expires_in {
+                        body["expires_in"] = e.into();
+                    }
+                    Ok(HttpResponse {
+                        status: 200,
+                        retry_after: None,
+                        body: body.to_string().into_bytes(),
+                    })
+                }
+                Reply::Status(status, body, retry_after) => Ok(HttpResponse {
+                    status,
+                    retry_after: retry_after.map(str::to_owned),
+                    body: body.as_bytes().to_vec(),
+                }),
+                Reply::Fail(e) => Err(e),
+            }
+        })
+    }
+}
+
+/// A cache over `defs` whose endpoints are all `fake`, with its own registry.
+pub(crate) fn cache_with(
+    fake: &Arc<FakeEndpoint>,
+    defs: &[Credential],
+) -> (Arc<TokenCache>, prometheus::Registry) {
+    let registry = prometheus::Registry::new();
+    let fake = Arc::clone(fake);
+    let cache = TokenCache::with_endpoint_factory(
+        &credentials(defs),
+        &registry,
+        Box::new(move |_| Ok(Arc::clone(&fake) as Arc<dyn TokenEndpoint>)),
+    )
+    .unwrap();
+    (cache, registry)
+}
+
+/// The value of one series in a registry (0 when absent).
+pub(crate) fn metric(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
+    for family in registry.gather() {
+        if family.name() != name {
+            continue;
+        }
+        for m in family.get_metric() {
+            let matches = labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            });
+            if matches {
+                if m.counter.is_some() {
+                    return m.get_counter().value();
+                }
+                if m.gauge.is_some() {
+                    return m.get_gauge().value();
+                }
+                if m.histogram.is_some() {
+                    return m.get_histogram().get_sample_count() as f64;
+                }
+            }
+        }
+    }
+    0.0
+}
+
+static DIRS: AtomicUsize = AtomicUsize::new(0);
+
+/// A temporary directory, removed on drop.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new() -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "tollgate-auth-test-{}-{}",
+            std::process::id(),
+            DIRS.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes a file (in place) and returns its path.
+    pub(crate) fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    /// Replaces a file atomically (a new inode), as secret rotation does.
+    pub(crate) fn replace(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let tmp = self.write(&format!(".{name}.new"), content);
+        let path = self.0.join(name);
+        std::fs::rename(tmp, &path).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,157 @@
+//! Hot reload: SIGHUP, or a change to the config file or a file it references (secret
+//! files, CA files, keys), loads the config again. A valid new config is swapped in whole
+//! (routes, upstream trust) and credentials are reconfigured (tokens of unchanged
+//! credentials survive); an invalid one is rejected with its problems logged and the old
+//! one keeps serving. Listener addresses and thread counts need a restart.
+
+use crate::auth::TokenCache;
+use crate::metrics::Metrics;
+use crate::state::State;
+use arc_swap::ArcSwap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tollgate_rules::{load::ProcessEnv, AuthMethod, Config, SecretSource};
+
+/// How often watched files are checked for changes.
+pub const POLL: Duration = Duration::from_secs(1);
+
+pub struct Reloader {
+    pub path: PathBuf,
+    pub state: Arc<ArcSwap<State>>,
+    pub tokens: Arc<TokenCache>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The files a config depends on (the config itself first).
+fn watched_files(path: &Path, config: &Config) -> Vec<PathBuf> {
+    let mut files = vec![path.to_path_buf()];
+    for c in config.credentials.values() {
+        match &c.auth {
+            AuthMethod::ClientSecretBasic(SecretSource::File(p))
+            | AuthMethod::ClientSecretPost(SecretSource::File(p)) => files.push(p.clone()),
+            AuthMethod::PrivateKeyJwt {
+                private_key_file, ..
+            } => files.push(private_key_file.clone()),
+            _ => {}
+        }
+        if let Some(ca) = &c.ca_file {
+            files.push(ca.clone());
+        }
+    }
+    for r in &config.routes {
+        if let Some(ca) = &r.upstream_ca_file {
+            files.push(ca.clone());
+        }
+    }
+    files
+}
+
+/// A cheap fingerprint of a file: modification time and length (None when missing).
+fn stamp(p: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    files.iter().map(|f| stamp(f)).collect()
+}
+
+impl Reloader {
+    /// Load, validate and apply the config file. Returns whether it was applied.
+    pub fn reload(&self, why: &str) -> bool {
+        let outcome = match tollgate_rules::load(&self.path, &ProcessEnv) {
+            Err(errors) => Err(errors.0.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
+            Ok(config) => {
+                let old = self.state.load();
+                if config.listen != old.config.listen || config.threads != old.config.threads {
+                    tracing::warn!(
+                        "listen addresses and threads change only on restart; keeping the current ones"
+                    );
+                }
+                let credentials = config.credentials.clone();
+                match State::build(config) {
+                    Err(problems) => Err(problems),
+                    Ok(new) => match self.tokens.reconfigure(&credentials) {
+                        Err(e) => Err(vec![e.to_string()]),
+                        Ok(()) => {
+                            self.state.store(Arc::new(new));
+                            Ok(())
+                        }
+                    },
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["applied"])
+                    .inc();
+                tracing::info!(path = %self.path.display(), why, "config reloaded");
+                true
+            }
+            Err(problems) => {
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["rejected"])
+                    .inc();
+                for p in &problems {
+                    tracing::error!(why, "config reload rejected: {p}");
+                }
+                tracing::error!(
+                    path = %self.path.display(),
+                    problems = problems.len(),
+                    "config reload rejected; the previous config keeps serving"
+                );
+                false
+            }
+        }
+    }
+
+    /// Watch for SIGHUP and file changes on a thread of its own, for the life of the process.
+    pub fn spawn(self) -> std::io::Result<()> {
+        std::thread::Builder::new()
+            .name("tollgate-reload".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("reload watcher cannot start: {e}");
+                        return;
+                    }
+                };
+                rt.block_on(self.watch());
+            })
+            .map(drop)
+    }
+
+    async fn watch(self) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGHUP: {e}");
+                None
+            }
+        };
+        let mut files = watched_files(&self.path, &self.state.load().config);
+        let mut seen = stamps(&files);
+        let mut tick = tokio::time::interval(POLL);
+        loop {
+            let why = tokio::select! {
+                _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => "SIGHUP",
+                _ = tick.tick() => {
+                    if stamps(&files) == seen { continue; }
+                    "file change"
+                }
+            };
+            self.reload(why);
+            files = watched_files(&self.path, &self.state.load().config);
+            seen = stamps(&files);
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The 401 replay decision (SPEC "401 replay"). Pure: the proxy asks [`decide`] when an
+//! inject route's upstream answers 401, then replays through pingora's retry loop.
+
+use pingora::http::ResponseHeader;
+
+/// What happened to an upstream 401 on an inject route (the `outcome` metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Token invalidated, request replayed with a fresh one.
+    Replayed,
+    /// The replay got a 401 too: passed to the client unchanged.
+    Second401,
+    /// The body was larger than the replay buffer (64 KiB): streamed, 401 passed on.
+    BodyTooLarge,
+    /// Not replayed by rule: `replay_on_401: false` or `insufficient_scope`.
+    NoReplay,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Replayed => "replayed",
+            Outcome::Second401 => "second_401",
+            Outcome::BodyTooLarge => "body_too_large",
+            Outcome::NoReplay => "no_replay",
+        }
+    }
+}
+
+/// The facts the decision needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    pub replay_on_401: bool,
+    pub already_replayed: bool,
+    pub body_truncated: bool,
+    pub insufficient_scope: bool,
+}
+
+pub fn decide(f: Facts) -> Outcome {
+    if f.already_replayed {
+        Outcome::Second401
+    } else if !f.replay_on_401 || f.insufficient_scope {
+        Outcome::NoReplay
+    } else if f.body_truncated {
+        Outcome::BodyTooLarge
+    } else {
+        Outcome::Replayed
+    }
+}
+
+/// Does a `WWW-Authenticate: Bearer error="insufficient_scope"` (RFC 6750 §3.1) say the token
+/// is fine but lacks scope? A fresh token would not help, so such a 401 is not replayed.
+pub fn insufficient_scope(resp: &ResponseHeader) -> bool {
+    resp.headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            let v = v.to_ascii_lowercase();
+            v.contains("error=\"insufficient_scope\"") || v.contains("error=insufficient_scope")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> Facts {
+        Facts {
+            replay_on_401: true,
+            already_replayed: false,
+            body_truncated: false,
+            insufficient_scope: false,
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        assert_eq!(decide(facts()), Outcome::Replayed);
+        assert_eq!(
+            decide(Facts {
+                already_replayed: true,
+                ..facts()
+            }),
+            Outcome::Second401
+        );
+        assert_eq!(
+            decide(Facts {
+                replay_on_401: false,
+                ..facts()
+            }),
+            Outcome::NoReplay
+        );
+        assert_eq!(
+            decide(Facts {
+                insufficient_scope: true,
+                ..facts()
+            }),
+            Outcome::NoReplay
+        );
+        assert_eq!(
+            decide(Facts {
+                body_truncated: true,
+                ..facts()
+            }),
+            Outcome::BodyTooLarge
+        );
+    }
+
+    #[test]
+    fn reads_insufficient_scope() {
+        let mut r = ResponseHeader::build(401, None).expect("resp");
+        r.insert_header(
+            "www-authenticate",
+            r#"Bearer realm="x", error="insufficient_scope", scope="a b""#,
+        )
+        .expect("hdr");
+        assert!(insufficient_scope(&r));
+        let mut r = ResponseHeader::build(401, None).expect("resp");
+        r.insert_header("www-authenticate", r#"Bearer error="invalid_token""#)
+            .expect("hdr");
+        assert!(!insufficient_scope(&r));
+    }
+}
