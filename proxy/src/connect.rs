@@ -88,6 +88,9 @@ pub async fn tunnel(
             ));
         }
     };
+    // pingora hands the socket back only from a keep-alive session; clients such as undici
+    // send `Connection: close` on CONNECT, which would make it close the socket instead.
+    while h1.req_header_mut().remove_header("connection").is_some() {}
     h1.set_server_keepalive(Some(0));
     h1.set_keepalive_reuses_remaining(None);
     h1.set_pipelining_enabled(true);

@@ -6,6 +6,7 @@ use crate::inject::Injected;
 use crate::state::State;
 use crate::upstream::Dial;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,8 +34,30 @@ pub struct Replay {
     pub done: bool,
 }
 
+/// Counts a request as in flight for as long as its context lives.
+pub struct InFlight(Option<Arc<AtomicUsize>>);
+
+impl InFlight {
+    pub fn enter(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(Some(counter.clone()))
+    }
+    pub fn none() -> InFlight {
+        InFlight(None)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 pub struct Ctx {
     pub started: Instant,
+    _inflight: InFlight,
     /// The config snapshot this request was routed with.
     pub state: Option<Arc<State>>,
     pub routed: Option<Routed>,
@@ -50,9 +73,10 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new() -> Ctx {
+    pub fn new(inflight: InFlight) -> Ctx {
         Ctx {
             started: Instant::now(),
+            _inflight: inflight,
             state: None,
             routed: None,
             upstream: None,
@@ -74,6 +98,6 @@ impl Ctx {
 
 impl Default for Ctx {
     fn default() -> Self {
-        Ctx::new()
+        Ctx::new(InFlight::none())
     }
 }

@@ -163,6 +163,45 @@ pub fn split_authority(
     Ok((host, port))
 }
 
+/// Largest request head we accept (pingora's own limit is 1 MiB).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Refuse request heads that are too large, or that carry both `Content-Length` and
+/// `Transfer-Encoding` (RFC 9112 §6.3: a smuggling vector; pingora silently drops the
+/// Content-Length, we refuse the request instead).
+pub fn check_head(session: &pingora::proxy::Session) -> Result<(), ProxyError> {
+    let Some(h1) = session.downstream_session.as_http1() else {
+        return Ok(());
+    };
+    let raw = h1.get_headers_raw_bytes();
+    if raw.len() > MAX_HEADER_BYTES {
+        return Err(bad(format!(
+            "request head is {} bytes; the limit is {MAX_HEADER_BYTES}",
+            raw.len()
+        )));
+    }
+    if session
+        .req_header()
+        .headers
+        .contains_key(http::header::TRANSFER_ENCODING)
+        && has_header_line(&raw, b"content-length")
+    {
+        return Err(bad(
+            "both Content-Length and Transfer-Encoding are present (RFC 9112 section 6.3)",
+        ));
+    }
+    Ok(())
+}
+
+/// Is there a header line `name:` (case-insensitive) in a raw request head?
+fn has_header_line(raw: &[u8], name: &[u8]) -> bool {
+    raw.split(|b| *b == b'\n').skip(1).any(|line| {
+        line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && matches!(line[name.len()], b':' | b' ' | b'\t')
+    })
+}
+
 /// Request headers never forwarded (RFC 9110 §7.6.1 hop-by-hop, plus proxy credentials).
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -310,6 +349,18 @@ mod tests {
                 "{s:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn finds_raw_header_lines() {
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(has_header_line(raw, b"content-length"));
+        assert!(has_header_line(raw, b"transfer-encoding"));
+        assert!(!has_header_line(
+            b"GET /content-length: HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"content-length"
+        ));
+        assert!(!has_header_line(raw, b"content-type"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! prepared peer; `upstream_request_filter` rewrites the request for the upstream;
 //! `fail_to_proxy` answers every error in our JSON shape (`errors`).
 
+use crate::ctx::InFlight;
 use crate::ctx::{Ctx, Routed, Upstream};
 use crate::errors::{self, Code, ProxyError};
 use crate::forward::{self, Form};
@@ -20,6 +21,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::{Error, Result};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use tollgate_rules::{Action, Decision, DefaultAction, RequestFacts};
 
@@ -28,6 +30,8 @@ pub struct Tollgate {
     pub dns: Arc<Dns>,
     pub injector: Arc<Injector>,
     pub metrics: Arc<Metrics>,
+    /// Requests in flight (for draining on SIGTERM).
+    pub inflight: Arc<AtomicUsize>,
 }
 
 /// Record an error we answer ourselves and hand pingora an error that leads to `fail_to_proxy`.
@@ -276,16 +280,16 @@ impl ProxyHttp for Tollgate {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx::new()
+        Ctx::new(InFlight::enter(&self.inflight))
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let state = self.state.load_full();
         ctx.state = Some(state.clone());
-        if let Err(e) = self.route(session, ctx, &state) {
+        if let Err(e) = forward::check_head(session) {
             return fail(ctx, e);
         }
-        if let Err(e) = self.resolve(ctx, &state).await {
+        if let Err(e) = self.route(session, ctx, &state) {
             return fail(ctx, e);
         }
         let route = ctx
@@ -297,19 +301,22 @@ impl ProxyHttp for Tollgate {
             .routed
             .as_ref()
             .is_some_and(|r| r.target.form == Form::Connect);
+        if is_connect && matches!(route.map(|r| &r.action), Some(Action::Inject(_))) {
+            let name = route.map(|r| r.name.as_str());
+            return fail(
+                ctx,
+                ProxyError::new(
+                    Code::ConnectNotAllowed,
+                    "route injects a credential, which cannot be added inside a CONNECT (TLS) tunnel; send plain http:// to the proxy and let the route's https upstream originate TLS",
+                    name,
+                ),
+            );
+        }
+        if let Err(e) = self.resolve(ctx, &state).await {
+            return fail(ctx, e);
+        }
         match route.map(|r| &r.action) {
             Some(Action::Inject(inject)) => {
-                if is_connect {
-                    let name = route.map(|r| r.name.as_str());
-                    return fail(
-                        ctx,
-                        ProxyError::new(
-                            Code::ConnectNotAllowed,
-                            "route injects a credential, which cannot be added inside a CONNECT (TLS) tunnel; send plain http:// to the proxy and let the route's https upstream originate TLS",
-                            name,
-                        ),
-                    );
-                }
                 let name = route.map(|r| r.name.clone());
                 match self.injector.header_for(inject, name.as_deref()).await {
                     Ok(inj) => ctx.injected = Some(inj),
@@ -513,12 +520,26 @@ impl ProxyHttp for Tollgate {
             .request_duration
             .with_label_values(&[route])
             .observe(ctx.started.elapsed().as_secs_f64());
-        tracing::debug!(
+        let req = session.req_header();
+        let (host, port) = ctx
+            .routed
+            .as_ref()
+            .map(|r| (r.target.host.as_str(), r.target.port))
+            .unwrap_or(("-", 0));
+        tracing::info!(
+            target: "tollgate::access",
             route,
+            action,
+            method = %req.method,
+            host,
+            port,
+            path = req.uri.path(),
             status,
+            upstream_status = ctx.upstream_status.unwrap_or(0),
+            duration_ms = (ctx.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            replayed = ctx.replay.done,
             error = ctx.failure.as_ref().map(|f| f.code.as_str()).unwrap_or("-"),
-            elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
-            "request"
+            "access"
         );
     }
 }

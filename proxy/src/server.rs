@@ -13,9 +13,12 @@ use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Seconds pingora waits, after SIGTERM, for in-flight requests before it stops.
 pub const DRAIN_SECONDS: u64 = 10;
@@ -40,8 +43,10 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
     let make_conf = || {
         let mut conf = ServerConf::default();
         conf.threads = threads;
-        conf.grace_period_seconds = Some(0);
-        conf.graceful_shutdown_timeout_seconds = Some(DRAIN_SECONDS);
+        // SIGTERM: listeners stop, in-flight requests get up to DRAIN_SECONDS; `Drain`
+        // exits as soon as none is left.
+        conf.grace_period_seconds = Some(DRAIN_SECONDS);
+        conf.graceful_shutdown_timeout_seconds = Some(1);
         conf.upstream_keepalive_pool_size = 1024;
         conf
     };
@@ -51,6 +56,7 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new()?);
+    let inflight = Arc::new(AtomicUsize::new(0));
     crate::auth::install_crypto_provider();
     let tokens =
         TokenCache::new(&state.config.credentials, &metrics.registry).map_err(|e| e.to_string())?;
@@ -68,6 +74,7 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
         dns: Dns::system(),
         injector: Arc::new(Injector::new(tokens)),
         metrics: metrics.clone(),
+        inflight: inflight.clone(),
     };
     let mut options = HttpServerOptions::default();
     options.allow_connect_method_proxying = true;
@@ -87,5 +94,54 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
     server.add_service(proxy);
     server.add_service(admin);
     tracing::info!(proxy = %listen.proxy, admin = %listen.admin, threads, "tollgate serving");
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Drain { inflight }),
+    });
+    std::process::exit(0)
+}
+
+/// Signals: SIGTERM (and SIGQUIT) drain gracefully, SIGINT stops at once. pingora's grace
+/// period is a fixed sleep; this watcher ends the process as soon as no request is in flight.
+struct Drain {
+    inflight: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for Drain {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot install signal handlers; SIGTERM will not drain");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping now");
+                ShutdownSignal::FastShutdown
+            }
+            _ = async { tokio::select! { _ = term.recv() => {}, _ = quit.recv() => {} } } => {
+                let inflight = self.inflight.clone();
+                tracing::info!(
+                    in_flight = inflight.load(Ordering::Acquire),
+                    "SIGTERM: no longer accepting; draining in-flight requests for up to {DRAIN_SECONDS}s"
+                );
+                std::thread::spawn(move || {
+                    // Let pingora close the listeners first.
+                    std::thread::sleep(Duration::from_millis(100));
+                    loop {
+                        if inflight.load(Ordering::Acquire) == 0 {
+                            tracing::info!("drained; exiting");
+                            std::process::exit(0);
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                });
+                ShutdownSignal::GracefulTerminate
+            }
+        }
+    }
 }

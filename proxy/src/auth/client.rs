@@ -302,13 +302,8 @@ fn expires_in(v: &Value) -> Option<Duration> {
 }
 
 fn float_secs(f: f64) -> Option<u64> {
-    (f.is_finite() && f >= 0.0).then(|| {
-        if f >= u64::MAX as f64 {
-            u64::MAX
-        } else {
-            f as u64
-        }
-    })
+    // `as` saturates: 1e300 becomes u64::MAX (and the lifetime is capped later).
+    (f.is_finite() && f >= 0.0).then_some(f as u64)
 }
 
 /// RFC 6749 §5.2 `error` and `error_description` from a body, if it is such JSON.
@@ -741,3 +736,7 @@ mod tests {
         assert_eq!(t.claims.unwrap()["sub"], "billing-client");
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod http_tests;

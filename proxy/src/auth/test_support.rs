@@ -1,7 +1,7 @@
 //! Test helpers: a scripted fake [`TokenEndpoint`], credentials, temporary files.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,11 +53,10 @@ impl Reply {
     }
 }
 
-/// Records every request; answers from a script, then a default.
+/// Records every request; answers with the current default reply.
 pub(crate) struct FakeEndpoint {
     calls: AtomicUsize,
     requests: Mutex<Vec<HttpRequest>>,
-    script: Mutex<VecDeque<Reply>>,
     default: Mutex<Reply>,
     delay: Mutex<Duration>,
 }
@@ -67,14 +66,9 @@ impl FakeEndpoint {
         Arc::new(FakeEndpoint {
             calls: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
-            script: Mutex::new(VecDeque::new()),
             default: Mutex::new(default),
             delay: Mutex::new(Duration::ZERO),
         })
-    }
-
-    pub(crate) fn push(&self, reply: Reply) {
-        self.script.lock().unwrap().push_back(reply);
     }
 
     pub(crate) fn set_default(&self, reply: Reply) {
@@ -104,12 +98,7 @@ impl TokenEndpoint for FakeEndpoint {
         Box::pin(async move {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
             self.requests.lock().unwrap().push(request);
-            let reply = self
-                .script
-                .lock()
-                .unwrap()
-                .pop_front()
-                .unwrap_or_else(|| self.default.lock().unwrap().clone());
+            let reply = self.default.lock().unwrap().clone();
             let delay = *self.delay.lock().unwrap();
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -169,15 +158,14 @@ pub(crate) fn metric(registry: &prometheus::Registry, name: &str, labels: &[(&st
                     .any(|l| l.name() == *k && l.value() == *v)
             });
             if matches {
-                if m.counter.is_some() {
-                    return m.get_counter().value();
-                }
-                if m.gauge.is_some() {
-                    return m.get_gauge().value();
-                }
-                if m.histogram.is_some() {
-                    return m.get_histogram().get_sample_count() as f64;
-                }
+                return match family.get_field_type() {
+                    prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
+                    prometheus::proto::MetricType::GAUGE => m.get_gauge().get_value(),
+                    prometheus::proto::MetricType::HISTOGRAM => {
+                        m.get_histogram().get_sample_count() as f64
+                    }
+                    _ => 0.0,
+                };
             }
         }
     }
