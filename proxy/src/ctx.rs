@@ -70,6 +70,8 @@ pub struct Ctx {
     pub upstream_sent: Option<Instant>,
     /// The upstream's last response status.
     pub upstream_status: Option<u16>,
+    /// The OpenTelemetry span of this request (only when traces are exported).
+    pub span: Option<tracing::Span>,
 }
 
 impl Ctx {
@@ -85,6 +87,7 @@ impl Ctx {
             failure: None,
             upstream_sent: None,
             upstream_status: None,
+            span: None,
         }
     }
 

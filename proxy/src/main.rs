@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use tollgate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // reqwest (token endpoint, OTLP export) is built without a default TLS provider.
+    tollgate::auth::install_crypto_provider();
     tollgate::telemetry::init();
     let cli = Cli::parse();
     let code = match cli.command {

@@ -286,6 +286,13 @@ impl ProxyHttp for Tollgate {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let state = self.state.load_full();
         ctx.state = Some(state.clone());
+        if crate::telemetry::tracing_enabled() {
+            let req = session.req_header();
+            ctx.span = Some(crate::telemetry::request_span(
+                &req.headers,
+                req.method.as_str(),
+            ));
+        }
         if let Err(e) = forward::check_head(session) {
             return fail(ctx, e);
         }
@@ -387,6 +394,14 @@ impl ProxyHttp for Tollgate {
             }
         }
         ctx.upstream_sent = Some(std::time::Instant::now());
+        if let Some(span) = ctx.span.as_ref() {
+            // W3C trace context for the upstream: continue the client's trace through ours.
+            while req.remove_header("traceparent").is_some() {}
+            while req.remove_header("tracestate").is_some() {}
+            for (k, v) in crate::telemetry::trace_headers(span) {
+                req.insert_header(k, v)?;
+            }
+        }
         if let Some(inj) = ctx.injected.as_ref() {
             // The client's own credential is replaced, never forwarded.
             while req.remove_header(&inj.header).is_some() {}
@@ -520,6 +535,22 @@ impl ProxyHttp for Tollgate {
             .request_duration
             .with_label_values(&[route])
             .observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(span) = ctx.span.as_ref() {
+            if let Some(r) = ctx.routed.as_ref() {
+                span.record("server.address", r.target.host.as_str());
+                span.record("server.port", r.target.port);
+            }
+            span.record("tollgate.route", route);
+            span.record("tollgate.action", action);
+            span.record("tollgate.replayed", ctx.replay.done);
+            span.record("http.response.status_code", status);
+            if let Some(u) = ctx.upstream_status {
+                span.record("upstream.status_code", u);
+            }
+            if status >= 500 || status == 0 {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         let req = session.req_header();
         let (host, port) = ctx
             .routed

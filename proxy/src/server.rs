@@ -97,6 +97,7 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
     server.run(RunArgs {
         shutdown_signal: Box::new(Drain { inflight }),
     });
+    crate::telemetry::shutdown();
     std::process::exit(0)
 }
 
@@ -135,6 +136,7 @@ impl ShutdownSignalWatch for Drain {
                     loop {
                         if inflight.load(Ordering::Acquire) == 0 {
                             tracing::info!("drained; exiting");
+                            crate::telemetry::shutdown();
                             std::process::exit(0);
                         }
                         std::thread::sleep(Duration::from_millis(20));

@@ -443,7 +443,18 @@ impl Shared {
         drop(material);
         let endpoint = Arc::clone(&cred.endpoint.read().unwrap_or_else(PoisonError::into_inner));
         let started = Instant::now();
-        let sent = tokio::time::timeout(REQUEST_TIMEOUT, endpoint.send(request)).await;
+        let span = tracing::info_span!(
+            target: "tollgate::auth",
+            "token request",
+            otel.kind = "client",
+            credential = %cred.name,
+            url.full = %cred.def.token_url,
+        );
+        let sent = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            tracing::Instrument::instrument(endpoint.send(request), span),
+        )
+        .await;
         let received = Instant::now();
         cred.m
             .duration
