@@ -80,7 +80,7 @@ pub async fn tunnel(
         ServerSession::H1(h1) => h1,
         other => {
             // HTTP/2 extended CONNECT is not supported: put the session back and refuse.
-            session.downstream_session = Box::new(other);
+            *session.downstream_session = other;
             return Err(ProxyError::new(
                 Code::BadRequest,
                 "CONNECT is supported over HTTP/1.x only",

@@ -40,15 +40,14 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
 
-    let make_conf = || {
-        let mut conf = ServerConf::default();
-        conf.threads = threads;
-        // SIGTERM: listeners stop, in-flight requests get up to DRAIN_SECONDS; `Drain`
-        // exits as soon as none is left.
-        conf.grace_period_seconds = Some(DRAIN_SECONDS);
-        conf.graceful_shutdown_timeout_seconds = Some(1);
-        conf.upstream_keepalive_pool_size = 1024;
-        conf
+    // SIGTERM: listeners stop, in-flight requests get up to DRAIN_SECONDS; `Drain` exits
+    // as soon as none is left.
+    let make_conf = || ServerConf {
+        threads,
+        grace_period_seconds: Some(DRAIN_SECONDS),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: 1024,
+        ..Default::default()
     };
     let conf = Arc::new(make_conf());
 

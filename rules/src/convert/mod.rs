@@ -1,0 +1,297 @@
+//! File structs -> validated model, collecting every problem with its position.
+//!
+//! Each `credential`/`route` function validates one entry, records problems on the
+//! [`Checker`], and returns `None` when the entry had any. The model is assembled only
+//! when nothing at all was wrong. `credential.rs` and `route.rs` hold the per-entry
+//! checks; this file the [`Checker`] and the top level.
+
+use crate::file::{ConfigFile, DefaultActionFile};
+use crate::load::{Env, Problem};
+use crate::model::{Config, DefaultAction, Listen};
+use crate::pos::{display, Pos, PosIndex, Seg, YPath};
+use crate::values::{self, shown};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Default `listen.proxy`.
+pub const DEFAULT_PROXY_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3128);
+/// Default `listen.admin`.
+pub const DEFAULT_ADMIN_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+/// Default `routes[].header`.
+pub const DEFAULT_HEADER: &str = "Authorization";
+/// Default `routes[].prefix`.
+pub const DEFAULT_PREFIX: &str = "Bearer ";
+/// Largest accepted `threads`.
+pub const MAX_THREADS: u64 = 4096;
+
+/// Builds a path from segments: `path!["routes", i, "name"]`.
+macro_rules! path {
+    ($($seg:expr),* $(,)?) => {{
+        let p: YPath = vec![$(Seg::from($seg)),*];
+        p
+    }};
+}
+
+impl From<&str> for Seg {
+    fn from(s: &str) -> Seg {
+        Seg::Key(s.to_owned())
+    }
+}
+
+impl From<&String> for Seg {
+    fn from(s: &String) -> Seg {
+        Seg::Key(s.clone())
+    }
+}
+
+impl From<usize> for Seg {
+    fn from(i: usize) -> Seg {
+        Seg::Idx(i)
+    }
+}
+
+fn child(base: &[Seg], seg: impl Into<Seg>) -> YPath {
+    let mut p = base.to_vec();
+    p.push(seg.into());
+    p
+}
+
+mod credential;
+mod route;
+
+use credential::credential;
+use route::route;
+
+/// Collects problems and resolves positions.
+pub(crate) struct Checker<'a> {
+    file: &'a str,
+    index: PosIndex,
+    env: &'a dyn Env,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(file: &'a str, text: &str, env: &'a dyn Env) -> Self {
+        Checker {
+            file,
+            index: PosIndex::build(text),
+            env,
+            problems: Vec::new(),
+        }
+    }
+
+    pub fn into_problems(self) -> Vec<Problem> {
+        self.problems
+    }
+
+    fn at(&mut self, pos: Pos, path: &[Seg], message: impl AsRef<str>) {
+        let message = if path.is_empty() {
+            message.as_ref().to_owned()
+        } else {
+            format!("{}: {}", display(path), message.as_ref())
+        };
+        self.problems.push(Problem {
+            file: self.file.to_owned(),
+            line: pos.line,
+            column: pos.column,
+            message,
+        });
+    }
+
+    /// A problem with the value at `path`.
+    fn value_err(&mut self, path: &[Seg], message: impl AsRef<str>) {
+        let pos = self.index.value(path);
+        self.at(pos, path, message);
+    }
+
+    /// A problem with the node at `path` as a whole (a missing key, a conflict): located
+    /// at its key when it is a mapping entry, else at its value.
+    fn node_err(&mut self, path: &[Seg], message: impl AsRef<str>) {
+        let pos = match path.last() {
+            Some(Seg::Key(_)) => self.index.key(path),
+            _ => self.index.value(path),
+        };
+        self.at(pos, path, message);
+    }
+
+    /// `${NAME}` substitution for a value that may be quoted in messages.
+    fn expand(&mut self, path: &[Seg], raw: &str) -> Option<String> {
+        match values::expand(raw, self.env) {
+            Ok(s) => Some(s),
+            Err(errors) => {
+                for e in errors {
+                    self.value_err(path, e.message());
+                }
+                None
+            }
+        }
+    }
+
+    /// Expand, then parse/check; the message quotes the value as written in the file.
+    fn parse<T>(
+        &mut self,
+        path: &[Seg],
+        raw: &str,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let s = self.expand(path, raw)?;
+        match f(&s) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                self.value_err(path, with_written(msg, raw, &s));
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, path: &[Seg], raw: &str) -> Option<String> {
+        self.parse(path, raw, |s| {
+            if s.is_empty() {
+                Err("empty value".to_owned())
+            } else {
+                Ok(s.to_owned())
+            }
+        })
+    }
+
+    fn file_path(&mut self, path: &[Seg], raw: &str) -> Option<PathBuf> {
+        self.parse(path, raw, |s| {
+            if s.is_empty() {
+                Err("empty file path".to_owned())
+            } else {
+                Ok(PathBuf::from(s))
+            }
+        })
+    }
+
+    /// An explicit empty list is ambiguous ("none" or "all"?), so it is a problem.
+    fn non_empty_list<'l>(
+        &mut self,
+        path: &[Seg],
+        list: &'l Option<Vec<String>>,
+        omit_means: &str,
+    ) -> Option<&'l [String]> {
+        match list {
+            Some(l) if l.is_empty() => {
+                self.value_err(
+                    path,
+                    format!("empty list; omit the key to match {omit_means}"),
+                );
+                None
+            }
+            Some(l) => Some(l),
+            None => None,
+        }
+    }
+}
+
+/// When a value came from `${...}` substitution, says so (without showing the result).
+fn with_written(msg: String, raw: &str, expanded: &str) -> String {
+    if raw == expanded {
+        msg
+    } else {
+        format!("{msg} (after substituting `${{...}}` in {})", shown(raw))
+    }
+}
+
+/// The whole conversion. Returns `None` when any problem was recorded.
+pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
+    let listen = f.listen.unwrap_or_default();
+    let proxy = match &listen.proxy {
+        Some(raw) => c.parse(&path!["listen", "proxy"], raw, values::parse_listen),
+        None => Some(DEFAULT_PROXY_ADDR),
+    };
+    let admin = match &listen.admin {
+        Some(raw) => c.parse(&path!["listen", "admin"], raw, values::parse_listen),
+        None => Some(DEFAULT_ADMIN_ADDR),
+    };
+    if let (Some(p), Some(a)) = (proxy, admin) {
+        if p == a && p.port() != 0 {
+            c.value_err(
+                &path!["listen", "admin"],
+                "the admin listener must not use the proxy listener's address",
+            );
+        }
+    }
+
+    let threads = match f.threads {
+        None => Some(None),
+        Some(0) => {
+            c.value_err(
+                &path!["threads"],
+                "must be at least 1 (omit it to use one thread per CPU)",
+            );
+            None
+        }
+        Some(n) if n > MAX_THREADS => {
+            c.value_err(&path!["threads"], format!("must be at most {MAX_THREADS}"));
+            None
+        }
+        Some(n) => usize::try_from(n).ok().map(Some),
+    };
+
+    let default_action = match f.default_action {
+        None | Some(DefaultActionFile::Deny) => DefaultAction::Deny,
+        Some(DefaultActionFile::Pass) => DefaultAction::Pass,
+    };
+
+    // Credentials, in file order; duplicates reported at the later key.
+    let mut credentials = BTreeMap::new();
+    let mut declared: HashSet<String> = HashSet::new();
+    let mut all_ok = true;
+    let entries = f.credentials.map(|m| m.0).unwrap_or_default();
+    let key_positions = c.index.key_positions(&path!["credentials"]).to_vec();
+    for (i, (name, cf)) in entries.into_iter().enumerate() {
+        let base = path!["credentials", &name];
+        if !declared.insert(name.clone()) {
+            let pos = key_positions
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| c.index.key(&base));
+            c.at(
+                pos,
+                &base,
+                format!("duplicate credential name {}", shown(&name)),
+            );
+            all_ok = false;
+            continue;
+        }
+        if let Err(msg) = values::check_name(&name) {
+            c.node_err(&base, msg);
+            all_ok = false;
+        }
+        match credential(c, &base, &name, cf) {
+            Some(cred) => {
+                credentials.insert(name, cred);
+            }
+            None => all_ok = false,
+        }
+    }
+
+    // Routes, in file order.
+    let mut routes = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, rf) in f.routes.unwrap_or_default().into_iter().enumerate() {
+        let base = path!["routes", i];
+        match route(c, &base, rf, &declared, &mut names, i) {
+            Some(r) => routes.push(r),
+            None => all_ok = false,
+        }
+    }
+
+    let config = Config {
+        listen: Listen {
+            proxy: proxy?,
+            admin: admin?,
+        },
+        threads: threads?,
+        default_action,
+        allow_private_networks: f.allow_private_networks.unwrap_or(false),
+        credentials,
+        routes,
+    };
+    (all_ok && c.problems.is_empty()).then_some(config)
+}

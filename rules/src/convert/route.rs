@@ -1,0 +1,289 @@
+//! One entry of `routes:` -> [`Route`].
+
+use super::{child, Checker, DEFAULT_HEADER, DEFAULT_PREFIX};
+use crate::file::{ActionFile, RouteFile};
+use crate::model::{Action, Inject, Route, RouteMatch};
+use crate::pos::Seg;
+use crate::values::{self, shown, shown_url};
+use std::collections::{HashMap, HashSet};
+
+pub(super) fn route(
+    c: &mut Checker<'_>,
+    base: &[Seg],
+    f: RouteFile,
+    credentials: &HashSet<String>,
+    names: &mut HashMap<String, usize>,
+    index: usize,
+) -> Option<Route> {
+    let mut ok = true;
+    let p = |k: &str| child(base, k);
+
+    let name = match &f.name {
+        Some(raw) => c.parse(&p("name"), raw, |s| {
+            values::check_name(s).map(|()| s.to_owned())
+        }),
+        None => {
+            c.node_err(base, "missing `name`");
+            None
+        }
+    };
+    if let Some(n) = &name {
+        if let Some(first) = names.get(n) {
+            c.value_err(
+                &p("name"),
+                format!(
+                    "duplicate route name {} (first used by routes[{first}])",
+                    shown(n)
+                ),
+            );
+            ok = false;
+        } else {
+            names.insert(n.clone(), index);
+        }
+    }
+
+    let matcher = match &f.matcher {
+        None => {
+            c.node_err(
+                base,
+                "missing `match` (a route needs at least `match.hosts`)",
+            );
+            None
+        }
+        Some(m) => {
+            let mp = p("match");
+            let mut mok = true;
+            let mut hosts = Vec::new();
+            let hp = child(&mp, "hosts");
+            match &m.hosts {
+                None => {
+                    c.node_err(&mp, "missing `hosts` (a route needs at least one host)");
+                    mok = false;
+                }
+                Some(list) if list.is_empty() => {
+                    c.value_err(&hp, "a route needs at least one host");
+                    mok = false;
+                }
+                Some(list) => {
+                    for (i, raw) in list.iter().enumerate() {
+                        let ip = child(&hp, i);
+                        match c.parse(&ip, raw, |s| {
+                            crate::model::HostPattern::parse(s)
+                                .map_err(|e| format!("bad host pattern {}: {e}", shown(s)))
+                        }) {
+                            Some(h) => {
+                                if !hosts.contains(&h) {
+                                    hosts.push(h);
+                                }
+                            }
+                            None => mok = false,
+                        }
+                    }
+                }
+            }
+            let mut path_prefixes: Vec<String> = Vec::new();
+            let pp = child(&mp, "path_prefixes");
+            if let Some(list) = c.non_empty_list(&pp, &m.path_prefixes, "all paths") {
+                for (i, raw) in list.iter().enumerate() {
+                    match c.parse(&child(&pp, i), raw, |s| {
+                        values::check_path_prefix(s).map(|()| s.to_owned())
+                    }) {
+                        Some(s) => {
+                            if !path_prefixes.contains(&s) {
+                                path_prefixes.push(s);
+                            }
+                        }
+                        None => mok = false,
+                    }
+                }
+            } else if m.path_prefixes.is_some() {
+                mok = false;
+            }
+            let mut methods: Vec<String> = Vec::new();
+            let mep = child(&mp, "methods");
+            if let Some(list) = c.non_empty_list(&mep, &m.methods, "all methods") {
+                for (i, raw) in list.iter().enumerate() {
+                    match c.parse(&child(&mep, i), raw, values::parse_method) {
+                        Some(s) => {
+                            if !methods.contains(&s) {
+                                methods.push(s);
+                            }
+                        }
+                        None => mok = false,
+                    }
+                }
+            } else if m.methods.is_some() {
+                mok = false;
+            }
+            mok.then_some(RouteMatch {
+                hosts,
+                path_prefixes,
+                methods,
+            })
+        }
+    };
+
+    let mut clients = Vec::new();
+    let cp = p("clients");
+    if let Some(list) = c.non_empty_list(&cp, &f.clients, "any client") {
+        for (i, raw) in list.iter().enumerate() {
+            match c.parse(&child(&cp, i), raw, values::parse_client) {
+                Some(n) => {
+                    if !clients.contains(&n) {
+                        clients.push(n);
+                    }
+                }
+                None => ok = false,
+            }
+        }
+    } else if f.clients.is_some() {
+        ok = false;
+    }
+
+    let action = match f.action {
+        None => {
+            c.node_err(base, "missing `action` (inject, pass or deny)");
+            None
+        }
+        Some(ActionFile::Inject) => {
+            let credential = match &f.credential {
+                None => {
+                    c.node_err(&p("action"), "`action: inject` needs a `credential`");
+                    None
+                }
+                Some(raw) => {
+                    let cpath = p("credential");
+                    match c.expand(&cpath, raw) {
+                        Some(n) if credentials.contains(&n) => Some(n),
+                        Some(n) => {
+                            let known = if credentials.is_empty() {
+                                "no credentials are defined".to_owned()
+                            } else {
+                                let mut k: Vec<&str> =
+                                    credentials.iter().map(String::as_str).collect();
+                                k.sort_unstable();
+                                format!("defined: {}", k.join(", "))
+                            };
+                            c.value_err(
+                                &cpath,
+                                format!(
+                                    "{} is not defined under `credentials` ({known})",
+                                    shown(&n)
+                                ),
+                            );
+                            None
+                        }
+                        None => None,
+                    }
+                }
+            };
+            let header = match &f.header {
+                Some(raw) => c.parse(&p("header"), raw, |s| {
+                    values::check_header_name(s).map(|()| s.to_owned())
+                }),
+                None => Some(DEFAULT_HEADER.to_owned()),
+            };
+            let prefix = match &f.prefix {
+                Some(raw) => c.parse(&p("prefix"), raw, |s| {
+                    values::check_header_value_part(s).map(|()| s.to_owned())
+                }),
+                None => Some(DEFAULT_PREFIX.to_owned()),
+            };
+            match (credential, header, prefix) {
+                (Some(credential), Some(header), Some(prefix)) => Some(Action::Inject(Inject {
+                    credential,
+                    header,
+                    prefix,
+                    replay_on_401: f.replay_on_401.unwrap_or(true),
+                })),
+                _ => None,
+            }
+        }
+        Some(other) => {
+            let action_name = if other == ActionFile::Pass {
+                "pass"
+            } else {
+                "deny"
+            };
+            for (present, key, what) in [
+                (f.credential.is_some(), "credential", "a credential"),
+                (f.header.is_some(), "header", "`header`"),
+                (f.prefix.is_some(), "prefix", "`prefix`"),
+                (
+                    f.replay_on_401.is_some(),
+                    "replay_on_401",
+                    "`replay_on_401`",
+                ),
+            ] {
+                if present {
+                    c.node_err(
+                        &p(key),
+                        format!("only `action: inject` routes use {what} (this route's action is {action_name})"),
+                    );
+                    ok = false;
+                }
+            }
+            if other == ActionFile::Deny {
+                for (present, key) in [
+                    (f.upstream.is_some(), "upstream"),
+                    (f.upstream_ca_file.is_some(), "upstream_ca_file"),
+                ] {
+                    if present {
+                        c.node_err(&p(key), format!("a deny route has no `{key}`"));
+                        ok = false;
+                    }
+                }
+            }
+            Some(if other == ActionFile::Pass {
+                Action::Pass
+            } else {
+                Action::Deny
+            })
+        }
+    };
+
+    let upstream = match &f.upstream {
+        Some(raw) => match c.parse(&p("upstream"), raw, |s| {
+            values::parse_upstream(s).map_err(|e| format!("bad upstream {}: {e}", shown_url(s)))
+        }) {
+            Some(u) => Some(u),
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    let upstream_ca_file = match &f.upstream_ca_file {
+        Some(raw) => match c.file_path(&p("upstream_ca_file"), raw) {
+            Some(path) => {
+                if upstream
+                    .as_ref()
+                    .is_some_and(|u| u.scheme == crate::model::Scheme::Http)
+                {
+                    c.node_err(
+                        &p("upstream_ca_file"),
+                        "only an https `upstream` uses `upstream_ca_file`",
+                    );
+                    ok = false;
+                }
+                Some(path)
+            }
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+
+    let r = Route {
+        name: name?,
+        matcher: matcher?,
+        clients,
+        action: action?,
+        upstream,
+        upstream_ca_file,
+    };
+    ok.then_some(r)
+}

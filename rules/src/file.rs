@@ -1,0 +1,269 @@
+//! serde structs mirroring the YAML file (`deny_unknown_fields`). Converted by `load`.
+//!
+//! These types say only what the file *looks like*: they check key names and value
+//! types, nothing else. Almost every value is a `String` (or `Option`) here even when the
+//! model wants an address, URL, CIDR or path, because `${NAME}` substitution applies to
+//! string values and every semantic check belongs to [`crate::load()`], which knows each
+//! value's line and column and collects all problems instead of stopping at the first.
+//! Keys the model requires are `Option` here for the same reason: a missing key is a
+//! collected problem, not a serde error that hides the rest.
+//!
+//! The only values serde rejects on its own are enums (`action`, `auth_method`,
+//! `signing_alg`, `default_action`), booleans and integers.
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `listen:` addresses.
+    #[serde(default)]
+    pub listen: Option<ListenFile>,
+    /// `threads:` worker threads.
+    #[serde(default)]
+    pub threads: Option<u64>,
+    /// `default_action:` for requests no route matches.
+    #[serde(default)]
+    pub default_action: Option<DefaultActionFile>,
+    /// `allow_private_networks:`.
+    #[serde(default)]
+    pub allow_private_networks: Option<bool>,
+    /// `credentials:` by name, in file order.
+    #[serde(default)]
+    pub credentials: Option<OrderedMap<CredentialFile>>,
+    /// `routes:` in file order.
+    #[serde(default)]
+    pub routes: Option<Vec<RouteFile>>,
+}
+
+/// `listen:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenFile {
+    /// `listen.proxy:` `IP:PORT`.
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// `listen.admin:` `IP:PORT`.
+    #[serde(default)]
+    pub admin: Option<String>,
+}
+
+/// `default_action:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultActionFile {
+    /// `deny`
+    Deny,
+    /// `pass`
+    Pass,
+}
+
+/// `auth_method:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethodFile {
+    /// `client_secret_basic` (the default)
+    ClientSecretBasic,
+    /// `client_secret_post`
+    ClientSecretPost,
+    /// `private_key_jwt`
+    PrivateKeyJwt,
+}
+
+/// `signing_alg:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SigningAlgFile {
+    /// `ES256`
+    #[serde(rename = "ES256")]
+    Es256,
+    /// `RS256`
+    #[serde(rename = "RS256")]
+    Rs256,
+}
+
+/// One entry of `credentials:`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialFile {
+    /// `token_url:` (required).
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// `client_id:` (required).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `client_secret:` inline secret, usually `${VAR}`.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// `client_secret_file:`.
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+    /// `auth_method:`.
+    #[serde(default)]
+    pub auth_method: Option<AuthMethodFile>,
+    /// `private_key_file:` (private_key_jwt).
+    #[serde(default)]
+    pub private_key_file: Option<String>,
+    /// `signing_alg:` (private_key_jwt).
+    #[serde(default)]
+    pub signing_alg: Option<SigningAlgFile>,
+    /// `key_id:` (private_key_jwt).
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// `scopes:`.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// `audience:`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// `resource:`.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// `params:` extra form fields.
+    #[serde(default)]
+    pub params: Option<OrderedMap<String>>,
+    /// `ca_file:`.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+impl fmt::Debug for CredentialFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Written by hand so that `client_secret` never shows.
+        f.debug_struct("CredentialFile")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("client_secret_file", &self.client_secret_file)
+            .field("auth_method", &self.auth_method)
+            .field("private_key_file", &self.private_key_file)
+            .field("signing_alg", &self.signing_alg)
+            .field("key_id", &self.key_id)
+            .field("scopes", &self.scopes)
+            .field("audience", &self.audience)
+            .field("resource", &self.resource)
+            .field("params", &self.params)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// One entry of `routes:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// `name:` (required, unique).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `match:` (required).
+    #[serde(default, rename = "match")]
+    pub matcher: Option<MatchFile>,
+    /// `clients:` source CIDRs.
+    #[serde(default)]
+    pub clients: Option<Vec<String>>,
+    /// `action:` (required).
+    #[serde(default)]
+    pub action: Option<ActionFile>,
+    /// `credential:` (inject only).
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// `header:` (inject only).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// `prefix:` (inject only).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// `upstream:`.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// `upstream_ca_file:`.
+    #[serde(default)]
+    pub upstream_ca_file: Option<String>,
+    /// `replay_on_401:` (inject only).
+    #[serde(default)]
+    pub replay_on_401: Option<bool>,
+}
+
+/// `routes[].match:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchFile {
+    /// `hosts:` (required, non-empty).
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+    /// `path_prefixes:`.
+    #[serde(default)]
+    pub path_prefixes: Option<Vec<String>>,
+    /// `methods:`.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+}
+
+/// `routes[].action:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionFile {
+    /// `inject`
+    Inject,
+    /// `pass`
+    Pass,
+    /// `deny`
+    Deny,
+}
+
+/// A YAML mapping with string keys that keeps file order and keeps duplicate keys (so that
+/// validation can report them with their positions instead of one silently winning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderedMap<V>(pub Vec<(String, V)>);
+
+impl<V> Default for OrderedMap<V> {
+    fn default() -> Self {
+        OrderedMap(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(PhantomData<V>);
+
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
+            type Value = OrderedMap<V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(OrderedMap::default())
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, V>()? {
+                    entries.push((k, v));
+                }
+                Ok(OrderedMap(entries))
+            }
+        }
+
+        deserializer.deserialize_map(MapVisitor(PhantomData))
+    }
+}
+
+/// Form fields tollgate sets itself; `params` may not override them.
+pub(crate) const RESERVED_PARAMS: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "scope",
+    "audience",
+    "resource",
+];

@@ -1,0 +1,49 @@
+//! tollgate-rules: the configuration model, its validation and route matching.
+//!
+//! Start reading at [`load_str`] (text -> validated [`Config`], or every problem as
+//! `FILE:LINE:COL: message`) and [`Router::decide`] (request facts -> [`Decision`]).
+//! This crate is pure: no pingora, no tokio, no I/O beyond [`load()`] reading the file
+//! and `${VAR}` substitution reading the environment (injected via [`Env`]).
+//!
+//! Two layers (STYLE habit 6): [`mod@file`] holds serde structs that mirror the YAML
+//! (`deny_unknown_fields`); [`model`] holds validated types that never derive
+//! `Deserialize`; [`mod@load`] converts one into the other (the work is in the private
+//! `convert` module, value parsers in `values`, positions of YAML nodes in `pos`) and
+//! collects every problem with its location. [`matcher`] picks the most specific route,
+//! with specificity as an `Ord` value ([`matcher::Specificity`]); its module docs state
+//! the matching rules. `docs/configuration.md` in the repository is the reference for
+//! every key.
+//!
+//! ```
+//! use tollgate_rules::{load_str, Decision, RequestFacts, Router};
+//!
+//! let yaml = "routes:\n  - name: github\n    match: { hosts: [api.github.com] }\n    action: pass\n";
+//! let config = load_str("tollgate.yaml", yaml, &|_: &str| None)?;
+//! let router = Router::new(&config);
+//! let facts = RequestFacts {
+//!     host: "api.github.com",
+//!     port: 443,
+//!     path: "/",
+//!     method: "CONNECT",
+//!     client: None,
+//! };
+//! assert!(matches!(router.decide(&config, &facts), Decision::Route(0, r) if r.name == "github"));
+//! # Ok::<(), tollgate_rules::ConfigErrors>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod convert;
+pub mod file;
+pub mod load;
+pub mod matcher;
+pub mod model;
+mod pos;
+pub mod units;
+mod values;
+
+pub use convert::{DEFAULT_ADMIN_ADDR, DEFAULT_HEADER, DEFAULT_PREFIX, DEFAULT_PROXY_ADDR};
+pub use load::{load, load_str, ConfigErrors, Env, Problem, ProcessEnv};
+pub use matcher::{Decision, RequestFacts, Router};
+pub use model::*;

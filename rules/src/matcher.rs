@@ -1,0 +1,362 @@
+//! Route matching: the most specific route wins (STYLE habit 7).
+//!
+//! # Semantics
+//!
+//! A route *matches* a request when one of its host patterns matches the host and port,
+//! its `methods` (if listed) include the method, and one of its `path_prefixes` (if
+//! listed) matches the path. Of the matching routes, the one with the greatest
+//! [`Specificity`] wins; the fields of `Specificity`, compared in order, are:
+//!
+//! 1. exact host over wildcard (`api.example.com` over `*.example.com`);
+//! 2. among wildcards, the longer suffix (`*.eu.example.com` over `*.example.com`);
+//! 3. a pattern with a port over the same pattern without one (`api:8443` over `api`);
+//! 4. the longer matching path prefix (a route without `path_prefixes` counts as 0);
+//! 5. methods listed over none listed, then fewer methods over more;
+//! 6. the earlier route in the file.
+//!
+//! When a route matches through several of its patterns or prefixes, its most specific
+//! pattern and its longest matching prefix count.
+//!
+//! Host patterns: `*.example.com` matches `a.example.com` and `a.b.example.com`, never
+//! `example.com`, and never an IP literal. IP patterns match any spelling of the same
+//! address (`[::1]` matches `0:0::1`).
+//!
+//! Path prefixes are compared with the raw path (no percent-decoding or dot-segment
+//! removal). A prefix ending in `/` is a plain string prefix: `/v2/` matches `/v2/` and
+//! `/v2/x` but not `/v2`. A prefix not ending in `/` matches at a segment boundary
+//! (Envoy's `path_separated_prefix`): `/v2` matches `/v2`, `/v2/` and `/v2/x`, never
+//! `/v2x`.
+//!
+//! Methods: CONNECT arrives as method `CONNECT` with path `/`; a route without `methods`
+//! matches CONNECT too (and a route with `path_prefixes` other than `/` never does).
+//!
+//! Clients: a matching route whose `clients` do not contain the request's client (or
+//! which lists clients while the client is unknown) is skipped. If routes matched but
+//! none admitted the client, the result is [`Decision::ClientNotAllowed`] with the most
+//! specific of them; if nothing matched, [`Decision::NoRoute`] with `default_action`.
+//!
+//! # Cost
+//!
+//! [`Router::new`] indexes exact host names and IPs in hash maps and wildcards by suffix.
+//! [`Router::decide`] does one lookup for the exact host and one per dot in the host
+//! (stopping once a wildcard match is found: shorter suffixes cannot beat it), then
+//! checks only the routes those lookups return. It allocates nothing.
+
+use crate::model::{Config, DefaultAction, HostKind, Route};
+use ipnet::IpNet;
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// What the proxy knows about a request when it decides.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// Lower-cased host name or IP literal, without brackets or port.
+    /// (Upper case, brackets and one trailing dot are tolerated.)
+    pub host: &'a str,
+    /// Port requested (explicit, or the scheme's default).
+    pub port: u16,
+    /// Path (no query), e.g. `/v2/invoices`. `"/"` for CONNECT.
+    /// (A `?query` is ignored; an empty path counts as `/`.)
+    pub path: &'a str,
+    /// Upper-case method, e.g. `GET`, `CONNECT`. (Compared case-insensitively.)
+    pub method: &'a str,
+    /// The downstream peer address, when known.
+    pub client: Option<IpAddr>,
+}
+
+/// The outcome of matching one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision<'r> {
+    /// The best route that matches and admits the client; `usize` is its index in config order.
+    Route(usize, &'r Route),
+    /// Some route matched host/path/method but none of the matching routes admits this client;
+    /// carries the most specific such route (for its name in the error).
+    ClientNotAllowed(usize, &'r Route),
+    /// Nothing matched; the config's `default_action` applies.
+    NoRoute(DefaultAction),
+}
+
+/// How specific a route's match of one request is; greater wins. Field order is the
+/// comparison order (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Specificity {
+    /// Matched by an exact host (or IP) pattern rather than a wildcard.
+    pub exact_host: bool,
+    /// For wildcards, the length of the suffix including its dot (`.example.com` = 12);
+    /// 0 for exact hosts.
+    pub wildcard_suffix_len: usize,
+    /// The matching pattern names a port.
+    pub port: bool,
+    /// Length of the longest matching path prefix; 0 when the route lists none.
+    pub path_prefix_len: usize,
+    /// `None` when the route lists no methods (matches all: least specific), else
+    /// `Reverse(count)` so that fewer methods rank higher.
+    pub methods: Option<Reverse<usize>>,
+    /// `Reverse(route index)`: the earlier route wins a tie.
+    pub earlier: Reverse<usize>,
+}
+
+/// One route that matches a request, as reported by [`Router::matches`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Match<'r> {
+    /// Index in config order.
+    pub index: usize,
+    /// The route.
+    pub route: &'r Route,
+    /// How specific its match is.
+    pub specificity: Specificity,
+    /// Whether its `clients` admit the request's client.
+    pub client_allowed: bool,
+}
+
+/// A host pattern's entry in an index.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    route: usize,
+    port: Option<u16>,
+}
+
+/// What the router needs of each route, copied so that a lookup never touches `Config`
+/// until it has a winner.
+#[derive(Debug, Clone)]
+struct Compiled {
+    /// Longest first, so the first that matches is the longest.
+    prefixes: Vec<String>,
+    methods: Vec<String>,
+    clients: Vec<IpNet>,
+}
+
+impl Compiled {
+    fn admits(&self, client: Option<IpAddr>) -> bool {
+        if self.clients.is_empty() {
+            return true;
+        }
+        let Some(ip) = client else { return false };
+        let ip = ip.to_canonical();
+        self.clients.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Path-prefix length if method and path match.
+    fn matches(&self, method: &str, path: &str) -> Option<usize> {
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+        {
+            return None;
+        }
+        if self.prefixes.is_empty() {
+            return Some(0);
+        }
+        self.prefixes
+            .iter()
+            .find(|p| prefix_matches(p, path))
+            .map(|p| p.len())
+    }
+}
+
+/// See the module docs: a prefix ending in `/` is a plain prefix, any other matches at a
+/// segment boundary.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if !path.starts_with(prefix) {
+        return false;
+    }
+    prefix.ends_with('/') || matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+}
+
+/// Compiled, immutable matcher built once per config (indexes hosts for fast lookup).
+/// Use it only with the `Config` it was built from.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    names: HashMap<String, Vec<Entry>>,
+    ips: HashMap<IpAddr, Vec<Entry>>,
+    /// Keyed by the suffix including its leading dot.
+    wildcards: HashMap<String, Vec<Entry>>,
+    routes: Vec<Compiled>,
+}
+
+/// The best admitted and the best refused match so far.
+#[derive(Default)]
+struct Best {
+    allowed: Option<(Specificity, usize)>,
+    refused: Option<(Specificity, usize)>,
+}
+
+impl Best {
+    fn offer(slot: &mut Option<(Specificity, usize)>, spec: Specificity, index: usize) {
+        if slot.is_none_or(|(s, _)| spec > s) {
+            *slot = Some((spec, index));
+        }
+    }
+}
+
+impl Router {
+    /// Indexes `config.routes`.
+    pub fn new(config: &Config) -> Router {
+        let mut router = Router::default();
+        for (i, route) in config.routes.iter().enumerate() {
+            let mut prefixes = route.matcher.path_prefixes.clone();
+            prefixes.sort_by_key(|p| Reverse(p.len()));
+            router.routes.push(Compiled {
+                prefixes,
+                methods: route.matcher.methods.clone(),
+                clients: route.clients.iter().map(|n| n.trunc()).collect(),
+            });
+            for pattern in &route.matcher.hosts {
+                let entry = Entry {
+                    route: i,
+                    port: pattern.port,
+                };
+                match &pattern.kind {
+                    HostKind::Exact(h) => match h.parse::<IpAddr>() {
+                        Ok(ip) => router.ips.entry(ip.to_canonical()).or_default().push(entry),
+                        Err(_) => router.names.entry(h.clone()).or_default().push(entry),
+                    },
+                    HostKind::Wildcard(suffix) => router
+                        .wildcards
+                        .entry(suffix.clone())
+                        .or_default()
+                        .push(entry),
+                }
+            }
+        }
+        router
+    }
+
+    /// The best route for `req` (see the module docs). `config` must be the one this
+    /// router was built from.
+    pub fn decide<'r>(&'r self, config: &'r Config, req: &RequestFacts<'_>) -> Decision<'r> {
+        let mut best = Best::default();
+        self.walk(req, true, |spec, index, allowed| {
+            let slot = if allowed {
+                &mut best.allowed
+            } else {
+                &mut best.refused
+            };
+            Best::offer(slot, spec, index);
+            allowed
+        });
+        if let Some((_, i)) = best.allowed {
+            if let Some(r) = config.routes.get(i) {
+                return Decision::Route(i, r);
+            }
+        }
+        if let Some((_, i)) = best.refused {
+            if let Some(r) = config.routes.get(i) {
+                return Decision::ClientNotAllowed(i, r);
+            }
+        }
+        Decision::NoRoute(config.default_action)
+    }
+
+    /// Every route that matches `req`, most specific first, whether or not it admits the
+    /// client (for `tollgate route` and tests; allocates).
+    pub fn matches<'r>(&'r self, config: &'r Config, req: &RequestFacts<'_>) -> Vec<Match<'r>> {
+        let mut all: Vec<(Specificity, usize, bool)> = Vec::new();
+        self.walk(req, false, |spec, index, allowed| {
+            match all.iter_mut().find(|(_, i, _)| *i == index) {
+                Some(found) => found.0 = found.0.max(spec),
+                None => all.push((spec, index, allowed)),
+            }
+            false
+        });
+        all.sort_by_key(|m| Reverse(m.0));
+        all.into_iter()
+            .filter_map(|(specificity, index, client_allowed)| {
+                config.routes.get(index).map(|route| Match {
+                    index,
+                    route,
+                    specificity,
+                    client_allowed,
+                })
+            })
+            .collect()
+    }
+
+    /// Calls `found(specificity, route index, client allowed)` for each candidate that
+    /// matches. With `prune`, stops walking wildcard suffixes once `found` has returned
+    /// true (an allowed match), since shorter suffixes rank lower.
+    fn walk(
+        &self,
+        req: &RequestFacts<'_>,
+        prune: bool,
+        mut found: impl FnMut(Specificity, usize, bool) -> bool,
+    ) {
+        let mut buf = [0u8; 256];
+        let host = normalize_host(req.host, &mut buf);
+        let path = match req.path.split_once('?') {
+            Some((p, _)) => p,
+            None => req.path,
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        let mut consider = |entries: &[Entry], exact: bool, suffix_len: usize| -> bool {
+            let mut any_allowed = false;
+            for e in entries {
+                if e.port.is_some_and(|p| p != req.port) {
+                    continue;
+                }
+                let Some(route) = self.routes.get(e.route) else {
+                    continue;
+                };
+                let Some(prefix_len) = route.matches(req.method, path) else {
+                    continue;
+                };
+                let spec = Specificity {
+                    exact_host: exact,
+                    wildcard_suffix_len: suffix_len,
+                    port: e.port.is_some(),
+                    path_prefix_len: prefix_len,
+                    methods: (!route.methods.is_empty()).then_some(Reverse(route.methods.len())),
+                    earlier: Reverse(e.route),
+                };
+                any_allowed |= found(spec, e.route, route.admits(req.client));
+            }
+            any_allowed
+        };
+
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            if let Some(entries) = self.ips.get(&ip.to_canonical()) {
+                consider(entries, true, 0);
+            }
+            return;
+        }
+        let mut done = false;
+        if let Some(entries) = self.names.get(host) {
+            done |= consider(entries, true, 0);
+        }
+        if self.wildcards.is_empty() {
+            return;
+        }
+        // Longest suffix first: `a.b.example.com` tries `.b.example.com`, then `.example.com`, then `.com`.
+        for (i, b) in host.bytes().enumerate() {
+            if prune && done {
+                return;
+            }
+            if b == b'.' && i > 0 {
+                let suffix = &host[i..];
+                if let Some(entries) = self.wildcards.get(suffix) {
+                    done |= consider(entries, false, suffix.len());
+                }
+            }
+        }
+    }
+}
+
+/// Strips brackets and one trailing dot and lower-cases (into `buf`, only when needed).
+fn normalize_host<'a>(host: &'a str, buf: &'a mut [u8; 256]) -> &'a str {
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return host;
+    }
+    let n = host.len();
+    if n > buf.len() {
+        return host;
+    }
+    let out = &mut buf[..n];
+    out.copy_from_slice(host.as_bytes());
+    out.make_ascii_lowercase();
+    // Lower-casing ASCII keeps UTF-8 valid; the fallback is never taken.
+    std::str::from_utf8(out).unwrap_or(host)
+}

@@ -1,0 +1,271 @@
+//! Validated configuration types. Built only by [`crate::load()`]; never deserialized directly.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `listen:` addresses.
+    pub listen: Listen,
+    /// Worker threads; `None` means "number of CPUs" (the proxy decides).
+    pub threads: Option<usize>,
+    /// `default_action:` for requests no route matches; default deny.
+    pub default_action: DefaultAction,
+    /// `allow_private_networks:` may upstreams resolve to loopback/private/link-local
+    /// addresses? Default false.
+    pub allow_private_networks: bool,
+    /// Credentials by name (a `BTreeMap`, so iteration is in name order).
+    pub credentials: BTreeMap<String, Credential>,
+    /// Routes in file order (index = tie-breaker for matching).
+    pub routes: Vec<Route>,
+}
+
+/// `listen:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listen {
+    /// Forward-proxy and gateway listener; default 127.0.0.1:3128.
+    pub proxy: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`; default 127.0.0.1:9901.
+    pub admin: SocketAddr,
+}
+
+/// What happens to a request no route matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultAction {
+    /// Refuse it (403 `no_route`). The default.
+    Deny,
+    /// Forward it untouched, as a `pass` route would.
+    Pass,
+}
+
+/// A secret string. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The one accessor. Call it only where the value is put on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Where a client secret comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    /// `client_secret:` (after `${VAR}` substitution).
+    Inline(Secret),
+    /// `client_secret_file:`; read (and re-read on change) by the proxy.
+    File(PathBuf),
+}
+
+/// `signing_alg:` for `private_key_jwt` client assertions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlg {
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+}
+
+/// How the client authenticates to the token endpoint (`auth_method:`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthMethod {
+    /// HTTP Basic with client id and secret (the default).
+    ClientSecretBasic(SecretSource),
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost(SecretSource),
+    /// A signed JWT client assertion (RFC 7523).
+    PrivateKeyJwt {
+        /// PEM private key (`private_key_file:`).
+        private_key_file: PathBuf,
+        /// `None`: derive from the key type.
+        signing_alg: Option<SigningAlg>,
+        /// `kid` header of the assertion (`key_id:`).
+        key_id: Option<String>,
+    },
+}
+
+/// One entry of `credentials:`: how to get tokens from one client registration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credential {
+    /// Its key under `credentials:`; routes refer to it by this name.
+    pub name: String,
+    /// Validated: https, or http on a loopback host.
+    pub token_url: url::Url,
+    /// `client_id:`.
+    pub client_id: String,
+    /// `auth_method:` with what it needs.
+    pub auth: AuthMethod,
+    /// `scopes:`, sent space-separated as `scope` (omitted when empty).
+    pub scopes: Vec<String>,
+    /// `audience:` form field (Auth0, Okta).
+    pub audience: Option<String>,
+    /// `resource:` form field (RFC 8707, Entra ID).
+    pub resource: Option<String>,
+    /// `params:` extra form fields (never one tollgate sets itself).
+    pub params: BTreeMap<String, String>,
+    /// `ca_file:` extra trust for the token endpoint.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// An upstream's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    /// 80 or 443.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+    /// `"http"` or `"https"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// `upstream: https://host:port` (no path, query or userinfo allowed).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Upstream {
+    /// http or https.
+    pub scheme: Scheme,
+    /// Lower-cased host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// Explicit, or the scheme's default.
+    pub port: u16,
+}
+
+/// A host pattern from `match.hosts`: exact (`api.example.com`) or leading wildcard
+/// (`*.example.com`, matches one or more labels before `.example.com`, never
+/// `example.com` itself), each with an optional `:port` (absent = any port).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPattern {
+    /// Exact or wildcard.
+    pub kind: HostKind,
+    /// `None`: any port.
+    pub port: Option<u16>,
+}
+
+/// The host part of a [`HostPattern`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostKind {
+    /// Lower-cased full host name or IP literal.
+    Exact(String),
+    /// Lower-cased suffix *including* the leading dot: `.example.com`.
+    Wildcard(String),
+}
+
+/// `routes[].match:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteMatch {
+    /// Never empty.
+    pub hosts: Vec<HostPattern>,
+    /// Empty = all paths. Each starts with `/`.
+    pub path_prefixes: Vec<String>,
+    /// Empty = all methods. Upper-cased.
+    pub methods: Vec<String>,
+}
+
+/// What a route does with the requests it matches (`action:`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Forward with a token from a credential.
+    Inject(Inject),
+    /// Forward untouched (the only action that allows CONNECT tunnels).
+    Pass,
+    /// Refuse.
+    Deny,
+}
+
+impl Action {
+    /// `"inject"`, `"pass"` or `"deny"`, as in the file (and in metrics labels).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Inject(_) => "inject",
+            Action::Pass => "pass",
+            Action::Deny => "deny",
+        }
+    }
+}
+
+/// The settings of an `action: inject` route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inject {
+    /// Name of a credential that exists in [`Config::credentials`].
+    pub credential: String,
+    /// Header name, validated as an HTTP header name; default `Authorization`.
+    pub header: String,
+    /// default `"Bearer "`
+    pub prefix: String,
+    /// default true
+    pub replay_on_401: bool,
+}
+
+/// One entry of `routes:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// `name:`, unique; used in logs, metrics and errors.
+    pub name: String,
+    /// `match:`.
+    pub matcher: RouteMatch,
+    /// Empty = any client.
+    pub clients: Vec<ipnet::IpNet>,
+    /// `action:` (with the inject settings).
+    pub action: Action,
+    /// `upstream:`; `None` means the requested scheme://host:port.
+    pub upstream: Option<Upstream>,
+    /// `upstream_ca_file:` extra trust for this route's upstream.
+    pub upstream_ca_file: Option<PathBuf>,
+}
+
+impl Route {
+    /// The inject settings, for `action: inject` routes.
+    pub fn inject(&self) -> Option<&Inject> {
+        match &self.action {
+            Action::Inject(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// The credential an inject route uses (always present in a validated config).
+    pub fn credential_for(&self, route: &Route) -> Option<&Credential> {
+        self.credentials.get(&route.inject()?.credential)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Kept for callers that want to format durations the way the config spells them.
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}

@@ -1,0 +1,906 @@
+//! `load_str` / `load`: defaults, the SPEC example, `${VAR}`, and every kind of problem
+//! with its `FILE:LINE:COL`.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tollgate_rules::*;
+
+const SECRET: &str = "s3cr3t-Value-42";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "BILLING_SECRET" => Some(SECRET.to_owned()),
+        "IDP" => Some("idp.example.com".to_owned()),
+        "EMPTY" => Some(String::new()),
+        "PORT" => Some("8443".to_owned()),
+        _ => None,
+    }
+}
+
+fn ok(text: &str) -> Config {
+    match load_str("t.yaml", text, &env) {
+        Ok(c) => c,
+        Err(e) => panic!("expected a valid config, got:\n{e}\n--- text:\n{text}"),
+    }
+}
+
+/// Every problem as `LINE:COL: message`.
+fn problems(text: &str) -> Vec<String> {
+    match load_str("t.yaml", text, &env) {
+        Ok(_) => panic!("expected problems, config was valid:\n{text}"),
+        Err(ConfigErrors(ps)) => {
+            assert!(!ps.is_empty(), "ConfigErrors must never be empty");
+            for p in &ps {
+                assert_eq!(p.file, "t.yaml");
+                assert!(p.line >= 1 && p.column >= 1, "{p}");
+                assert!(
+                    !p.message.contains(SECRET),
+                    "a problem shows the secret: {p}"
+                );
+            }
+            ps.iter()
+                .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
+                .collect()
+        }
+    }
+}
+
+/// Asserts exactly one problem, at `at` (`"LINE:COL"`), whose message contains `needle`.
+#[track_caller]
+fn one(text: &str, at: &str, needle: &str) {
+    let ps = problems(text);
+    assert_eq!(ps.len(), 1, "expected one problem, got {ps:#?}");
+    let p = &ps[0];
+    assert!(
+        p.starts_with(&format!("{at}: ")),
+        "expected the problem at {at}, got {p}"
+    );
+    assert!(p.contains(needle), "expected {needle:?} in {p}");
+}
+
+/// A valid credential block to build on (lines 1-5).
+const CRED: &str = "\
+credentials:
+  billing:
+    token_url: https://idp.example.com/token
+    client_id: billing-egress
+    client_secret: ${BILLING_SECRET}
+";
+
+// ---------------------------------------------------------------- valid configs
+
+#[test]
+fn empty_file_and_comments_are_the_all_defaults_config() {
+    for text in ["", "\n", "# nothing here\n", "---\n", "~\n", "{}\n"] {
+        let c = ok(text);
+        assert!(c.routes.is_empty() && c.credentials.is_empty());
+        assert_eq!(c.default_action, DefaultAction::Deny);
+    }
+}
+
+#[test]
+fn defaults() {
+    let c = ok("routes:\n  - name: r\n    match: { hosts: [a.example.com] }\n    action: inject\n    credential: billing\n"
+        .replace("routes:", &format!("{CRED}routes:"))
+        .as_str());
+    assert_eq!(
+        c.listen.proxy,
+        "127.0.0.1:3128".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        c.listen.admin,
+        "127.0.0.1:9901".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(c.listen.proxy, DEFAULT_PROXY_ADDR);
+    assert_eq!(c.listen.admin, DEFAULT_ADMIN_ADDR);
+    assert_eq!(c.threads, None);
+    assert_eq!(c.default_action, DefaultAction::Deny);
+    assert!(!c.allow_private_networks);
+    let cred = &c.credentials["billing"];
+    assert!(matches!(
+        cred.auth,
+        AuthMethod::ClientSecretBasic(SecretSource::Inline(_))
+    ));
+    assert!(cred.scopes.is_empty() && cred.params.is_empty());
+    assert_eq!(cred.audience, None);
+    let r = &c.routes[0];
+    let inject = r.inject().unwrap();
+    assert_eq!(inject.header, "Authorization");
+    assert_eq!(inject.prefix, "Bearer ");
+    assert!(inject.replay_on_401);
+    assert!(r.clients.is_empty());
+    assert!(r.matcher.path_prefixes.is_empty() && r.matcher.methods.is_empty());
+    assert_eq!(r.upstream, None);
+    assert_eq!(
+        c.credential_for(r).map(|c| c.name.as_str()),
+        Some("billing")
+    );
+}
+
+#[test]
+fn empty_routes_and_missing_credentials_are_valid() {
+    assert!(ok("routes: []\n").routes.is_empty());
+    assert!(ok("routes:\n").routes.is_empty());
+    assert!(ok("credentials:\nroutes:\n").credentials.is_empty());
+    let c = ok("routes:\n  - name: p\n    match: { hosts: [a.example.com] }\n    action: pass\n");
+    assert!(c.credentials.is_empty());
+    assert_eq!(c.routes[0].action, Action::Pass);
+}
+
+#[test]
+fn the_spec_example_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec-example.yaml");
+    let c = load(&path, &env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.threads, Some(2));
+    assert_eq!(c.default_action, DefaultAction::Deny);
+    let cred = &c.credentials["billing"];
+    assert_eq!(cred.name, "billing");
+    assert_eq!(
+        cred.token_url.as_str(),
+        "https://idp.example.com/oauth2/token"
+    );
+    assert_eq!(cred.client_id, "billing-egress");
+    assert_eq!(
+        cred.auth,
+        AuthMethod::ClientSecretBasic(SecretSource::File(PathBuf::from(
+            "/var/run/secrets/billing/secret"
+        )))
+    );
+    assert_eq!(cred.scopes, ["invoices:read", "invoices:write"]);
+    assert_eq!(
+        cred.audience.as_deref(),
+        Some("https://billing.example.com")
+    );
+    assert_eq!(
+        cred.resource.as_deref(),
+        Some("https://billing.example.com")
+    );
+    assert_eq!(cred.params.get("tenant").map(String::as_str), Some("eu"));
+    assert_eq!(cred.ca_file, Some(PathBuf::from("/etc/ssl/idp-ca.pem")));
+
+    let r = &c.routes[0];
+    assert_eq!(r.name, "billing");
+    assert_eq!(
+        r.matcher.hosts,
+        [
+            HostPattern {
+                kind: HostKind::Exact("api.billing.example.com".into()),
+                port: None
+            },
+            HostPattern {
+                kind: HostKind::Wildcard(".billing.example.com".into()),
+                port: None
+            },
+        ]
+    );
+    assert_eq!(r.matcher.path_prefixes, ["/v2/"]);
+    assert_eq!(r.matcher.methods, ["GET", "POST"]);
+    assert_eq!(r.clients, ["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]);
+    assert_eq!(
+        r.upstream,
+        Some(Upstream {
+            scheme: Scheme::Https,
+            host: "api.billing.example.com".into(),
+            port: 443
+        })
+    );
+    assert_eq!(
+        r.upstream_ca_file,
+        Some(PathBuf::from("/etc/ssl/billing-ca.pem"))
+    );
+    assert_eq!(
+        r.action,
+        Action::Inject(Inject {
+            credential: "billing".into(),
+            header: "Authorization".into(),
+            prefix: "Bearer ".into(),
+            replay_on_401: true
+        })
+    );
+}
+
+#[test]
+fn everything_set() {
+    let c = ok(r#"
+listen:
+  proxy: 0.0.0.0:8080
+  admin: "[::1]:9000"
+threads: 8
+default_action: pass
+allow_private_networks: true
+credentials:
+  post:
+    token_url: http://localhost:9/token
+    client_id: 12345
+    client_secret: "${BILLING_SECRET}"
+    auth_method: client_secret_post
+  jwt:
+    token_url: https://${IDP}/token
+    client_id: jwt-client
+    auth_method: private_key_jwt
+    private_key_file: key.pem
+    signing_alg: ES256
+    key_id: k1
+routes:
+  - name: Mixed
+    match:
+      hosts: ["API.Example.com:${PORT}", "*.Example.com", "[::1]"]
+      path_prefixes: [/a, /b/]
+      methods: [get, Post, GET]
+    clients: [10.1.2.3, "fd00::/8"]
+    action: inject
+    credential: jwt
+    header: X-Api-Token
+    prefix: ""
+    replay_on_401: false
+    upstream: http://10.0.0.1:8080/
+  - name: tunnel
+    match: { hosts: ["*.svc"] }
+    action: pass
+    upstream: https://proxy.internal
+    upstream_ca_file: /ca.pem
+  - name: blocked
+    match: { hosts: [evil.example.com] }
+    action: deny
+"#);
+    assert_eq!(
+        c.listen.proxy,
+        "0.0.0.0:8080".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(c.listen.admin, "[::1]:9000".parse::<SocketAddr>().unwrap());
+    assert_eq!(c.threads, Some(8));
+    assert_eq!(c.default_action, DefaultAction::Pass);
+    assert!(c.allow_private_networks);
+    let post = &c.credentials["post"];
+    assert_eq!(post.client_id, "12345");
+    match &post.auth {
+        AuthMethod::ClientSecretPost(SecretSource::Inline(s)) => assert_eq!(s.expose(), SECRET),
+        other => panic!("{other:?}"),
+    }
+    let jwt = &c.credentials["jwt"];
+    assert_eq!(jwt.token_url.as_str(), "https://idp.example.com/token");
+    assert_eq!(
+        jwt.auth,
+        AuthMethod::PrivateKeyJwt {
+            private_key_file: "key.pem".into(),
+            signing_alg: Some(SigningAlg::Es256),
+            key_id: Some("k1".into())
+        }
+    );
+    let r = &c.routes[0];
+    assert_eq!(r.name, "Mixed");
+    let hosts: Vec<String> = r.matcher.hosts.iter().map(|h| h.to_string()).collect();
+    assert_eq!(hosts, ["api.example.com:8443", "*.example.com", "[::1]"]);
+    assert_eq!(r.matcher.methods, ["GET", "POST"]);
+    assert_eq!(r.matcher.path_prefixes, ["/a", "/b/"]);
+    let clients: Vec<String> = r.clients.iter().map(|n| n.to_string()).collect();
+    assert_eq!(clients, ["10.1.2.3/32", "fd00::/8"]);
+    let i = r.inject().unwrap();
+    assert_eq!(
+        (i.header.as_str(), i.prefix.as_str(), i.replay_on_401),
+        ("X-Api-Token", "", false)
+    );
+    assert_eq!(
+        r.upstream,
+        Some(Upstream {
+            scheme: Scheme::Http,
+            host: "10.0.0.1".into(),
+            port: 8080
+        })
+    );
+    assert_eq!(c.routes[1].upstream.as_ref().map(|u| u.port), Some(443));
+    assert_eq!(c.routes[2].action, Action::Deny);
+    assert_eq!(c.routes[2].action.name(), "deny");
+}
+
+// ---------------------------------------------------------------- ${VAR}
+
+#[test]
+fn substitution_applies_to_every_string_value() {
+    let c = ok(&format!(
+        "{CRED}    scopes: [\"${{IDP}}\"]\n    params: {{ tenant: \"x-${{PORT}}\" }}\n"
+    ));
+    let cred = &c.credentials["billing"];
+    assert_eq!(cred.scopes, ["idp.example.com"]);
+    assert_eq!(cred.params["tenant"], "x-8443");
+    // `$${` escapes; a lone `$` stays.
+    let c = ok("credentials:\n  c:\n    token_url: https://h/t\n    client_id: a$b$${IDP}\n    client_secret: x\n");
+    assert_eq!(c.credentials["c"].client_id, "a$b${IDP}");
+}
+
+#[test]
+fn unset_variable_names_it() {
+    let text = "\
+credentials:
+  billing:
+    token_url: https://${NO_SUCH_HOST}/token
+    client_id: billing-egress
+    client_secret: ${MISSING_SECRET}
+";
+    assert_eq!(
+        problems(text),
+        [
+            "3:16: credentials.billing.token_url: environment variable `NO_SUCH_HOST` is not set",
+            "5:20: credentials.billing.client_secret: environment variable `MISSING_SECRET` is not set",
+        ]
+    );
+}
+
+#[test]
+fn bad_variable_syntax() {
+    one("listen:\n  proxy: ${PORT\n", "2:10", "without a closing");
+    one("listen:\n  proxy: ${1X}\n", "2:10", "variable name");
+}
+
+#[test]
+fn empty_secret_is_a_problem() {
+    one(
+        "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n    client_secret: ${EMPTY}\n",
+        "5:20",
+        "empty secret",
+    );
+}
+
+// ---------------------------------------------------------------- secrets
+
+#[test]
+fn secrets_never_show() {
+    let c = ok(CRED);
+    let debug = format!("{c:?}");
+    assert!(!debug.contains(SECRET), "{debug}");
+    assert!(debug.contains("[redacted]"));
+    let s = Secret::new(SECRET);
+    assert_eq!(format!("{s:?}"), "[redacted]");
+    assert_eq!(format!("{s}"), "[redacted]");
+    // A literal secret in the file is never echoed by a problem about it ...
+    let text = "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n    client_secret: s3cr3t-Value-42\n    client_secret_file: /x\n";
+    let ps = problems(text);
+    assert!(ps.iter().all(|p| !p.contains(SECRET)), "{ps:?}");
+    // ... nor by a problem about something else in the same credential.
+    let text = "credentials:\n  c:\n    token_url: http://h/t\n    client_id: a\n    client_secret: s3cr3t-Value-42\n";
+    assert!(problems(text).iter().all(|p| !p.contains(SECRET)));
+    // The file layer's Debug redacts too.
+    let f: tollgate_rules::file::CredentialFile =
+        serde_yaml::from_str("client_secret: s3cr3t-Value-42\n").unwrap();
+    assert!(!format!("{f:?}").contains(SECRET));
+}
+
+#[test]
+fn userinfo_in_urls_is_not_echoed() {
+    let ps = problems(
+        "credentials:\n  c:\n    token_url: http://user:s3cr3t-Value-42@h/t\n    client_id: a\n    client_secret: x\n",
+    );
+    assert!(ps.iter().all(|p| !p.contains(SECRET)), "{ps:?}");
+}
+
+// ---------------------------------------------------------------- serde-level problems
+
+#[test]
+fn syntax_error() {
+    let ps = problems("routes: [\n");
+    assert_eq!(ps.len(), 1);
+    assert!(ps[0].starts_with("2:1: "), "{ps:?}");
+    one(
+        "listen:\n\tproxy: x\n",
+        "2:1",
+        "found character that cannot start any token",
+    );
+    one(
+        "routes:\n  - name: a\n   match: x\n",
+        "3:4",
+        "did not find expected '-' indicator, while parsing a block collection at line 2 column 3",
+    );
+    one(
+        "threads: 2\nlisten:\n  proxy: \"x\n",
+        "4:1",
+        "found unexpected end of stream",
+    );
+}
+
+#[test]
+fn type_errors() {
+    one(
+        "threads: lots\n",
+        "1:10",
+        "threads: invalid type: string \"lots\", expected a whole number",
+    );
+    one("threads: -1\n", "1:10", "threads: invalid type");
+    one(
+        "allow_private_networks: yes please\n",
+        "1:25",
+        "expected a boolean",
+    );
+    one(
+        "listen: 5\n",
+        "1:9",
+        "listen: invalid type: integer `5`, expected a mapping",
+    );
+    one("- 1\n", "1:1", "invalid type: sequence, expected a mapping");
+    one(
+        "routes:\n  - name: a\n    match: { hosts: a.com }\n",
+        "3:21",
+        "invalid type: string",
+    );
+}
+
+#[test]
+fn unknown_keys() {
+    one("threads: 2\nthread: 3\n", "2:1", "unknown field `thread`");
+    one(
+        "listen:\n  proxy: 127.0.0.1:1\n  bogus: x\n",
+        "3:3",
+        "listen: unknown field `bogus`, expected `proxy` or `admin`",
+    );
+    one(
+        &format!("{CRED}    scope: [a]\n"),
+        "6:5",
+        "credentials.billing: unknown field `scope`",
+    );
+    one(
+        "routes:\n  - name: a\n    match: { hosts: [a.com], paths: [/] }\n    action: pass\n",
+        "3:30",
+        "routes[0].match: unknown field `paths`",
+    );
+}
+
+#[test]
+fn unknown_enum_values() {
+    one(
+        "default_action: allow\n",
+        "1:17",
+        "unknown variant `allow`, expected `deny` or `pass`",
+    );
+    one(
+        "routes:\n  - name: a\n    match: { hosts: [a.com] }\n    action: frob\n",
+        "4:13",
+        "routes[0].action: unknown variant `frob`, expected one of `inject`, `pass`, `deny`",
+    );
+    one(
+        &format!("{CRED}    auth_method: mtls\n"),
+        "6:18",
+        "unknown variant `mtls`",
+    );
+    one(
+        &format!("{CRED}    auth_method: private_key_jwt\n    signing_alg: HS256\n"),
+        "7:18",
+        "unknown variant `HS256`, expected `ES256` or `RS256`",
+    );
+}
+
+// ---------------------------------------------------------------- top-level values
+
+#[test]
+fn bad_listen_addresses() {
+    one(
+        "listen:\n  proxy: localhost:3128\n",
+        "2:10",
+        "listen.proxy: `localhost:3128` is not an IP:PORT address",
+    );
+    one("listen:\n  admin: \"3128\"\n", "2:10", "listen.admin:");
+    one(
+        "listen:\n  proxy: 127.0.0.1:9000\n  admin: 127.0.0.1:9000\n",
+        "3:10",
+        "must not use the proxy listener's address",
+    );
+}
+
+#[test]
+fn threads_zero_and_too_many() {
+    one("threads: 0\n", "1:10", "threads: must be at least 1");
+    one("threads: 100000\n", "1:10", "threads: must be at most");
+}
+
+// ---------------------------------------------------------------- credentials
+
+#[test]
+fn missing_credential_keys() {
+    assert_eq!(
+        problems("credentials:\n  c:\n    auth_method: client_secret_post\n"),
+        [
+            "2:3: credentials.c: missing `token_url`",
+            "2:3: credentials.c: missing `client_id`",
+            "2:3: credentials.c: client_secret_post needs `client_secret` or `client_secret_file`",
+        ]
+    );
+}
+
+#[test]
+fn duplicate_credential_name() {
+    let text = format!(
+        "{CRED}  billing:\n    token_url: https://h/t\n    client_id: b\n    client_secret: c\n"
+    );
+    one(&text, "6:3", "duplicate credential name `billing`");
+}
+
+#[test]
+fn token_url_checks() {
+    one(
+        "credentials:\n  c:\n    token_url: http://idp.example.com/token\n    client_id: a\n    client_secret: b\n",
+        "3:16",
+        "must use https",
+    );
+    one(
+        "credentials:\n  c:\n    token_url: idp.example.com/token\n    client_id: a\n    client_secret: b\n",
+        "3:16",
+        "credentials.c.token_url: `idp.example.com/token` is not a URL",
+    );
+    one(
+        "credentials:\n  c:\n    token_url: ftp://localhost/token\n    client_id: a\n    client_secret: b\n",
+        "3:16",
+        "scheme `ftp` is not supported",
+    );
+    for loopback in ["localhost", "127.0.0.1", "127.9.9.9", "[::1]"] {
+        ok(&format!("credentials:\n  c:\n    token_url: http://{loopback}:9/t\n    client_id: a\n    client_secret: b\n"));
+    }
+}
+
+#[test]
+fn secret_source_checks() {
+    one(
+        "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n    client_secret: b\n    client_secret_file: /f\n",
+        "6:5",
+        "either `client_secret` or `client_secret_file`, not both",
+    );
+    one(
+        "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n",
+        "2:3",
+        "client_secret_basic needs `client_secret` or `client_secret_file`",
+    );
+    one(
+        "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n    auth_method: private_key_jwt\n",
+        "2:3",
+        "`auth_method: private_key_jwt` needs `private_key_file`",
+    );
+    one(
+        "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n    auth_method: private_key_jwt\n    private_key_file: k.pem\n    client_secret: x\n",
+        "7:5",
+        "does not use `client_secret`",
+    );
+    one(
+        "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n    client_secret: x\n    key_id: k\n",
+        "6:5",
+        "only `auth_method: private_key_jwt` uses `key_id`",
+    );
+    one(
+        "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n    client_secret_file: \"\"\n",
+        "5:25",
+        "empty file path",
+    );
+}
+
+#[test]
+fn credential_value_checks() {
+    one(
+        &format!("{CRED}    scopes: [ok, \"two words\"]\n"),
+        "6:18",
+        "credentials.billing.scopes[1]: scope `two words` contains whitespace",
+    );
+    one(
+        &format!("{CRED}    params: {{ tenant: eu, scope: x }}\n"),
+        "6:27",
+        "credentials.billing.params.scope: tollgate sets this form field itself; use `scopes`",
+    );
+    one(
+        &format!("{CRED}    audience: \"\"\n"),
+        "6:15",
+        "empty value",
+    );
+    one(
+        &format!("{CRED}    client_id: \"\"\n").replace("    client_id: billing-egress\n", ""),
+        "5:16",
+        "client_id: empty value",
+    );
+}
+
+// ---------------------------------------------------------------- routes
+
+const ROUTE_HEAD: &str = "routes:\n  - name: r\n";
+
+#[test]
+fn duplicate_route_name() {
+    let text = "\
+routes:
+  - name: a
+    match: { hosts: [a.com] }
+    action: pass
+  - name: b
+    match: { hosts: [b.com] }
+    action: pass
+  - name: a
+    match: { hosts: [c.com] }
+    action: pass
+";
+    one(
+        text,
+        "8:11",
+        "routes[2].name: duplicate route name `a` (first used by routes[0])",
+    );
+}
+
+#[test]
+fn route_credential_checks() {
+    one(
+        &format!("{CRED}routes:\n  - name: r\n    match: {{ hosts: [a.com] }}\n    action: inject\n    credential: billng\n"),
+        "10:17",
+        "routes[0].credential: `billng` is not defined under `credentials` (defined: billing)",
+    );
+    one(
+        &format!(
+            "{CRED}routes:\n  - name: r\n    match: {{ hosts: [a.com] }}\n    action: inject\n"
+        ),
+        "9:5",
+        "routes[0].action: `action: inject` needs a `credential`",
+    );
+    one(
+        &format!("{CRED}routes:\n  - name: r\n    match: {{ hosts: [a.com] }}\n    action: pass\n    credential: billing\n"),
+        "10:5",
+        "routes[0].credential: only `action: inject` routes use a credential (this route's action is pass)",
+    );
+    one(
+        "routes:\n  - name: r\n    match: { hosts: [a.com] }\n    action: deny\n    header: X-Token\n",
+        "5:5",
+        "only `action: inject` routes use `header`",
+    );
+    one(
+        "routes:\n  - name: r\n    match: { hosts: [a.com] }\n    action: deny\n    upstream: https://x\n",
+        "5:5",
+        "a deny route has no `upstream`",
+    );
+    // A credential that exists but is itself broken is not also "not defined".
+    let ps = problems("credentials:\n  c:\n    client_id: a\n    client_secret: b\nroutes:\n  - name: r\n    match: { hosts: [a.com] }\n    action: inject\n    credential: c\n");
+    assert_eq!(ps, ["2:3: credentials.c: missing `token_url`"]);
+}
+
+#[test]
+fn missing_route_keys() {
+    assert_eq!(
+        problems("routes:\n  - clients: [10.0.0.0/8]\n"),
+        [
+            "2:5: routes[0]: missing `name`",
+            "2:5: routes[0]: missing `match` (a route needs at least `match.hosts`)",
+            "2:5: routes[0]: missing `action` (inject, pass or deny)",
+        ]
+    );
+}
+
+#[test]
+fn route_without_hosts() {
+    one(
+        &format!("{ROUTE_HEAD}    match:\n      methods: [GET]\n    action: pass\n"),
+        "3:5",
+        "routes[0].match: missing `hosts`",
+    );
+    one(
+        &format!("{ROUTE_HEAD}    match:\n      hosts: []\n    action: pass\n"),
+        "4:14",
+        "routes[0].match.hosts: a route needs at least one host",
+    );
+}
+
+#[test]
+fn bad_host_patterns() {
+    let cases: &[(&str, &str)] = &[
+        ("\"\"", "empty host pattern"),
+        ("\"*\"", "a bare `*`"),
+        (
+            "\"a.*.com\"",
+            "`*` is allowed only as the whole first label",
+        ),
+        ("\"*a.com\"", "`*` is allowed only"),
+        ("\"**.a.com\"", "`*` is allowed only"),
+        ("\"a .com\"", "whitespace"),
+        ("https://a.com", "no scheme"),
+        ("a.com/v2", "no path"),
+        ("a.com:0", "port `0` is not in 1..=65535"),
+        ("a.com:99999", "not in 1..=65535"),
+        ("a.com:http", "bad port `http`"),
+        ("a..com", "empty label"),
+        ("\"fe80::1:zz\"", "IPv6 address with a port is written"),
+    ];
+    for (host, needle) in cases {
+        let text =
+            format!("{ROUTE_HEAD}    match:\n      hosts: [ok.com, {host}]\n    action: pass\n");
+        one(&text, "4:23", needle);
+        let p = &problems(&text)[0];
+        assert!(
+            p.contains("routes[0].match.hosts[1]: bad host pattern"),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn bad_prefixes_methods_and_clients() {
+    one(
+        &format!("{ROUTE_HEAD}    match:\n      hosts: [a.com]\n      path_prefixes: [v2]\n    action: pass\n"),
+        "5:23",
+        "path prefix `v2` must start with `/`",
+    );
+    one(
+        &format!("{ROUTE_HEAD}    match:\n      hosts: [a.com]\n      methods: [GET, \"P OST\"]\n    action: pass\n"),
+        "5:22",
+        "routes[0].match.methods[1]: `P OST` is not an HTTP method",
+    );
+    one(
+        &format!(
+            "{ROUTE_HEAD}    match:\n      hosts: [a.com]\n      methods: []\n    action: pass\n"
+        ),
+        "5:16",
+        "empty list; omit the key to match all methods",
+    );
+    one(
+        &format!("{ROUTE_HEAD}    match: {{ hosts: [a.com] }}\n    clients: [10.0.0.0/8, 10.0.0.0/33]\n    action: pass\n"),
+        "4:27",
+        "routes[0].clients[1]: `10.0.0.0/33` is not a CIDR",
+    );
+    one(
+        &format!(
+            "{ROUTE_HEAD}    match: {{ hosts: [a.com] }}\n    clients: []\n    action: pass\n"
+        ),
+        "4:14",
+        "omit the key to match any client",
+    );
+}
+
+#[test]
+fn bad_upstreams() {
+    for (u, needle) in [
+        (
+            "api.example.com:443",
+            "is not supported: use `http://` or `https://`",
+        ),
+        ("ftp://a.com", "scheme `ftp`"),
+        ("https://a.com/v2", "no path"),
+        ("https://a.com/?q=1", "query"),
+        ("https://user:pw@a.com", "user info"),
+        ("https://", "not a URL"),
+    ] {
+        one(
+            &format!("{ROUTE_HEAD}    match: {{ hosts: [a.com] }}\n    action: pass\n    upstream: \"{u}\"\n"),
+            "5:15",
+            needle,
+        );
+    }
+    one(
+        &format!("{ROUTE_HEAD}    match: {{ hosts: [a.com] }}\n    action: pass\n    upstream: http://a.com\n    upstream_ca_file: /ca.pem\n"),
+        "6:5",
+        "only an https `upstream` uses `upstream_ca_file`",
+    );
+}
+
+#[test]
+fn bad_header_and_prefix() {
+    let base = format!("{CRED}routes:\n  - name: r\n    match: {{ hosts: [a.com] }}\n    action: inject\n    credential: billing\n");
+    one(
+        &format!("{base}    header: \"X Token\"\n"),
+        "11:13",
+        "routes[0].header: `X Token` is not a valid header name",
+    );
+    one(
+        &format!("{base}    header: Host\n"),
+        "11:13",
+        "header `Host` cannot carry a token",
+    );
+    one(
+        &format!("{base}    prefix: \"Bearer\\r\\n\"\n"),
+        "11:13",
+        "control characters",
+    );
+}
+
+#[test]
+fn bad_names() {
+    one(
+        "routes:\n  - name: \"two words\"\n    match: { hosts: [a.com] }\n    action: pass\n",
+        "2:11",
+        "cannot contain whitespace",
+    );
+}
+
+// ---------------------------------------------------------------- many problems at once
+
+#[test]
+fn every_semantic_problem_is_collected_in_file_order() {
+    let text = "\
+listen:
+  proxy: nowhere
+threads: 0
+credentials:
+  billing:
+    token_url: http://idp.example.com/token
+    client_id: billing-egress
+    client_secret: ${NOPE}
+routes:
+  - name: a
+    match: { hosts: [\"a.*.com\"] }
+    action: inject
+  - name: a
+    match: { hosts: [b.com] }
+    clients: [nonsense]
+    action: pass
+    credential: billing
+    upstream: https://b.com/x
+";
+    let ps = problems(text);
+    let at: Vec<&str> = ps
+        .iter()
+        .map(|p| p.split(": ").next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        at,
+        ["2:10", "3:10", "6:16", "8:20", "11:22", "12:5", "13:11", "15:15", "17:5", "18:15"],
+        "{ps:#?}"
+    );
+}
+
+// ---------------------------------------------------------------- load()
+
+#[test]
+fn unreadable_file_is_one_problem_naming_it() {
+    let path = Path::new("/definitely/not/here/tollgate.yaml");
+    let ConfigErrors(ps) = load(path, &env).unwrap_err();
+    assert_eq!(ps.len(), 1);
+    assert_eq!((ps[0].line, ps[0].column), (1, 1));
+    assert_eq!(ps[0].file, "/definitely/not/here/tollgate.yaml");
+    assert!(ps[0].message.contains("/definitely/not/here/tollgate.yaml"));
+    let shown = ConfigErrors(ps).to_string();
+    assert!(shown.starts_with("/definitely/not/here/tollgate.yaml:1:1: cannot read config file"));
+}
+
+#[test]
+fn display_is_file_line_col_message() {
+    let e = load_str("conf/t.yaml", "threads: 0\nlisten: { proxy: x }\n", &env).unwrap_err();
+    let lines: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0].starts_with("conf/t.yaml:1:10: threads: "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("conf/t.yaml:2:18: listen.proxy: "),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn process_env_reads_the_environment() {
+    // PATH is set in any test environment; a variable with this name is not.
+    assert!(ProcessEnv.var("PATH").is_some());
+    assert!(ProcessEnv.var("TOLLGATE_RULES_SURELY_UNSET_VAR").is_none());
+}
+
+/// STYLE habit 6: shipped example configs are validated in CI.
+#[test]
+fn shipped_examples_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let env = |k: &str| Some(format!("example-{k}"));
+            if let Err(e) = load(&path, &env) {
+                panic!("{} is not a valid config:\n{e}", path.display());
+            }
+        }
+    }
+}
+
+/// The example in the configuration reference stays valid.
+#[test]
+fn configuration_reference_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+    let Ok(doc) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let start = doc.rfind("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let len = doc[start..].find("```").expect("closing fence");
+    let env = |k: &str| (k == "IDP_HOST").then(|| "idp.example.com".to_owned());
+    let c = load_str("configuration.md", &doc[start..start + len], &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.routes.len(), 4);
+    assert_eq!(c.credentials.len(), 2);
+}

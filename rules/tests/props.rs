@@ -1,0 +1,447 @@
+//! Property tests: the indexed router agrees with a brute-force reference; wildcards never
+//! match their bare domain; `load_str` never panics and its problems are well-formed.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use ipnet::IpNet;
+use proptest::prelude::*;
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use tollgate_rules::*;
+
+// ---------------------------------------------------------------- generators
+
+const LABELS: &[&str] = &["a", "b"];
+const PORTS: &[u16] = &[80, 443, 8443];
+const PREFIXES: &[&str] = &["/", "/a", "/a/", "/a/b", "/ab", "/b/"];
+const METHODS: &[&str] = &["GET", "POST", "PUT", "CONNECT"];
+const CLIENT_NETS: &[&str] = &["10.0.0.0/8", "10.1.0.0/16", "192.168.0.0/16", "fd00::/8"];
+const CLIENTS: &[&str] = &[
+    "10.1.2.3",
+    "10.2.0.1",
+    "192.168.5.5",
+    "8.8.8.8",
+    "fd00::5",
+    "::ffff:10.1.0.9",
+];
+const PATHS: &[&str] = &["/", "/a", "/a/", "/ab", "/a/b", "/a/bc", "/b", "/b/c", ""];
+
+/// A domain of 1..=3 labels from a tiny alphabet, so that collisions are frequent.
+fn domain() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(LABELS), 1..=3).prop_map(|ls| ls.join("."))
+}
+
+fn host_pattern() -> impl Strategy<Value = HostPattern> {
+    (
+        any::<bool>(),
+        domain(),
+        prop::option::of(prop::sample::select(PORTS)),
+        0..8u8,
+    )
+        .prop_map(|(wild, d, port, ip)| {
+            let kind = if ip == 0 {
+                HostKind::Exact("10.0.0.1".to_owned())
+            } else if wild {
+                HostKind::Wildcard(format!(".{d}"))
+            } else {
+                HostKind::Exact(d)
+            };
+            HostPattern { kind, port }
+        })
+}
+
+fn subset(items: &'static [&'static str], max: usize) -> impl Strategy<Value = Vec<String>> {
+    prop::sample::subsequence(items, 0..=max)
+        .prop_map(|v| v.into_iter().map(str::to_owned).collect())
+}
+
+fn route(i: usize) -> impl Strategy<Value = Route> {
+    (
+        prop::collection::vec(host_pattern(), 1..=3),
+        subset(PREFIXES, 2),
+        subset(METHODS, 3),
+        subset(CLIENT_NETS, 2),
+    )
+        .prop_map(move |(hosts, path_prefixes, methods, clients)| Route {
+            name: format!("r{i}"),
+            matcher: RouteMatch {
+                hosts,
+                path_prefixes,
+                methods,
+            },
+            clients: clients
+                .iter()
+                .map(|c| c.parse::<IpNet>().unwrap_or_else(|e| panic!("{c}: {e}")))
+                .collect(),
+            action: Action::Pass,
+            upstream: None,
+            upstream_ca_file: None,
+        })
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (0..16usize, any::<bool>())
+        .prop_flat_map(|(n, pass)| {
+            let routes: Vec<_> = (0..n).map(route).collect();
+            (routes, Just(pass))
+        })
+        .prop_map(|(routes, pass)| Config {
+            listen: Listen {
+                proxy: DEFAULT_PROXY_ADDR,
+                admin: DEFAULT_ADMIN_ADDR,
+            },
+            threads: None,
+            default_action: if pass {
+                DefaultAction::Pass
+            } else {
+                DefaultAction::Deny
+            },
+            allow_private_networks: false,
+            credentials: BTreeMap::new(),
+            routes,
+        })
+}
+
+#[derive(Debug, Clone)]
+struct Facts {
+    host: String,
+    port: u16,
+    path: &'static str,
+    method: &'static str,
+    client: Option<IpAddr>,
+}
+
+fn facts() -> impl Strategy<Value = Facts> {
+    (
+        prop_oneof![
+            4 => prop::collection::vec(prop::sample::select(LABELS), 1..=3).prop_map(|ls| ls.join(".")),
+            1 => Just("10.0.0.1".to_owned()),
+            1 => Just("10.0.0.2".to_owned()),
+        ],
+        prop::sample::select(PORTS),
+        prop::sample::select(PATHS),
+        prop::sample::select(METHODS),
+        prop::option::of(prop::sample::select(CLIENTS)),
+    )
+        .prop_map(|(host, port, path, method, client)| Facts {
+            host,
+            port,
+            path,
+            method,
+            client: client.map(|c| c.parse().unwrap_or_else(|e| panic!("{c}: {e}"))),
+        })
+}
+
+// ---------------------------------------------------------------- the reference
+
+/// Written from the SPEC and the matcher's documented rules, sharing no code with the
+/// router: (exact, wildcard suffix length, has port, prefix length, methods rank,
+/// earlier), greatest wins.
+type Rank = (
+    bool,
+    usize,
+    bool,
+    usize,
+    Option<Reverse<usize>>,
+    Reverse<usize>,
+);
+
+fn host_rank(p: &HostPattern, host: &str, port: u16) -> Option<(bool, usize, bool)> {
+    if p.port.is_some_and(|pp| pp != port) {
+        return None;
+    }
+    let is_ip = host.parse::<IpAddr>().is_ok();
+    match &p.kind {
+        HostKind::Exact(h) => (h == host).then_some((true, 0, p.port.is_some())),
+        HostKind::Wildcard(suffix) => {
+            let ok = !is_ip && host.len() > suffix.len() && host.ends_with(suffix.as_str());
+            ok.then_some((false, suffix.len(), p.port.is_some()))
+        }
+    }
+}
+
+fn prefix_len(prefixes: &[String], path: &str) -> Option<usize> {
+    let path = if path.is_empty() { "/" } else { path };
+    if prefixes.is_empty() {
+        return Some(0);
+    }
+    prefixes
+        .iter()
+        .filter(|p| {
+            if p.ends_with('/') {
+                path.starts_with(p.as_str())
+            } else {
+                path == p.as_str() || path.starts_with(&format!("{p}/"))
+            }
+        })
+        .map(|p| p.len())
+        .max()
+}
+
+fn admits(r: &Route, client: Option<IpAddr>) -> bool {
+    if r.clients.is_empty() {
+        return true;
+    }
+    let Some(ip) = client else { return false };
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    r.clients.iter().any(|n| n.contains(&ip))
+}
+
+/// `Some((index, allowed))` of the decision, `None` for NoRoute.
+fn reference(c: &Config, f: &Facts) -> Option<(usize, bool)> {
+    let mut best: [Option<(Rank, usize)>; 2] = [None, None];
+    for (i, r) in c.routes.iter().enumerate() {
+        let m = &r.matcher;
+        if !m.methods.is_empty() && !m.methods.iter().any(|x| x == f.method) {
+            continue;
+        }
+        let Some(plen) = prefix_len(&m.path_prefixes, f.path) else {
+            continue;
+        };
+        let Some(h) = m
+            .hosts
+            .iter()
+            .filter_map(|p| host_rank(p, &f.host, f.port))
+            .max()
+        else {
+            continue;
+        };
+        let methods = (!m.methods.is_empty()).then_some(Reverse(m.methods.len()));
+        let rank: Rank = (h.0, h.1, h.2, plen, methods, Reverse(i));
+        let slot = &mut best[usize::from(admits(r, f.client))];
+        if slot.as_ref().is_none_or(|(b, _)| rank > *b) {
+            *slot = Some((rank, i));
+        }
+    }
+    match best {
+        [_, Some((_, i))] => Some((i, true)),
+        [Some((_, i)), None] => Some((i, false)),
+        [None, None] => None,
+    }
+}
+
+fn actual(c: &Config, router: &Router, f: &Facts) -> Option<(usize, bool)> {
+    let facts = RequestFacts {
+        host: &f.host,
+        port: f.port,
+        path: f.path,
+        method: f.method,
+        client: f.client,
+    };
+    match router.decide(c, &facts) {
+        Decision::Route(i, r) => {
+            assert!(std::ptr::eq(r, &c.routes[i]));
+            Some((i, true))
+        }
+        Decision::ClientNotAllowed(i, r) => {
+            assert!(std::ptr::eq(r, &c.routes[i]));
+            Some((i, false))
+        }
+        Decision::NoRoute(a) => {
+            assert_eq!(a, c.default_action);
+            None
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn router_agrees_with_brute_force(c in config(), fs in prop::collection::vec(facts(), 1..16)) {
+        let router = Router::new(&c);
+        for f in &fs {
+            prop_assert_eq!(actual(&c, &router, f), reference(&c, f), "facts {:?}", f);
+        }
+    }
+
+    #[test]
+    fn matches_is_consistent_with_decide(c in config(), f in facts()) {
+        let router = Router::new(&c);
+        let facts = RequestFacts { host: &f.host, port: f.port, path: f.path, method: f.method, client: f.client };
+        let all = router.matches(&c, &facts);
+        for w in all.windows(2) {
+            prop_assert!(w[0].specificity > w[1].specificity);
+        }
+        let expected = all.iter().find(|m| m.client_allowed).map(|m| (m.index, true))
+            .or_else(|| all.first().map(|m| (m.index, false)));
+        prop_assert_eq!(actual(&c, &router, &f), expected);
+    }
+
+    #[test]
+    fn wildcard_never_matches_its_bare_domain(d in domain(), port in prop::sample::select(PORTS)) {
+        let text = format!("routes:\n  - name: w\n    match: {{ hosts: [\"*.{d}\"] }}\n    action: pass\n");
+        let c = load_str("t", &text, &|_: &str| None).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let router = Router::new(&c);
+        let bare = RequestFacts { host: &d, port, path: "/", method: "GET", client: None };
+        prop_assert_eq!(router.decide(&c, &bare), Decision::NoRoute(DefaultAction::Deny));
+        let sub = format!("q.{d}");
+        let below = RequestFacts { host: &sub, ..bare };
+        prop_assert!(matches!(router.decide(&c, &below), Decision::Route(0, _)));
+    }
+
+    #[test]
+    fn load_str_never_panics_on_arbitrary_text(text in ".{0,300}") {
+        check_load(&text);
+    }
+
+    #[test]
+    fn load_str_never_panics_on_yamlish_text(
+        parts in prop::collection::vec(prop::sample::select(YAMLISH), 0..60)
+    ) {
+        check_load(&parts.concat());
+    }
+
+    #[test]
+    fn load_str_never_panics_on_mutated_configs(at in any::<prop::sample::Index>(), with in prop::sample::select(YAMLISH), cut in any::<bool>()) {
+        let base = include_str!("fixtures/spec-example.yaml");
+        let mut i = at.index(base.len());
+        while !base.is_char_boundary(i) { i -= 1; }
+        let end = if cut { (i + with.len()).min(base.len()) } else { i };
+        let mut end = end;
+        while !base.is_char_boundary(end) { end -= 1; }
+        let text = format!("{}{}{}", &base[..i], with, &base[end.max(i)..]);
+        check_load(&text);
+    }
+}
+
+const YAMLISH: &[&str] = &[
+    "\n",
+    "\r",
+    "\r\n",
+    "\u{2028}",
+    "  ",
+    "- ",
+    ": ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "\"",
+    "'",
+    "#",
+    "&a ",
+    "*a",
+    "? ",
+    "---\n",
+    "|\n",
+    ">\n",
+    "\t",
+    "listen:",
+    "proxy:",
+    "threads:",
+    "routes:",
+    "credentials:",
+    "name:",
+    "match:",
+    "hosts:",
+    "action:",
+    "inject",
+    "pass",
+    "deny",
+    "credential:",
+    "token_url:",
+    "client_id:",
+    "client_secret:",
+    "${X}",
+    "${",
+    "$${",
+    "*.a.com",
+    "a.com:80",
+    "https://h/t",
+    "http://h",
+    "10.0.0.0/8",
+    "0",
+    "-1",
+    "true",
+    "~",
+    "é",
+    "\u{0}",
+    "!!str ",
+    "<<: ",
+    "clients:",
+    "path_prefixes:",
+    "methods:",
+    "upstream:",
+    "params:",
+    "x",
+];
+
+fn check_load(text: &str) {
+    let env = |k: &str| (k == "X").then(|| "v".to_owned());
+    match load_str("f", text, &env) {
+        Ok(c) => {
+            // A valid config always builds a router that answers.
+            let router = Router::new(&c);
+            let f = RequestFacts {
+                host: "a.com",
+                port: 80,
+                path: "/",
+                method: "GET",
+                client: None,
+            };
+            let _ = router.decide(&c, &f);
+        }
+        Err(ConfigErrors(ps)) => {
+            assert!(!ps.is_empty());
+            // YAML also breaks lines at a lone `\r` (and libyaml at U+0085, U+2028, U+2029).
+            let lines = 1 + text
+                .chars()
+                .filter(|c| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}'))
+                .count();
+            for p in &ps {
+                assert!(p.line >= 1 && p.column >= 1, "{p}");
+                assert!(p.line <= lines + 1, "{p} beyond {lines} lines");
+            }
+            assert!(
+                ps.windows(2)
+                    .all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)),
+                "problems out of order: {ps:?}"
+            );
+        }
+    }
+}
+
+/// Guards the generators: the property above is only worth something if random configs
+/// and requests produce every kind of outcome often.
+#[test]
+fn generators_reach_every_outcome() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut routed, mut refused, mut none, mut wild, mut total) = (0, 0, 0, 0, 0);
+    for _ in 0..400 {
+        let c = config().new_tree(&mut runner).map(|t| t.current());
+        let f = facts().new_tree(&mut runner).map(|t| t.current());
+        let (Ok(c), Ok(f)) = (c, f) else {
+            panic!("generator failed")
+        };
+        total += 1;
+        match reference(&c, &f) {
+            Some((i, true)) => {
+                routed += 1;
+                // Won through a wildcard: none of its exact patterns match.
+                if !c.routes[i].matcher.hosts.iter().any(|h| {
+                    matches!(h.kind, HostKind::Exact(_)) && host_rank(h, &f.host, f.port).is_some()
+                }) {
+                    wild += 1;
+                }
+            }
+            Some((_, false)) => refused += 1,
+            None => none += 1,
+        }
+    }
+    for (what, n) in [
+        ("routed", routed),
+        ("refused", refused),
+        ("none", none),
+        ("wildcard", wild),
+    ] {
+        assert!(n * 20 >= total, "only {n} of {total} {what}");
+    }
+}
