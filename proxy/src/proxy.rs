@@ -515,8 +515,14 @@ impl ProxyHttp for Tollgate {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let route = ctx.route_name().unwrap_or(NO_ROUTE);
+        // Requests refused before routing finished still name their route in the error.
+        let route = ctx
+            .route_name()
+            .or_else(|| ctx.failure.as_ref().and_then(|f| f.route.as_deref()))
+            .unwrap_or(NO_ROUTE);
+        let refused = ctx.failure.as_ref().is_some_and(|f| f.code.status() == 403);
         let action = match (ctx.state.as_ref(), ctx.routed.as_ref()) {
+            _ if refused => "deny",
             (Some(state), Some(r)) => match r.route.and_then(|i| state.config.routes.get(i)) {
                 Some(rt) if r.target.form == Form::Connect => match rt.action {
                     Action::Pass => "tunnel",
@@ -526,7 +532,7 @@ impl ProxyHttp for Tollgate {
                 None if r.target.form == Form::Connect => "tunnel",
                 None => "pass",
             },
-            _ => "deny",
+            _ => "-",
         };
         let code = status_label(status);
         self.metrics
@@ -554,11 +560,17 @@ impl ProxyHttp for Tollgate {
             }
         }
         let req = session.req_header();
-        let (host, port) = ctx
-            .routed
-            .as_ref()
-            .map(|r| (r.target.host.as_str(), r.target.port))
-            .unwrap_or(("-", 0));
+        let reparsed;
+        let (host, port) = match ctx.routed.as_ref() {
+            Some(r) => (r.target.host.as_str(), r.target.port),
+            None => {
+                reparsed = forward::parse_target(req).ok();
+                reparsed
+                    .as_ref()
+                    .map(|t| (t.host.as_str(), t.port))
+                    .unwrap_or(("-", 0))
+            }
+        };
         tracing::info!(
             target: "tollgate::access",
             route,

@@ -1,0 +1,196 @@
+{{/* Names and labels. */}}
+{{- define "tollgate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tollgate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "tollgate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tollgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tollgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "tollgate.labels" -}}
+helm.sh/chart: {{ include "tollgate.chart" . }}
+{{ include "tollgate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: egress-proxy
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "tollgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "tollgate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "tollgate.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Where the config and the credential Secrets are mounted in the pod. */}}
+{{- define "tollgate.configDir" -}}/etc/tollgate{{- end }}
+{{- define "tollgate.configPath" -}}/etc/tollgate/tollgate.yaml{{- end }}
+{{- define "tollgate.secretsDir" -}}/var/run/secrets/tollgate{{- end }}
+
+{{/*
+The user's config (values.config: a mapping, or the whole tollgate.yaml as a string) as
+a dict, before the chart's additions.
+*/}}
+{{- define "tollgate.userConfig" -}}
+{{- $raw := .Values.config }}
+{{- $cfg := dict }}
+{{- if kindIs "string" $raw }}
+{{- if trim $raw }}
+{{- $cfg = fromYaml $raw }}
+{{- if hasKey $cfg "Error" }}
+{{- fail (printf "config: the string is not a YAML mapping (a tollgate.yaml): %s" (get $cfg "Error")) }}
+{{- end }}
+{{- end }}
+{{- else if kindIs "map" $raw }}
+{{- $cfg = deepCopy $raw }}
+{{- else if not (kindIs "invalid" $raw) }}
+{{- fail "config: must be a mapping (the tollgate.yaml) or a string holding it" }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+The config the pod runs: the user's, plus listen addresses on all interfaces unless the
+user set them (tollgate's default, 127.0.0.1, is unreachable from outside the pod), and
+`threads` from .Values.threads unless the user set it.
+*/}}
+{{- define "tollgate.config" -}}
+{{- $cfg := fromYaml (include "tollgate.userConfig" .) }}
+{{- $listen := dict }}
+{{- if hasKey $cfg "listen" }}
+{{- if kindIs "map" $cfg.listen }}
+{{- $listen = $cfg.listen }}
+{{- else if not (kindIs "invalid" $cfg.listen) }}
+{{- fail "config.listen: must be a mapping with `proxy` and/or `admin`" }}
+{{- end }}
+{{- end }}
+{{- if not (hasKey $listen "proxy") }}
+{{- $_ := set $listen "proxy" (printf "0.0.0.0:%d" (int .Values.ports.proxy)) }}
+{{- end }}
+{{- if not (hasKey $listen "admin") }}
+{{- $_ := set $listen "admin" (printf "0.0.0.0:%d" (int .Values.ports.admin)) }}
+{{- end }}
+{{- $_ := set $cfg "listen" $listen }}
+{{- if and (not (hasKey $cfg "threads")) (not (kindIs "invalid" .Values.threads)) }}
+{{- $_ := set $cfg "threads" (int .Values.threads) }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+The container port of a listen address: (dict "root" $ "key" "proxy"|"admin").
+Fails on an address the pod cannot serve from (loopback, port 0, a host name).
+*/}}
+{{- define "tollgate.listenPort" -}}
+{{- $cfg := fromYaml (include "tollgate.config" .root) }}
+{{- $addr := toString (get $cfg.listen .key) }}
+{{- if contains "${" $addr }}
+{{- /* From the environment at run time: trust ports.<key>. */}}
+{{- get .root.Values.ports .key | int }}
+{{- else }}
+{{- if not (regexMatch "^(\\[[0-9A-Fa-f:.]+\\]|[0-9]{1,3}(\\.[0-9]{1,3}){3}):[0-9]{1,5}$" $addr) }}
+{{- fail (printf "config.listen.%s: `%s` is not IP:PORT (e.g. 0.0.0.0:3128 or \"[::]:3128\")" .key $addr) }}
+{{- end }}
+{{- if or (hasPrefix "127." $addr) (hasPrefix "[::1]:" $addr) }}
+{{- fail (printf "config.listen.%s: `%s` is loopback, unreachable from outside the pod (probes, Service); use 0.0.0.0 or [::], or leave it to the chart" .key $addr) }}
+{{- end }}
+{{- $port := regexFind "[0-9]+$" $addr | int }}
+{{- if or (lt $port 1) (gt $port 65535) }}
+{{- fail (printf "config.listen.%s: `%s` needs a fixed port (1-65535) for the Service and probes" .key $addr) }}
+{{- end }}
+{{- $port }}
+{{- end }}
+{{- end }}
+
+{{/*
+What a running pod cannot pick up by hot reload: listen addresses and threads. Their
+hash goes into the pod template, so changing them (and only them) rolls the pods.
+*/}}
+{{- define "tollgate.restartChecksum" -}}
+{{- $cfg := fromYaml (include "tollgate.config" .) }}
+{{- toYaml (dict "listen" $cfg.listen "threads" (get $cfg "threads")) | sha256sum }}
+{{- end }}
+
+{{/*
+Every file path in the config must be absolute (the pod's working directory is /), and
+one that points into the credential Secrets' mount must name a mounted Secret (and one
+of its `items`, when listed): otherwise the pod would start with a missing file.
+*/}}
+{{- define "tollgate.checkSecretPaths" -}}
+{{- $cfg := fromYaml (include "tollgate.config" .) }}
+{{- $root := printf "%s/" (include "tollgate.secretsDir" .) }}
+{{- $paths := list }}
+{{- $creds := get $cfg "credentials" }}
+{{- if kindIs "map" $creds }}
+{{- range $name, $c := $creds }}
+{{- if kindIs "map" $c }}
+{{- range $k := list "client_secret_file" "private_key_file" "ca_file" }}
+{{- if hasKey $c $k }}
+{{- $paths = append $paths (list (printf "credentials.%s.%s" $name $k) (toString (get $c $k))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $routes := get $cfg "routes" }}
+{{- if kindIs "slice" $routes }}
+{{- range $i, $r := $routes }}
+{{- if and (kindIs "map" $r) (hasKey $r "upstream_ca_file") }}
+{{- $paths = append $paths (list (printf "routes[%d].upstream_ca_file" $i) (toString (get $r "upstream_ca_file"))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $p := $paths }}
+{{- $where := index $p 0 }}
+{{- $path := index $p 1 }}
+{{- if and (not (hasPrefix "/" $path)) (not (contains "${" $path)) }}
+{{- fail (printf "config %s: `%s` is relative (to the pod's working directory, /); use an absolute path, e.g. %s<name>/<key> with credentialSecrets.<name>" $where $path $root) }}
+{{- end }}
+{{- if hasPrefix $root $path }}
+{{- $rest := trimPrefix $root $path }}
+{{- $dir := regexFind "^[^/]+" $rest }}
+{{- $entry := get $.Values.credentialSecrets $dir }}
+{{- if not $entry }}
+{{- fail (printf "config %s: %s is in no mounted Secret: add credentialSecrets.%s (an existing Secret)" $where $path $dir) }}
+{{- end }}
+{{- $file := trimPrefix (printf "%s/" $dir) $rest }}
+{{- if $entry.items }}
+{{- $found := false }}
+{{- range $it := $entry.items }}
+{{- if eq (toString $it.path) $file }}{{ $found = true }}{{ end }}
+{{- end }}
+{{- if not $found }}
+{{- fail (printf "config %s: %s is not among credentialSecrets.%s.items paths" $where $path $dir) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
