@@ -3,6 +3,7 @@
 use crate::cli::EX_CONFIG;
 use crate::state::State;
 use std::path::Path;
+use std::time::Duration;
 use tollgate_rules::{load::ProcessEnv, Config};
 
 /// Load and validate, printing every problem. `None` when invalid.
@@ -109,11 +110,14 @@ pub fn token(path: &Path, credential: &str, show: bool) -> i32 {
         Ok(info) => {
             println!("credential: {credential}");
             println!("token_type: {}", info.token_type);
-            println!(
-                "lifetime:   {} (from {})",
-                humantime::format_duration(info.lifetime),
-                info.lifetime_source
-            );
+            match info.expires_in {
+                Some(d) => println!("lifetime:   {} (expires_in)", humantime::format_duration(d)),
+                None => println!(
+                    "lifetime:   {} (from {})",
+                    humantime::format_duration(Duration::from_secs(info.lifetime.as_secs())),
+                    info.lifetime_source
+                ),
+            }
             if let Some(scope) = &info.scope {
                 println!("scope:      {scope}");
             }

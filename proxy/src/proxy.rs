@@ -546,14 +546,14 @@ impl ProxyHttp for Tollgate {
         if let Some(span) = ctx.span.as_ref() {
             if let Some(r) = ctx.routed.as_ref() {
                 span.record("server.address", r.target.host.as_str());
-                span.record("server.port", r.target.port);
+                span.record("server.port", i64::from(r.target.port));
             }
             span.record("tollgate.route", route);
             span.record("tollgate.action", action);
             span.record("tollgate.replayed", ctx.replay.done);
-            span.record("http.response.status_code", status);
+            span.record("http.response.status_code", i64::from(status));
             if let Some(u) = ctx.upstream_status {
-                span.record("upstream.status_code", u);
+                span.record("upstream.status_code", i64::from(u));
             }
             if status >= 500 || status == 0 {
                 span.record("otel.status_code", "ERROR");

@@ -20,9 +20,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Seconds pingora waits, after SIGTERM, for in-flight requests before it stops.
-pub const DRAIN_SECONDS: u64 = 10;
-
 /// Check a listen address can be bound, so a port clash is a clear error, not a panic.
 fn can_bind(addr: SocketAddr) -> Result<(), String> {
     std::net::TcpListener::bind(addr)
@@ -40,11 +37,12 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
 
-    // SIGTERM: listeners stop, in-flight requests get up to DRAIN_SECONDS; `Drain` exits
+    // SIGTERM: listeners stop, in-flight requests get up to `drain_timeout`; `Drain` exits
     // as soon as none is left.
+    let drain = state.config.drain_timeout;
     let make_conf = || ServerConf {
         threads,
-        grace_period_seconds: Some(DRAIN_SECONDS),
+        grace_period_seconds: Some(drain.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: 1024,
         ..Default::default()
@@ -94,7 +92,7 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
     server.add_service(admin);
     tracing::info!(proxy = %listen.proxy, admin = %listen.admin, threads, "tollgate serving");
     server.run(RunArgs {
-        shutdown_signal: Box::new(Drain { inflight }),
+        shutdown_signal: Box::new(Drain { inflight, drain }),
     });
     crate::telemetry::shutdown();
     std::process::exit(0)
@@ -104,6 +102,7 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
 /// period is a fixed sleep; this watcher ends the process as soon as no request is in flight.
 struct Drain {
     inflight: Arc<AtomicUsize>,
+    drain: Duration,
 }
 
 #[async_trait::async_trait]
@@ -127,7 +126,8 @@ impl ShutdownSignalWatch for Drain {
                 let inflight = self.inflight.clone();
                 tracing::info!(
                     in_flight = inflight.load(Ordering::Acquire),
-                    "SIGTERM: no longer accepting; draining in-flight requests for up to {DRAIN_SECONDS}s"
+                    "SIGTERM: no longer accepting; draining in-flight requests for up to {}",
+                    humantime::format_duration(self.drain)
                 );
                 std::thread::spawn(move || {
                     // Let pingora close the listeners first.

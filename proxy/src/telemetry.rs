@@ -43,8 +43,47 @@ fn otlp_provider() -> Result<SdkTracerProvider, String> {
         .build())
 }
 
+/// pingora's debug and trace logs dump request and response headers and bodies, which
+/// carry the tokens we inject: whatever `RUST_LOG` says, they stay at info.
+const PINGORA_CAPS: &[&str] = &[
+    "pingora_core=info",
+    "pingora_proxy=info",
+    "pingora_http=info",
+    "pingora_pool=info",
+    "pingora_cache=info",
+    "pingora_error=info",
+    "pingora_timeout=info",
+    "pingora_rustls=info",
+    "pingora_runtime=info",
+    "pingora=info",
+];
+
+/// The log filter: `RUST_LOG` (default `info`), with pingora capped (see [`PINGORA_CAPS`]).
+pub fn filter(rust_log: Option<&str>) -> EnvFilter {
+    // Directives for pingora's own targets are dropped: a more specific one would beat the caps.
+    let kept: Option<String> = rust_log.map(|v| {
+        v.split(',')
+            .filter(|d| !d.trim_start().starts_with("pingora"))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let mut filter = match kept.as_deref() {
+        Some(v) if !v.is_empty() => EnvFilter::try_new(v).unwrap_or_else(|e| {
+            eprintln!("tollgate: ignoring RUST_LOG={v:?}: {e}");
+            EnvFilter::new("info")
+        }),
+        _ => EnvFilter::new("info"),
+    };
+    for cap in PINGORA_CAPS {
+        if let Ok(d) = cap.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    filter
+}
+
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
     let json = std::env::var("TOLLGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -139,4 +178,30 @@ pub fn trace_headers(span: &tracing::Span) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(2);
     TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInject(&mut out));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::level_filters::LevelFilter;
+
+    #[test]
+    fn pingora_is_capped_at_info_whatever_rust_log_says() {
+        for v in [
+            "trace",
+            "debug",
+            "pingora_core=trace",
+            "info,pingora_core::protocols=trace",
+        ] {
+            let f = filter(Some(v));
+            let text = f.to_string();
+            assert!(text.contains("pingora_core=info"), "{v}: {text}");
+            assert!(
+                !text.contains("=trace") || !text.contains("pingora_core::"),
+                "{v}: {text}"
+            );
+            assert!(!text.contains("pingora_core=trace"), "{v}: {text}");
+        }
+        assert!(filter(None).max_level_hint() <= Some(LevelFilter::INFO));
+    }
 }

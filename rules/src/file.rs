@@ -26,6 +26,9 @@ pub struct ConfigFile {
     /// `threads:` worker threads.
     #[serde(default)]
     pub threads: Option<u64>,
+    /// `drain_timeout:` how long SIGTERM waits for in-flight requests (humantime).
+    #[serde(default)]
+    pub drain_timeout: Option<String>,
     /// `default_action:` for requests no route matches.
     #[serde(default)]
     pub default_action: Option<DefaultActionFile>,

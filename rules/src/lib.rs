@@ -43,7 +43,9 @@ mod pos;
 pub mod units;
 mod values;
 
-pub use convert::{DEFAULT_ADMIN_ADDR, DEFAULT_HEADER, DEFAULT_PREFIX, DEFAULT_PROXY_ADDR};
+pub use convert::{
+    DEFAULT_ADMIN_ADDR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER, DEFAULT_PREFIX, DEFAULT_PROXY_ADDR,
+};
 pub use load::{load, load_str, ConfigErrors, Env, Problem, ProcessEnv};
 pub use matcher::{Decision, RequestFacts, Router};
 pub use model::*;

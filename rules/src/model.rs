@@ -13,6 +13,8 @@ pub struct Config {
     pub listen: Listen,
     /// Worker threads; `None` means "number of CPUs" (the proxy decides).
     pub threads: Option<usize>,
+    /// How long SIGTERM waits for in-flight requests before exiting; default 10 s.
+    pub drain_timeout: Duration,
     /// `default_action:` for requests no route matches; default deny.
     pub default_action: DefaultAction,
     /// `allow_private_networks:` may upstreams resolve to loopback/private/link-local

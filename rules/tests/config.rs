@@ -904,3 +904,28 @@ fn configuration_reference_example_is_valid() {
     assert_eq!(c.routes.len(), 4);
     assert_eq!(c.credentials.len(), 2);
 }
+
+#[test]
+fn drain_timeout_defaults_to_ten_seconds_and_is_validated() {
+    assert_eq!(ok("").drain_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(
+        ok("drain_timeout: 1m 30s\n").drain_timeout,
+        std::time::Duration::from_secs(90)
+    );
+    assert_eq!(
+        ok("drain_timeout: 0s\n").drain_timeout,
+        std::time::Duration::ZERO
+    );
+    for bad in ["drain_timeout: soon\n", "drain_timeout: 2h\n"] {
+        let errs = tollgate_rules::load_str("t.yaml", bad, &|_: &str| None)
+            .expect_err("invalid drain_timeout");
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert_eq!((errs.0[0].line, errs.0[0].column), (1, 16), "{errs}");
+        assert!(
+            errs.0[0].message.contains("drain_timeout")
+                || errs.0[0].message.contains("duration")
+                || errs.0[0].message.contains("at most"),
+            "{errs}"
+        );
+    }
+}

@@ -92,6 +92,7 @@ fn config() -> impl Strategy<Value = Config> {
                 admin: DEFAULT_ADMIN_ADDR,
             },
             threads: None,
+            drain_timeout: std::time::Duration::from_secs(10),
             default_action: if pass {
                 DefaultAction::Pass
             } else {

@@ -242,6 +242,13 @@ impl Captured {
     }
 }
 
+impl Captured {
+    /// Add bytes (used by other launchers, e.g. [`crate::idp`]).
+    pub fn append(&self, bytes: &[u8]) {
+        self.0.lock().expect("output lock").extend_from_slice(bytes);
+    }
+}
+
 struct Capture {
     buf: Captured,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -527,6 +534,89 @@ impl Drop for Tollgate {
                 self.output()
             );
         }
+    }
+}
+
+// --- Signals, exit and config rewriting (issue 6: reload and shutdown tests). ---
+
+impl Tollgate {
+    /// Send `signal` to the process (by PID). Panics if it was already stopped.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("the process was stopped");
+        let pid = i32::try_from(child.id()).expect("pid fits i32");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .unwrap_or_else(|e| panic!("kill -{signal} {pid}: {e}"));
+    }
+
+    /// Wait up to `timeout` for the process to exit by itself. `None`: still running.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait up to `timeout` until the output contains `needle` at least `count` times.
+    /// Returns whether it did.
+    pub async fn wait_for_output(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.output().matches(needle).count() >= count {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The `listen:` (and `threads: 1`) lines the harness put in front of the body.
+    pub fn config_header(&self, body: &str) -> String {
+        let mut yaml = format!(
+            "listen:\n  proxy: {}\n  admin: {}\n",
+            self.proxy, self.admin
+        );
+        if !body.lines().any(|l| l.starts_with("threads:")) {
+            yaml.push_str("threads: 1\n");
+        }
+        yaml
+    }
+
+    /// Replace the config file with the same header and a new `body`, atomically (written
+    /// to a temp file in the same dir, then renamed over it), as a ConfigMap update does.
+    pub fn replace_config(&self, body: &str) {
+        let yaml = format!("{}{body}", self.config_header(body));
+        replace_file(self.config_path(), yaml.as_bytes());
+    }
+}
+
+/// Write `bytes` to `path` atomically: a temp file in the same directory renamed over it.
+pub fn replace_file(path: &Path, bytes: &[u8]) {
+    let dir = path.parent().expect("file has a parent dir");
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    std::fs::write(&tmp, bytes).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+    std::fs::rename(&tmp, path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
+}
+
+impl Tollgate {
+    /// What the process wrote to stderr so far (its logs).
+    pub fn stderr_text(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// What the process wrote to stdout so far.
+    pub fn stdout_text(&self) -> String {
+        self.stdout.text()
     }
 }
 

@@ -58,7 +58,8 @@ pub struct JwtTimes {
 
 /// A token's lifetime and where it came from.
 ///
-/// - `expires_in` when present and non-zero.
+/// - `expires_in` when present and non-zero, unless the JWT's `exp` (by our clock) comes
+///   sooner: then the time left until `exp`.
 /// - Else the JWT's `exp`: the time left until `exp` by our clock (`now_unix`), but no
 ///   more than `exp - iat` when `iat` is present (a clock running behind ours does not
 ///   stretch the lifetime). When `exp` is already past by our clock, `exp - iat` alone
@@ -72,7 +73,19 @@ pub fn lifetime(
     now_unix: Duration,
 ) -> (Duration, LifetimeSource) {
     if let Some(d) = expires_in.filter(|d| !d.is_zero()) {
-        return (clamp_lifetime(d), LifetimeSource::ExpiresIn);
+        // A JWT's `exp` is whole seconds from the issuer's clock: when it says the token
+        // ends sooner than `expires_in` counted from its arrival, believe `exp`, so the
+        // upstream never sees a token it considers expired.
+        let jwt_remaining = jwt
+            .exp
+            .and_then(|exp| u64::try_from(exp).ok())
+            .map(Duration::from_secs)
+            .and_then(|exp| exp.checked_sub(now_unix))
+            .filter(|r| !r.is_zero() && *r < d);
+        return match jwt_remaining {
+            Some(r) => (clamp_lifetime(r), LifetimeSource::JwtExp),
+            None => (clamp_lifetime(d), LifetimeSource::ExpiresIn),
+        };
     }
     if let Some(exp) = jwt.exp {
         let window = jwt
@@ -209,14 +222,33 @@ mod tests {
     }
 
     #[test]
-    fn lifetime_prefers_expires_in() {
-        let jwt = JwtTimes {
-            exp: Some(NOW.as_secs() as i64 + 60),
+    fn lifetime_is_the_earlier_of_expires_in_and_jwt_exp() {
+        let later = JwtTimes {
+            exp: Some(NOW.as_secs() as i64 + 7200),
             iat: None,
         };
         assert_eq!(
-            lifetime(Some(secs(3600)), jwt, NOW),
+            lifetime(Some(secs(3600)), later, NOW),
             (secs(3600), LifetimeSource::ExpiresIn)
+        );
+        // exp in whole seconds ends sooner than expires_in counted from arrival.
+        let now = NOW + Duration::from_millis(700);
+        let sooner = JwtTimes {
+            exp: Some(NOW.as_secs() as i64 + 3),
+            iat: None,
+        };
+        assert_eq!(
+            lifetime(Some(secs(3)), sooner, now),
+            (Duration::from_millis(2300), LifetimeSource::JwtExp)
+        );
+        // An exp already past by our clock is ignored: expires_in stands.
+        let past = JwtTimes {
+            exp: Some(NOW.as_secs() as i64 - 10),
+            iat: None,
+        };
+        assert_eq!(
+            lifetime(Some(secs(60)), past, NOW),
+            (secs(60), LifetimeSource::ExpiresIn)
         );
     }
 

@@ -24,6 +24,11 @@ pub const DEFAULT_ADMIN_ADDR: SocketAddr =
 pub const DEFAULT_HEADER: &str = "Authorization";
 /// Default `routes[].prefix`.
 pub const DEFAULT_PREFIX: &str = "Bearer ";
+/// `drain_timeout` when the file does not say.
+pub const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Largest accepted `drain_timeout`.
+const MAX_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Largest accepted `threads`.
 pub const MAX_THREADS: u64 = 4096;
 
@@ -233,6 +238,32 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
         Some(n) => usize::try_from(n).ok().map(Some),
     };
 
+    let drain_timeout = match f.drain_timeout {
+        None => Some(DEFAULT_DRAIN_TIMEOUT),
+        Some(raw) => c.text(&path!["drain_timeout"], &raw).and_then(|t| {
+            match crate::units::parse_duration(&t) {
+                Ok(d) if d <= MAX_DRAIN_TIMEOUT => Some(d),
+                Ok(_) => {
+                    c.value_err(
+                        &path!["drain_timeout"],
+                        format!(
+                            "must be at most {}",
+                            crate::units::format_duration(MAX_DRAIN_TIMEOUT)
+                        ),
+                    );
+                    None
+                }
+                Err(e) => {
+                    c.value_err(
+                        &path!["drain_timeout"],
+                        format!("{t:?} is not a duration like 10s or 1m: {e}"),
+                    );
+                    None
+                }
+            }
+        }),
+    };
+
     let default_action = match f.default_action {
         None | Some(DefaultActionFile::Deny) => DefaultAction::Deny,
         Some(DefaultActionFile::Pass) => DefaultAction::Pass,
@@ -288,6 +319,7 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
             admin: admin?,
         },
         threads: threads?,
+        drain_timeout: drain_timeout?,
         default_action,
         allow_private_networks: f.allow_private_networks.unwrap_or(false),
         credentials,
