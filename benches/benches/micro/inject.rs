@@ -1,0 +1,76 @@
+//! Header injection, as the proxy does it per request on an inject route:
+//! - `header_for/warm`: cache hit → the route's header name and value (`inject.rs`);
+//! - `rewrite/pass` and `rewrite/inject`: the request-head rewrite of
+//!   `upstream_request_filter` (origin-form, hop-by-hop headers, Host) without and with
+//!   replacing the client's `Authorization` by the injected one; their difference is
+//!   what injection adds to the rewrite.
+
+use crate::common::{poll_ready, warm_cache};
+use criterion::{BatchSize, Criterion};
+use pingora::http::RequestHeader;
+use std::hint::black_box;
+use tollgate::forward;
+use tollgate::inject::{Injected, Injector};
+use tollgate_rules::Action;
+
+fn request() -> RequestHeader {
+    let mut req = RequestHeader::build("GET", b"/v1/invoices?page=2", None)
+        .unwrap_or_else(|e| panic!("request: {e}"));
+    for (k, v) in [
+        ("Host", "inject.bench.test"),
+        ("User-Agent", "bench/1.0"),
+        ("Accept", "application/json"),
+        ("Authorization", "Bearer client-own-token"),
+        ("Connection", "keep-alive"),
+    ] {
+        req.insert_header(k, v)
+            .unwrap_or_else(|e| panic!("header: {e}"));
+    }
+    req
+}
+
+fn rewrite(req: &mut RequestHeader, inj: Option<&Injected>) {
+    let uri = forward::origin_form(req).unwrap_or_else(|e| panic!("origin form: {e:?}"));
+    req.set_uri(uri);
+    forward::strip_hop_by_hop(req);
+    let _ = req.insert_header(http::header::HOST, "127.0.0.1:8080");
+    if let Some(inj) = inj {
+        while req.remove_header(&inj.header).is_some() {}
+        let _ = req.insert_header(inj.header.clone(), inj.value.clone());
+    }
+}
+
+pub fn inject(c: &mut Criterion) {
+    let (cache, config) = warm_cache();
+    let injector = Injector::new(cache);
+    let Some(Action::Inject(route)) = config.routes.first().map(|r| r.action.clone()) else {
+        panic!("the bench config's first route injects");
+    };
+    let mut group = c.benchmark_group("inject");
+    group.bench_function("header_for/warm", |b| {
+        b.iter(|| {
+            black_box(
+                poll_ready(injector.header_for(black_box(&route), Some("inject")))
+                    .unwrap_or_else(|e| panic!("header_for: {e:?}")),
+            )
+        })
+    });
+    let injected = poll_ready(injector.header_for(&route, Some("inject")))
+        .unwrap_or_else(|e| panic!("header_for: {e:?}"));
+    let template = request();
+    group.bench_function("rewrite/pass", |b| {
+        b.iter_batched_ref(
+            || template.clone(),
+            |req| rewrite(req, None),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("rewrite/inject", |b| {
+        b.iter_batched_ref(
+            || template.clone(),
+            |req| rewrite(req, Some(&injected)),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}

