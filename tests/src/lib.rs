@@ -263,7 +263,26 @@ impl Scrape {
 
 impl Tollgate {
     /// `GET /metrics` on the admin port, checked (200, text format 0.0.4) and parsed.
+    /// Scrape `/metrics` once the counters have settled: a request is counted just after
+    /// its response is written, so a client can read the response before the count moves.
+    /// Scrapes until two in a row, 50 ms apart, agree on `tollgate_requests_total`.
     pub async fn scrape(&self) -> Scrape {
+        let mut last = self.scrape_once().await;
+        for _ in 0..40 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let next = self.scrape_once().await;
+            let settled = next.sum("tollgate_requests_total", &[])
+                == last.sum("tollgate_requests_total", &[]);
+            last = next;
+            if settled {
+                break;
+            }
+        }
+        last
+    }
+
+    /// One scrape of `/metrics`, parsed.
+    pub async fn scrape_once(&self) -> Scrape {
         let resp = raw::get(self.admin, "/metrics").await;
         assert_eq!(resp.status, 200, "/metrics: {resp:?}");
         let ct = resp.header("content-type").unwrap_or_default();
