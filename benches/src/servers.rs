@@ -24,6 +24,9 @@ pub struct Tokens {
     pub min_valid: AtomicU64,
     /// Delay before answering a token request, in microseconds (an IdP's latency).
     pub delay_us: AtomicU64,
+    /// Delay before the revocable upstream answers, in microseconds (keeps requests in
+    /// flight, so a revocation catches many of them).
+    pub upstream_delay_us: AtomicU64,
     /// Requests the revocable upstream accepted and rejected.
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
@@ -201,6 +204,10 @@ async fn connection(mut s: TcpStream, behaviour: Behaviour) -> io::Result<()> {
             match &behaviour {
                 Behaviour::Fast => out.extend_from_slice(OK),
                 Behaviour::Revocable(t) => {
+                    let delay = t.upstream_delay_us.load(Ordering::Relaxed);
+                    if delay > 0 {
+                        tokio::time::sleep(Duration::from_micros(delay)).await;
+                    }
                     let ok = head
                         .token
                         .is_some_and(|n| n >= t.min_valid.load(Ordering::SeqCst));

@@ -12,7 +12,6 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-use tollgate::auth::TokenCache;
 
 /// Worker threads parked on a barrier; each round every worker does `iters` hits.
 struct Pool {
@@ -26,19 +25,19 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(threads: usize, cache: Arc<TokenCache>) -> Pool {
+    fn new(threads: usize, op: Arc<dyn Fn() + Send + Sync>) -> Pool {
         let start = Arc::new(Barrier::new(threads + 1));
         let done = Arc::new(Barrier::new(threads + 1));
         let iters = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let handles = (0..threads)
             .map(|_| {
-                let (start, done, iters, stop, cache) = (
+                let (start, done, iters, stop, op) = (
                     start.clone(),
                     done.clone(),
                     iters.clone(),
                     stop.clone(),
-                    cache.clone(),
+                    op.clone(),
                 );
                 std::thread::spawn(move || loop {
                     start.wait();
@@ -47,7 +46,7 @@ impl Pool {
                     }
                     let n = iters.load(Ordering::Acquire);
                     for _ in 0..n {
-                        black_box(cache.cached(black_box("bench")));
+                        op();
                     }
                     done.wait();
                 })
@@ -96,11 +95,127 @@ pub fn token_cache(c: &mut Criterion) {
         b.iter(|| black_box(poll_ready(cache.get(black_box("bench")))))
     });
     for threads in [2usize, 8] {
-        let pool = Pool::new(threads, cache.clone());
+        let c = cache.clone();
+        let pool = Pool::new(
+            threads,
+            Arc::new(move || {
+                black_box(c.cached(black_box("bench")));
+            }),
+        );
         group.bench_function(format!("cached/{threads}_threads_cpu_ns"), |b| {
             b.iter_custom(|iters| pool.round(iters))
         });
         drop(pool);
     }
+
+    // The design proposed in BENCHMARKS.md, prototyped here (not tollgate's code).
+    let slot = Arc::new(proposed::Slot::warm(
+        "tok-0123456789abcdef0123456789abcdef0123",
+    ));
+    group.bench_function("proposed_hit/1_thread", |b| {
+        b.iter(|| black_box(slot.hit()))
+    });
+    group.bench_function("proposed_hit_with_header/1_thread", |b| {
+        b.iter(|| black_box(slot.hit_with_header()))
+    });
+    for threads in [2usize, 8] {
+        let s = slot.clone();
+        let pool = Pool::new(
+            threads,
+            Arc::new(move || {
+                black_box(s.hit_with_header());
+            }),
+        );
+        group.bench_function(
+            format!("proposed_hit_with_header/{threads}_threads_cpu_ns"),
+            |b| b.iter_custom(|iters| pool.round(iters)),
+        );
+        drop(pool);
+    }
+    assert!(slot.hits.get() > 0, "the prototype counted its hits");
     group.finish();
+}
+
+/// A prototype of the hit path proposed for `auth/cache.rs` (see BENCHMARKS.md): the
+/// route holds its credential's slot (no map lookup, no hashing of the name); the slot
+/// is an `ArcSwapOption`, whose `load` takes no reference count in the common case;
+/// the finished header value is built once per token; hits are counted on striped,
+/// cache-line-padded counters summed at scrape time.
+mod proposed {
+    use arc_swap::ArcSwapOption;
+    use http::HeaderValue;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    pub struct Entry {
+        pub value: HeaderValue,
+        pub id: u64,
+        pub usable_until: Instant,
+    }
+
+    #[repr(align(128))]
+    #[derive(Default)]
+    struct Padded(AtomicU64);
+
+    #[derive(Default)]
+    pub struct Striped([Padded; 16]);
+
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % 16;
+    }
+
+    impl Striped {
+        pub fn inc(&self) {
+            let i = STRIPE.with(|s| *s);
+            self.0[i].0.fetch_add(1, Ordering::Relaxed);
+        }
+
+        pub fn get(&self) -> u64 {
+            self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+        }
+    }
+
+    pub struct Slot {
+        current: ArcSwapOption<Entry>,
+        pub hits: Striped,
+    }
+
+    impl Slot {
+        pub fn warm(token: &str) -> Slot {
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .unwrap_or_else(|e| panic!("header value: {e}"));
+            Slot {
+                current: ArcSwapOption::from_pointee(Entry {
+                    value,
+                    id: 1,
+                    usable_until: Instant::now() + Duration::from_secs(3600),
+                }),
+                hits: Striped::default(),
+            }
+        }
+
+        /// The id of a usable token (what compare-and-invalidate needs).
+        pub fn hit(&self) -> Option<u64> {
+            let guard = self.current.load();
+            let e = guard.as_ref()?;
+            if Instant::now() >= e.usable_until {
+                return None;
+            }
+            self.hits.inc();
+            Some(e.id)
+        }
+
+        /// The same, plus an owned copy of the finished header value for the request.
+        pub fn hit_with_header(&self) -> Option<(u64, HeaderValue)> {
+            let guard = self.current.load();
+            let e = guard.as_ref()?;
+            if Instant::now() >= e.usable_until {
+                return None;
+            }
+            self.hits.inc();
+            let v = HeaderValue::from_bytes(e.value.as_bytes()).ok()?;
+            Some((e.id, v))
+        }
+    }
 }
