@@ -481,7 +481,16 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
         };
         let peers_for_idle: Vec<scenarios::IdleTarget> = targets
             .iter()
-            .filter(|t| ["nginx", "haproxy", "envoy-oauth2", "squid"].contains(&t.name.as_str()))
+            .filter(|t| {
+                [
+                    "nginx",
+                    "haproxy",
+                    "envoy-oauth2",
+                    "squid",
+                    "pingora-control",
+                ]
+                .contains(&t.name.as_str())
+            })
             .map(|t| scenarios::IdleTarget {
                 name: t.name.clone(),
                 pid: t.pid,

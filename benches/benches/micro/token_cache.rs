@@ -123,6 +123,17 @@ pub fn token_cache(c: &mut Criterion) {
         let pool = Pool::new(
             threads,
             Arc::new(move || {
+                black_box(s.hit());
+            }),
+        );
+        group.bench_function(format!("proposed_hit/{threads}_threads_cpu_ns"), |b| {
+            b.iter_custom(|iters| pool.round(iters))
+        });
+        drop(pool);
+        let s = slot.clone();
+        let pool = Pool::new(
+            threads,
+            Arc::new(move || {
                 black_box(s.hit_with_header());
             }),
         );
