@@ -260,7 +260,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
 }
 
 /// Form fields tollgate sets itself; `params` may not override them.
-pub(crate) const RESERVED_PARAMS: &[&str] = &[
+pub const RESERVED_PARAMS: &[&str] = &[
     "grant_type",
     "client_id",
     "client_secret",

@@ -33,16 +33,7 @@ const USER_AGENT: &str = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
 
 /// Form fields set by tollgate; `params` never overrides them (the config loader
 /// already rejects such params; this is the second lock).
-const RESERVED_PARAMS: &[&str] = &[
-    "grant_type",
-    "client_id",
-    "client_secret",
-    "client_assertion",
-    "client_assertion_type",
-    "scope",
-    "audience",
-    "resource",
-];
+use tollgate_rules::file::RESERVED_PARAMS;
 
 /// A token request: always `POST` with a form body. `Debug` redacts the
 /// `Authorization` header and the body (they carry the secret or the assertion).
