@@ -127,7 +127,7 @@ export async function tokenRequest(tokenUrl, { clientId, secret, method, keyFile
 }
 
 export async function clientAssertion({ clientId, keyFile, alg, aud, jti = crypto.randomUUID() }) {
-  const key = await importPKCS8(fs.readFileSync(path.join(DIR, 'keys', keyFile), 'utf8'), alg);
+  const key = await importPKCS8(fs.readFileSync(path.join(DIR, 'fixtures', keyFile), 'utf8'), alg);
   return new SignJWT({})
     .setProtectedHeader({ alg, typ: 'JWT' })
     .setIssuer(clientId)

@@ -85,7 +85,7 @@ const initial = () => ({
 let state = initial();
 
 // ---------------------------------------------------------------- keys
-// The provider's signing key (RS256): the committed fixture keys/idp-signing-rs256.pem
+// The provider's signing key (RS256): the committed fixture fixtures/idp-signing-rs256.pem
 // by default, another PEM with --signing-key, or a fresh one with --generate-key.
 // (Generating a 2048-bit RSA key takes 0.1-1 s, and much longer on a busy 2-core
 // machine, so the fixture is the default.)
@@ -94,7 +94,7 @@ const signingJwk = (() => {
   if (args['generate-key']) {
     ({ privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }));
   } else {
-    const file = args['signing-key'] ?? path.join(HERE, 'keys', 'idp-signing-rs256.pem');
+    const file = args['signing-key'] ?? path.join(HERE, 'fixtures', 'idp-signing-rs256.pem');
     privateKey = crypto.createPrivateKey(fs.readFileSync(file));
     if (privateKey.asymmetricKeyType !== 'rsa') die(`${file}: not an RSA private key`);
   }
@@ -108,7 +108,7 @@ const signingJwk = (() => {
 // Each key is registered twice: with kid = a fixed name and with kid = its RFC 7638
 // thumbprint, so an assertion with either kid, or with none, finds it.
 function clientJwks(file, alg, name) {
-  const pem = fs.readFileSync(path.join(HERE, 'keys', file));
+  const pem = fs.readFileSync(path.join(HERE, 'fixtures', file));
   const pub = crypto.createPublicKey(pem).export({ format: 'jwk' });
   const members = pub.kty === 'EC' ? { crv: pub.crv, kty: pub.kty, x: pub.x, y: pub.y } : { e: pub.e, kty: pub.kty, n: pub.n };
   const thumbprint = crypto.createHash('sha256').update(JSON.stringify(members)).digest('base64url');

