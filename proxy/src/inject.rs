@@ -29,17 +29,12 @@ impl Injector {
         Injector { tokens }
     }
 
-    fn build(inject: &Inject, token: Token, route: Option<&str>) -> Result<Injected, ProxyError> {
-        let header = HeaderName::from_bytes(inject.header.as_bytes()).map_err(|_| {
-            ProxyError::new(
-                Code::TokenUnavailable,
-                format!(
-                    "route header {:?} is not a valid header name",
-                    inject.header
-                ),
-                route,
-            )
-        })?;
+    fn build(
+        inject: &Inject,
+        header: &HeaderName,
+        token: Token,
+        route: Option<&str>,
+    ) -> Result<Injected, ProxyError> {
         let mut value = String::with_capacity(inject.prefix.len() + token.secret().len());
         value.push_str(&inject.prefix);
         value.push_str(token.secret());
@@ -56,16 +51,18 @@ impl Injector {
         value.set_sensitive(true);
         Ok(Injected {
             credential: inject.credential.clone(),
-            header,
+            header: header.clone(),
             value,
             token,
         })
     }
 
     /// The credential for a request: a cache hit without awaiting, else the single-flight fetch.
+    /// `header` is the route's header name, parsed once at load (`state::RouteRuntime`).
     pub async fn header_for(
         &self,
         inject: &Inject,
+        header: &HeaderName,
         route: Option<&str>,
     ) -> Result<Injected, ProxyError> {
         let token = match self.tokens.cached(&inject.credential) {
@@ -76,7 +73,7 @@ impl Injector {
                 .await
                 .map_err(|e| unavailable(&e, route))?,
         };
-        Self::build(inject, token, route)
+        Self::build(inject, header, token, route)
     }
 
     /// After a 401: drop the token that was sent, unless the cache already moved on.

@@ -176,10 +176,17 @@ impl Tollgate {
         let Some(route) = state.config.routes.get(idx) else {
             return Ok(());
         };
-        let Action::Inject(inject) = &route.action else {
+        let (Action::Inject(inject), Some(header)) = (
+            &route.action,
+            state.routes.get(idx).and_then(|r| r.inject_header.as_ref()),
+        ) else {
             return Ok(());
         };
-        match self.injector.header_for(inject, Some(&route.name)).await {
+        match self
+            .injector
+            .header_for(inject, header, Some(&route.name))
+            .await
+        {
             Ok(inj) => {
                 ctx.injected = Some(inj);
                 Ok(())
@@ -326,8 +333,24 @@ impl ProxyHttp for Tollgate {
         }
         match route.map(|r| &r.action) {
             Some(Action::Inject(inject)) => {
-                let name = route.map(|r| r.name.clone());
-                match self.injector.header_for(inject, name.as_deref()).await {
+                let name = route.map(|r| r.name.as_str());
+                let header = ctx
+                    .routed
+                    .as_ref()
+                    .and_then(|r| r.route)
+                    .and_then(|i| state.routes.get(i))
+                    .and_then(|r| r.inject_header.as_ref());
+                let Some(header) = header else {
+                    return fail(
+                        ctx,
+                        ProxyError::new(
+                            Code::TokenUnavailable,
+                            "route has no header to inject",
+                            name,
+                        ),
+                    );
+                };
+                match self.injector.header_for(inject, header, name).await {
                     Ok(inj) => ctx.injected = Some(inj),
                     Err(e) => return fail(ctx, e),
                 }

@@ -8,6 +8,8 @@ use tollgate_rules::{Config, Router};
 pub struct RouteRuntime {
     /// System roots plus `upstream_ca_file`, when that is set.
     pub trust: Option<Trust>,
+    /// The header an inject route sets, parsed once here rather than per request.
+    pub inject_header: Option<http::HeaderName>,
 }
 
 pub struct State {
@@ -34,7 +36,25 @@ impl State {
                     }
                 },
             };
-            routes.push(RouteRuntime { trust });
+            let inject_header = match &r.action {
+                tollgate_rules::Action::Inject(i) => {
+                    match http::HeaderName::from_bytes(i.header.as_bytes()) {
+                        Ok(h) => Some(h),
+                        Err(_) => {
+                            problems.push(format!(
+                                "route {:?}: header {:?} is not a valid header name",
+                                r.name, i.header
+                            ));
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            routes.push(RouteRuntime {
+                trust,
+                inject_header,
+            });
         }
         if problems.is_empty() {
             Ok(State {

@@ -93,16 +93,19 @@ pub fn inject(c: &mut Criterion) {
     let Some(Action::Inject(route)) = config.routes.first().map(|r| r.action.clone()) else {
         panic!("the bench config's first route injects");
     };
+    // The route's header name, parsed once at load as the proxy does (state::RouteRuntime).
+    let header = http::HeaderName::from_bytes(route.header.as_bytes())
+        .unwrap_or_else(|e| panic!("header name: {e}"));
     let mut group = c.benchmark_group("inject");
     group.bench_function("header_for/warm", |b| {
         b.iter(|| {
             black_box(
-                poll_ready(injector.header_for(black_box(&route), Some("inject")))
+                poll_ready(injector.header_for(black_box(&route), &header, Some("inject")))
                     .unwrap_or_else(|e| panic!("header_for: {e:?}")),
             )
         })
     });
-    let injected = poll_ready(injector.header_for(&route, Some("inject")))
+    let injected = poll_ready(injector.header_for(&route, &header, Some("inject")))
         .unwrap_or_else(|e| panic!("header_for: {e:?}"));
     let template = request();
     group.bench_function("rewrite/pass", |b| {
