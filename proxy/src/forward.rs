@@ -2,7 +2,8 @@
 //! and what we send on: origin-form, a correct Host, no hop-by-hop headers.
 
 use crate::errors::{Code, ProxyError};
-use pingora::http::RequestHeader;
+use http::{HeaderMap, HeaderName};
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::authority::{raw_target_authority, RawTargetAuthority};
 use tollgate_rules::Scheme;
 
@@ -203,60 +204,118 @@ fn has_header_line(raw: &[u8], name: &[u8]) -> bool {
 }
 
 /// Request headers never forwarded (RFC 9110 §7.6.1 hop-by-hop, plus proxy credentials).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 8] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHORIZATION,
+    http::header::PROXY_AUTHENTICATE,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::UPGRADE,
 ];
+
+/// Request headers kept even when `Connection` names them.
+static KEEP_IF_NAMED: [HeaderName; 2] = [http::header::TRANSFER_ENCODING, http::header::HOST];
+
+/// Response headers never passed back to the client. Unlike on requests, `Connection`
+/// and `Upgrade` are not in the list (nor `TE`, `Proxy-Authorization`, unless named in
+/// `Connection`).
+static HOP_BY_HOP_RESPONSE: [HeaderName; 4] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::TRAILER,
+];
+
+/// Response headers kept even when `Connection` names them.
+static KEEP_IF_NAMED_RESPONSE: [HeaderName; 3] = [
+    http::header::TRANSFER_ENCODING,
+    http::header::CONTENT_LENGTH,
+    http::header::UPGRADE,
+];
+
+/// The hop-by-hop headers present in a header map.
+struct HopByHop {
+    /// Bit `i` set: `fixed[i]` is present.
+    fixed: u32,
+    /// Other present headers named in `Connection`. Empty, so not allocated, unless the
+    /// sender listed an extension header there (`Connection: close` or `keep-alive` alone
+    /// never allocates).
+    named: Vec<HeaderName>,
+}
+
+/// Find the headers to strip: those in `fixed`, and those named in `Connection` (tokens
+/// trimmed and matched case-insensitively; values that are not visible ASCII ignored)
+/// unless they are in `keep`. One walk over the header names finds the fixed ones; the
+/// names are walked again only for a `Connection` token in neither list (`close`, or an
+/// extension header), which requests and responses rarely have.
+fn find_hop_by_hop(headers: &HeaderMap, fixed: &[HeaderName], keep: &[HeaderName]) -> HopByHop {
+    debug_assert!(fixed.len() <= 32);
+    let mut found = 0u32;
+    let mut connection = false;
+    for name in headers.keys() {
+        if let Some(i) = fixed.iter().position(|h| h == name) {
+            found |= 1 << i;
+        }
+        connection |= name == http::header::CONNECTION;
+    }
+    let mut named: Vec<HeaderName> = Vec::new();
+    if connection {
+        let tokens = headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim);
+        for t in tokens {
+            if t.is_empty()
+                || fixed
+                    .iter()
+                    .chain(keep)
+                    .any(|h| h.as_str().eq_ignore_ascii_case(t))
+            {
+                continue;
+            }
+            // In token order, as the removals reorder the map (`HeaderMap` swap-removes).
+            if let Some(name) = headers.keys().find(|k| k.as_str().eq_ignore_ascii_case(t)) {
+                if !named.contains(name) {
+                    named.push(name.clone());
+                }
+            }
+        }
+    }
+    HopByHop {
+        fixed: found,
+        named,
+    }
+}
 
 /// Remove hop-by-hop headers, including those named in `Connection`.
 /// `Transfer-Encoding` is left to pingora, which owns body framing.
 pub fn strip_hop_by_hop(req: &mut RequestHeader) {
-    let named: Vec<String> = req
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "transfer-encoding" && t != "host")
-        .collect();
-    for name in HOP_BY_HOP {
-        while req.remove_header(*name).is_some() {}
+    let found = find_hop_by_hop(&req.headers, &HOP_BY_HOP, &KEEP_IF_NAMED);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if found.fixed & (1 << i) != 0 {
+            // Removes every value under the name, and its case-preserved spelling.
+            req.remove_header(name);
+        }
     }
-    for name in named {
-        while req.remove_header(name.as_str()).is_some() {}
+    for name in &found.named {
+        req.remove_header(name);
     }
 }
 
 /// Response headers never passed back to the client.
-pub fn strip_hop_by_hop_response(resp: &mut pingora::http::ResponseHeader) {
-    let named: Vec<String> = resp
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| {
-            !t.is_empty() && t != "transfer-encoding" && t != "content-length" && t != "upgrade"
-        })
-        .collect();
-    for name in [
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "trailer",
-    ] {
-        while resp.remove_header(name).is_some() {}
+pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
+    let found = find_hop_by_hop(&resp.headers, &HOP_BY_HOP_RESPONSE, &KEEP_IF_NAMED_RESPONSE);
+    for (i, name) in HOP_BY_HOP_RESPONSE.iter().enumerate() {
+        if found.fixed & (1 << i) != 0 {
+            resp.remove_header(name);
+        }
     }
-    for name in named {
-        while resp.remove_header(name.as_str()).is_some() {}
+    for name in &found.named {
+        resp.remove_header(name);
     }
 }
 
@@ -381,5 +440,314 @@ mod tests {
         strip_hop_by_hop(&mut r);
         let names: Vec<_> = r.headers.keys().map(|k| k.as_str().to_owned()).collect();
         assert_eq!(names, vec!["host", "x-keep"]);
+    }
+
+    /// The strip as it was before the one-pass rewrite, kept to check the two agree.
+    fn strip_reference(req: &mut RequestHeader) {
+        let named: Vec<String> = req
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty() && t != "transfer-encoding" && t != "host")
+            .collect();
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authorization",
+            "proxy-authenticate",
+            "te",
+            "trailer",
+            "upgrade",
+        ] {
+            while req.remove_header(name).is_some() {}
+        }
+        for name in named {
+            while req.remove_header(name.as_str()).is_some() {}
+        }
+    }
+
+    /// The response strip as it was before the one-pass rewrite.
+    fn strip_response_reference(resp: &mut ResponseHeader) {
+        let named: Vec<String> = resp
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| {
+                !t.is_empty() && t != "transfer-encoding" && t != "content-length" && t != "upgrade"
+            })
+            .collect();
+        for name in [
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "trailer",
+        ] {
+            while resp.remove_header(name).is_some() {}
+        }
+        for name in named {
+            while resp.remove_header(name.as_str()).is_some() {}
+        }
+    }
+
+    /// A case-preserving request with these headers, in this order.
+    fn req_with(headers: &[(&'static str, &'static [u8])]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).expect("build");
+        for (k, v) in headers {
+            r.append_header(*k, *v).expect("hdr");
+        }
+        r
+    }
+
+    fn resp_with(headers: &[(&'static str, &'static [u8])]) -> ResponseHeader {
+        let mut r = ResponseHeader::build(200, None).expect("build");
+        for (k, v) in headers {
+            r.append_header(*k, *v).expect("hdr");
+        }
+        r
+    }
+
+    /// The head as written on the wire: names in their original case, all values, in
+    /// order; so it also checks pingora's case map agrees with the header map.
+    fn wire(r: &RequestHeader) -> String {
+        let mut buf = Vec::new();
+        r.header_to_h1_wire(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    fn wire_resp(r: &ResponseHeader) -> String {
+        let mut buf = Vec::new();
+        r.header_to_h1_wire(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Strip `headers` from a request and return the wire form; also check the reference
+    /// strip gives the same head.
+    fn stripped(headers: &[(&'static str, &'static [u8])]) -> String {
+        let mut r = req_with(headers);
+        let mut expected = r.clone();
+        strip_hop_by_hop(&mut r);
+        strip_reference(&mut expected);
+        assert_eq!(wire(&r), wire(&expected), "request {headers:?}");
+        assert_eq!(r.headers, expected.headers, "request {headers:?}");
+        wire(&r)
+    }
+
+    fn stripped_resp(headers: &[(&'static str, &'static [u8])]) -> String {
+        let mut r = resp_with(headers);
+        let mut expected = r.clone();
+        strip_hop_by_hop_response(&mut r);
+        strip_response_reference(&mut expected);
+        assert_eq!(wire_resp(&r), wire_resp(&expected), "response {headers:?}");
+        assert_eq!(r.headers, expected.headers, "response {headers:?}");
+        wire_resp(&r)
+    }
+
+    /// The header lines, sorted: removals reorder the map (`HeaderMap` swap-removes), and
+    /// `stripped` already checks the order is the one the reference strip gives.
+    fn sorted(wire: &str) -> Vec<&str> {
+        let mut lines: Vec<_> = wire.split_inclusive("\r\n").collect();
+        lines.sort_unstable();
+        lines
+    }
+
+    const END_TO_END: &[(&str, &[u8])] = &[
+        ("Host", b"api.test"),
+        ("User-Agent", b"t/1"),
+        ("Accept", b"*/*"),
+        ("Authorization", b"Bearer x"),
+        ("X-Trace", b"1"),
+        ("X-Trace", b"2"),
+    ];
+
+    #[test]
+    fn hop_by_hop_nothing_to_strip() {
+        let before = wire(&req_with(END_TO_END));
+        assert_eq!(stripped(END_TO_END), before);
+        let found = find_hop_by_hop(&req_with(END_TO_END).headers, &HOP_BY_HOP, &KEEP_IF_NAMED);
+        assert_eq!((found.fixed, found.named.capacity()), (0, 0));
+        assert_eq!(stripped(&[]), "");
+
+        let resp: &[(&str, &[u8])] = &[
+            ("Content-Type", b"text/plain"),
+            ("Content-Length", b"2"),
+            ("Set-Cookie", b"a=1"),
+            ("Set-Cookie", b"b=2"),
+        ];
+        let before = wire_resp(&resp_with(resp));
+        assert_eq!(stripped_resp(resp), before);
+    }
+
+    #[test]
+    fn hop_by_hop_keep_alive_only() {
+        let mut headers = END_TO_END.to_vec();
+        headers.push(("Connection", b"keep-alive"));
+        assert_eq!(stripped(&headers), wire(&req_with(END_TO_END)));
+        // One fixed header found, nothing else looked for, nothing allocated.
+        let found = find_hop_by_hop(&req_with(&headers).headers, &HOP_BY_HOP, &KEEP_IF_NAMED);
+        assert_eq!((found.fixed, found.named.capacity()), (1, 0));
+        // `close` names no present header: a second walk, still no allocation.
+        headers.pop();
+        headers.push(("Connection", b"close"));
+        let found = find_hop_by_hop(&req_with(&headers).headers, &HOP_BY_HOP, &KEEP_IF_NAMED);
+        assert_eq!((found.fixed, found.named.capacity()), (1, 0));
+        assert_eq!(stripped(&headers), wire(&req_with(END_TO_END)));
+
+        // Responses keep their `Connection` header.
+        let resp: &[(&str, &[u8])] = &[("Content-Length", b"0"), ("Connection", b"keep-alive")];
+        assert_eq!(stripped_resp(resp), wire_resp(&resp_with(resp)));
+    }
+
+    #[test]
+    fn hop_by_hop_every_fixed_header() {
+        let mut headers = END_TO_END.to_vec();
+        for (k, v) in [
+            ("Connection", &b"keep-alive"[..]),
+            ("Keep-Alive", b"timeout=5"),
+            ("Proxy-Connection", b"keep-alive"),
+            ("Proxy-Authorization", b"Basic eDp5"),
+            ("Proxy-Authenticate", b"Basic"),
+            ("TE", b"trailers"),
+            ("Trailer", b"X-Checksum"),
+            ("Upgrade", b"websocket"),
+            ("Keep-Alive", b"max=10"),
+        ] {
+            headers.insert(2, (k, v));
+        }
+        assert_eq!(
+            sorted(&stripped(&headers)),
+            sorted(&wire(&req_with(END_TO_END)))
+        );
+        let found = find_hop_by_hop(&req_with(&headers).headers, &HOP_BY_HOP, &KEEP_IF_NAMED);
+        assert_eq!((found.fixed, found.named.len()), (0xff, 0));
+
+        // On responses: `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`, `Trailer`.
+        let resp: &[(&str, &[u8])] = &[
+            ("Connection", b"upgrade"),
+            ("Keep-Alive", b"timeout=5"),
+            ("Proxy-Connection", b"keep-alive"),
+            ("Proxy-Authenticate", b"Basic"),
+            ("Trailer", b"X-Checksum"),
+            ("Upgrade", b"websocket"),
+            ("TE", b"trailers"),
+            ("Content-Length", b"0"),
+        ];
+        assert_eq!(
+            sorted(&stripped_resp(resp)),
+            sorted("Connection: upgrade\r\nUpgrade: websocket\r\nTE: trailers\r\nContent-Length: 0\r\n")
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_tokens_named_in_connection() {
+        let headers: &[(&str, &[u8])] = &[
+            ("Host", b"h"),
+            ("Connection", b"Close, X-Foo"),
+            ("X-Foo", b"1"),
+            ("X-Bar", b"2"),
+            ("x-baz", b"3"),
+            ("X-Foo", b"4"),
+            // Several `Connection` headers, tokens in any case and padded with spaces
+            // and tabs, empty list elements.
+            ("connection", b" x-BAR ,\t,, KEEP-ALIVE"),
+            ("Keep-Alive", b"5"),
+            // Named, but kept: the request's own framing and Host.
+            ("CONNECTION", b"host, Transfer-Encoding"),
+            ("Transfer-Encoding", b"chunked"),
+            ("X-Keep", b"yes"),
+        ];
+        assert_eq!(
+            sorted(&stripped(headers)),
+            sorted("Host: h\r\nx-baz: 3\r\nTransfer-Encoding: chunked\r\nX-Keep: yes\r\n")
+        );
+        let found = find_hop_by_hop(&req_with(headers).headers, &HOP_BY_HOP, &KEEP_IF_NAMED);
+        let named: Vec<_> = found.named.iter().map(|h| h.as_str()).collect();
+        assert_eq!(named, ["x-foo", "x-bar"]);
+
+        // A token with a space inside names no header; a value that is not visible ASCII
+        // is ignored whole.
+        let headers: &[(&str, &[u8])] = &[
+            ("Connection", b"x baz"),
+            ("Connection", b"x-qux, \xff"),
+            ("x-baz", b"1"),
+            ("X-Qux", b"2"),
+        ];
+        assert_eq!(
+            sorted(&stripped(headers)),
+            sorted("x-baz: 1\r\nX-Qux: 2\r\n")
+        );
+
+        // Responses keep framing and `Upgrade` even when named; other names go, `TE` and
+        // `Connection` included.
+        let resp: &[(&str, &[u8])] = &[
+            (
+                "Connection",
+                b"Content-Length, transfer-encoding, Upgrade, x-a",
+            ),
+            ("connection", b"TE , connection"),
+            ("Content-Length", b"0"),
+            ("Upgrade", b"h2c"),
+            ("X-A", b"1"),
+            ("TE", b"trailers"),
+            ("X-B", b"2"),
+        ];
+        assert_eq!(
+            sorted(&stripped_resp(resp)),
+            sorted("Content-Length: 0\r\nUpgrade: h2c\r\nX-B: 2\r\n")
+        );
+    }
+
+    /// The one-pass strip agrees with the old one on every mix of a pool of headers.
+    #[test]
+    fn hop_by_hop_matches_reference() {
+        const POOL: &[(&str, &[u8])] = &[
+            ("Host", b"h"),
+            ("Accept", b"*/*"),
+            ("Connection", b"keep-alive"),
+            ("Connection", b"close"),
+            ("connection", b"Close, X-Foo"),
+            ("Connection", b" x-FOO ,\tX-Bar "),
+            (
+                "Connection",
+                b"host, transfer-encoding, content-length, upgrade",
+            ),
+            ("Connection", b"te, proxy-authorization, connection, close"),
+            ("Connection", b",,"),
+            ("Connection", b""),
+            ("Connection", b"x baz, keep-alive"),
+            ("Connection", b"x-foo, \xff"),
+            ("Keep-Alive", b"5"),
+            ("Proxy-Connection", b"keep-alive"),
+            ("Proxy-Authorization", b"Basic x"),
+            ("Proxy-Authenticate", b"Basic"),
+            ("TE", b"trailers"),
+            ("Trailer", b"X-Sum"),
+            ("Upgrade", b"websocket"),
+            ("Transfer-Encoding", b"chunked"),
+            ("Content-Length", b"3"),
+            ("X-Foo", b"1"),
+            ("x-bar", b"2"),
+            ("X-Baz", b"3"),
+            ("close", b"4"),
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..5000 {
+            let len = next(10);
+            let headers: Vec<_> = (0..len).map(|_| POOL[next(POOL.len())]).collect();
+            stripped(&headers);
+            stripped_resp(&headers);
+        }
     }
 }
