@@ -91,6 +91,13 @@ impl Ctx {
         }
     }
 
+    /// The matched route's runtime state (`None` when no route matched).
+    pub fn runtime(&self) -> Option<&crate::state::RouteRuntime> {
+        let state = self.state.as_ref()?;
+        let idx = self.routed.as_ref()?.route?;
+        state.routes.get(idx)
+    }
+
     /// The route's name, for errors, logs and metrics.
     pub fn route_name(&self) -> Option<&str> {
         let state = self.state.as_ref()?;

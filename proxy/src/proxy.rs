@@ -11,7 +11,7 @@ use crate::ctx::{Ctx, Routed, Upstream};
 use crate::errors::{self, Code, ProxyError};
 use crate::forward::{self, Form};
 use crate::inject::Injector;
-use crate::metrics::{Metrics, NO_ROUTE};
+use crate::metrics::{self, Metrics, NO_ROUTE};
 use crate::replay;
 use crate::state::State;
 use crate::upstream::{self, Dial, Dns};
@@ -68,7 +68,6 @@ impl Tollgate {
 
     /// Resolve where to dial, enforcing the private-address rule.
     async fn resolve(&self, ctx: &mut Ctx, state: &State) -> Result<(), ProxyError> {
-        let route_name = ctx.route_name().map(str::to_owned);
         let Some(routed) = ctx.routed.as_ref() else {
             return Err(ProxyError::new(
                 Code::BadRequest,
@@ -77,6 +76,7 @@ impl Tollgate {
             ));
         };
         let route = routed.route.and_then(|i| state.config.routes.get(i));
+        let route_name = route.map(|r| r.name.as_str());
         let (dial, host_header) = match route.and_then(|r| r.upstream.as_ref()) {
             Some(u) => {
                 let dial = Dial {
@@ -103,15 +103,16 @@ impl Tollgate {
                 (dial, hh)
             }
         };
-        let addrs =
-            self.dns.resolve(&dial.host).await.map_err(|e| {
-                ProxyError::new(Code::UpstreamUnreachable, e, route_name.as_deref())
-            })?;
+        let addrs = self
+            .dns
+            .resolve(&dial.host)
+            .await
+            .map_err(|e| ProxyError::new(Code::UpstreamUnreachable, e, route_name))?;
         let addr = upstream::choose_addr(
             &addrs,
             state.config.allow_private_networks,
             &dial,
-            route_name.as_deref(),
+            route_name,
         )?;
         ctx.upstream = Some(Upstream {
             dial,
@@ -149,11 +150,11 @@ impl Tollgate {
             .with_label_values(&[route, outcome.as_str()])
             .inc();
         if outcome != replay::Outcome::Replayed {
-            tracing::info!(route, credential = %injected.credential, outcome = outcome.as_str(), "upstream answered 401; passed to the client");
+            tracing::info!(route, credential = %inject.credential, outcome = outcome.as_str(), "upstream answered 401; passed to the client");
             return Ok(());
         }
-        let invalidated = self.injector.invalidate(injected);
-        tracing::info!(route, credential = %injected.credential, invalidated, outcome = outcome.as_str(), "upstream answered 401; replaying with a fresh token");
+        let invalidated = self.injector.invalidate(inject, injected);
+        tracing::info!(route, credential = %inject.credential, invalidated, outcome = outcome.as_str(), "upstream answered 401; replaying with a fresh token");
         ctx.replay.pending = true;
         let mut e = Error::explain(
             pingora::ErrorType::Custom("tollgate:replay_401"),
@@ -176,15 +177,13 @@ impl Tollgate {
         let Some(route) = state.config.routes.get(idx) else {
             return Ok(());
         };
-        let (Action::Inject(inject), Some(header)) = (
-            &route.action,
-            state.routes.get(idx).and_then(|r| r.inject_header.as_ref()),
-        ) else {
+        let Action::Inject(inject) = &route.action else {
             return Ok(());
         };
+        let handle = state.routes.get(idx).and_then(|r| r.credential.as_ref());
         match self
             .injector
-            .header_for(inject, header, Some(&route.name))
+            .header_for(inject, handle, Some(&route.name))
             .await
         {
             Ok(inj) => {
@@ -229,45 +228,6 @@ pub fn decide(
             None,
         )),
         Decision::NoRoute(DefaultAction::Pass) => Ok(None),
-    }
-}
-
-/// Status codes as static label values (bounded: anything unusual is "other").
-fn status_label(status: u16) -> &'static str {
-    match status {
-        0 => "0",
-        200 => "200",
-        201 => "201",
-        202 => "202",
-        204 => "204",
-        206 => "206",
-        301 => "301",
-        302 => "302",
-        304 => "304",
-        307 => "307",
-        308 => "308",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        409 => "409",
-        413 => "413",
-        422 => "422",
-        429 => "429",
-        431 => "431",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        _ => match status / 100 {
-            1 => "1xx",
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            5 => "5xx",
-            _ => "other",
-        },
     }
 }
 
@@ -334,13 +294,12 @@ impl ProxyHttp for Tollgate {
         match route.map(|r| &r.action) {
             Some(Action::Inject(inject)) => {
                 let name = route.map(|r| r.name.as_str());
-                let header = ctx
+                let runtime = ctx
                     .routed
                     .as_ref()
                     .and_then(|r| r.route)
-                    .and_then(|i| state.routes.get(i))
-                    .and_then(|r| r.inject_header.as_ref());
-                let Some(header) = header else {
+                    .and_then(|i| state.routes.get(i));
+                if runtime.and_then(|r| r.inject_header.as_ref()).is_none() {
                     return fail(
                         ctx,
                         ProxyError::new(
@@ -349,8 +308,9 @@ impl ProxyHttp for Tollgate {
                             name,
                         ),
                     );
-                };
-                match self.injector.header_for(inject, header, name).await {
+                }
+                let handle = runtime.and_then(|r| r.credential.as_ref());
+                match self.injector.header_for(inject, handle, name).await {
                     Ok(inj) => ctx.injected = Some(inj),
                     Err(e) => return fail(ctx, e),
                 }
@@ -407,10 +367,13 @@ impl ProxyHttp for Tollgate {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        // Send origin-form upstream, whatever form the client used.
-        match forward::origin_form(session.req_header()) {
-            Ok(uri) => req.set_uri(uri),
-            Err(e) => return fail(ctx, e),
+        // Send origin-form upstream, whatever form the client used (an origin-form
+        // request already is: nothing to re-parse).
+        if session.req_header().raw_path().first() != Some(&b'/') {
+            match forward::origin_form(session.req_header()) {
+                Ok(uri) => req.set_uri(uri),
+                Err(e) => return fail(ctx, e),
+            }
         }
         forward::strip_hop_by_hop(req);
         if let Some(up) = ctx.upstream.as_ref() {
@@ -427,10 +390,13 @@ impl ProxyHttp for Tollgate {
                 req.insert_header(k, v)?;
             }
         }
-        if let Some(inj) = ctx.injected.as_ref() {
+        if let (Some(inj), Some(header)) = (
+            ctx.injected.as_ref(),
+            ctx.runtime().and_then(|r| r.inject_header.as_ref()),
+        ) {
             // The client's own credential is replaced, never forwarded.
-            while req.remove_header(&inj.header).is_some() {}
-            req.insert_header(inj.header.clone(), inj.value.clone())?;
+            while req.remove_header(header).is_some() {}
+            req.insert_header(header.clone(), inj.value.clone())?;
         }
         Ok(())
     }
@@ -488,10 +454,18 @@ impl ProxyHttp for Tollgate {
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(sent) = ctx.upstream_sent.take() {
-            self.metrics
-                .upstream_duration
-                .with_label_values(&[ctx.route_name().unwrap_or(NO_ROUTE)])
-                .observe(sent.elapsed().as_secs_f64());
+            let elapsed = sent.elapsed().as_secs_f64();
+            match ctx.runtime() {
+                Some(rt) => {
+                    if let Some(m) = rt.metrics.as_ref() {
+                        m.upstream_duration.observe(elapsed);
+                    }
+                }
+                None if ctx.routed.as_ref().is_some_and(|r| r.route.is_none()) => {
+                    self.metrics.no_route.upstream_duration.observe(elapsed)
+                }
+                None => {}
+            }
         }
         ctx.upstream_status = Some(resp.status.as_u16());
         if resp.status == http::StatusCode::UNAUTHORIZED {
@@ -557,15 +531,33 @@ impl ProxyHttp for Tollgate {
             },
             _ => "-",
         };
-        let code = status_label(status);
-        self.metrics
-            .requests
-            .with_label_values(&[route, action, code])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(ctx.started.elapsed().as_secs_f64());
+        let elapsed = ctx.started.elapsed().as_secs_f64();
+        let code = metrics::code_index(status);
+        // The route's series were resolved at load; a request refused before routing
+        // finished (its route named only by the error) takes the labelled lookup.
+        let series = match (ctx.runtime(), ctx.routed.as_ref()) {
+            (Some(rt), _) => rt.metrics.as_ref(),
+            (None, Some(r)) if r.route.is_none() && route == NO_ROUTE => {
+                Some(&self.metrics.no_route)
+            }
+            _ => None,
+        };
+        match (series, metrics::ACTIONS.iter().position(|a| *a == action)) {
+            (Some(m), Some(a)) => {
+                m.requests(a, code).inc();
+                m.request_duration.observe(elapsed);
+            }
+            _ => {
+                self.metrics
+                    .requests
+                    .with_label_values(&[route, action, metrics::CODES[code]])
+                    .inc();
+                self.metrics
+                    .request_duration
+                    .with_label_values(&[route])
+                    .observe(elapsed);
+            }
+        }
         if let Some(span) = ctx.span.as_ref() {
             if let Some(r) = ctx.routed.as_ref() {
                 span.record("server.address", r.target.host.as_str());

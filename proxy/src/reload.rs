@@ -72,9 +72,10 @@ impl Reloader {
                 let credentials = config.credentials.clone();
                 match State::build(config) {
                     Err(problems) => Err(problems),
-                    Ok(new) => match self.tokens.reconfigure(&credentials) {
+                    Ok(mut new) => match self.tokens.reconfigure(&credentials) {
                         Err(e) => Err(vec![e.to_string()]),
                         Ok(()) => {
+                            new.bind(&self.tokens, &self.metrics);
                             self.state.store(Arc::new(new));
                             Ok(())
                         }

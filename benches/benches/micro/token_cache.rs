@@ -1,10 +1,12 @@
 //! Token-cache hits: single-threaded, and with 2 and 8 threads hitting the same
-//! credential at once (the proxy's workers all read one slot).
+//! credential at once (the proxy's workers all read one slot). `hit/*` is the request
+//! path (`TokenCache::hit` through the route's handle); `cached/*` the lookup by name.
 //!
 //! Contended figures are CPU-nanoseconds per hit: wall time × busy cores ÷ hits, with
 //! busy cores = min(threads, cores). On a 2-core machine 8 threads time-share 2 cores;
-//! what they contend on (the shard's read lock, the token's `Arc` count, the hit
-//! counter) bounces between the 2 cores exactly as with 2 threads, plus preemption.
+//! what they contend on (for `cached`: the shard's read lock, the token's `Arc` count;
+//! for `hit` nothing in the common case) bounces between the 2 cores exactly as with 2
+//! threads, plus preemption.
 
 use crate::common::{poll_ready, warm_cache};
 use criterion::Criterion;
@@ -108,125 +110,50 @@ pub fn token_cache(c: &mut Criterion) {
         drop(pool);
     }
 
-    // The design proposed in BENCHMARKS.md, prototyped here (not tollgate's code).
-    let slot = Arc::new(proposed::Slot::warm(
-        "tok-0123456789abcdef0123456789abcdef0123",
-    ));
-    group.bench_function("proposed_hit/1_thread", |b| {
-        b.iter(|| black_box(slot.hit()))
+    // The request path: the route's handle (resolved at load), the token lent to a
+    // closure that takes what a request keeps (the id and the finished header value).
+    let handle = cache
+        .handle("bench")
+        .unwrap_or_else(|| panic!("the bench credential has a handle"));
+    group.bench_function("hit/1_thread", |b| {
+        b.iter(|| black_box(cache.hit(black_box(&handle), |t| t.id())))
     });
-    group.bench_function("proposed_hit_with_header/1_thread", |b| {
-        b.iter(|| black_box(slot.hit_with_header()))
+    group.bench_function("hit_with_header/1_thread", |b| {
+        b.iter(|| {
+            black_box(cache.hit(black_box(&handle), |t| {
+                (t.id(), t.header_value(tollgate::auth::BEARER_PREFIX))
+            }))
+        })
     });
     for threads in [2usize, 8] {
-        let s = slot.clone();
+        let (c, h) = (cache.clone(), handle.clone());
         let pool = Pool::new(
             threads,
             Arc::new(move || {
-                black_box(s.hit());
+                black_box(c.hit(black_box(&h), |t| t.id()));
             }),
         );
-        group.bench_function(format!("proposed_hit/{threads}_threads_cpu_ns"), |b| {
+        group.bench_function(format!("hit/{threads}_threads_cpu_ns"), |b| {
             b.iter_custom(|iters| pool.round(iters))
         });
         drop(pool);
-        let s = slot.clone();
+        let (c, h) = (cache.clone(), handle.clone());
         let pool = Pool::new(
             threads,
             Arc::new(move || {
-                black_box(s.hit_with_header());
+                black_box(c.hit(black_box(&h), |t| {
+                    (t.id(), t.header_value(tollgate::auth::BEARER_PREFIX))
+                }));
             }),
         );
-        group.bench_function(
-            format!("proposed_hit_with_header/{threads}_threads_cpu_ns"),
-            |b| b.iter_custom(|iters| pool.round(iters)),
-        );
+        group.bench_function(format!("hit_with_header/{threads}_threads_cpu_ns"), |b| {
+            b.iter_custom(|iters| pool.round(iters))
+        });
         drop(pool);
     }
-    assert!(slot.hits.get() > 0, "the prototype counted its hits");
+    assert!(
+        cache.hit(&handle, |t| t.id()).is_some(),
+        "the cache stayed warm"
+    );
     group.finish();
-}
-
-/// A prototype of the hit path proposed for `auth/cache.rs` (see BENCHMARKS.md): the
-/// route holds its credential's slot (no map lookup, no hashing of the name); the slot
-/// is an `ArcSwapOption`, whose `load` takes no reference count in the common case;
-/// the finished header value is built once per token; hits are counted on striped,
-/// cache-line-padded counters summed at scrape time.
-mod proposed {
-    use arc_swap::ArcSwapOption;
-    use http::HeaderValue;
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-    use std::time::{Duration, Instant};
-
-    pub struct Entry {
-        pub value: HeaderValue,
-        pub id: u64,
-        pub usable_until: Instant,
-    }
-
-    #[repr(align(128))]
-    #[derive(Default)]
-    struct Padded(AtomicU64);
-
-    #[derive(Default)]
-    pub struct Striped([Padded; 16]);
-
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % 16;
-    }
-
-    impl Striped {
-        pub fn inc(&self) {
-            let i = STRIPE.with(|s| *s);
-            self.0[i].0.fetch_add(1, Ordering::Relaxed);
-        }
-
-        pub fn get(&self) -> u64 {
-            self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
-        }
-    }
-
-    pub struct Slot {
-        current: ArcSwapOption<Entry>,
-        pub hits: Striped,
-    }
-
-    impl Slot {
-        pub fn warm(token: &str) -> Slot {
-            let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .unwrap_or_else(|e| panic!("header value: {e}"));
-            Slot {
-                current: ArcSwapOption::from_pointee(Entry {
-                    value,
-                    id: 1,
-                    usable_until: Instant::now() + Duration::from_secs(3600),
-                }),
-                hits: Striped::default(),
-            }
-        }
-
-        /// The id of a usable token (what compare-and-invalidate needs).
-        pub fn hit(&self) -> Option<u64> {
-            let guard = self.current.load();
-            let e = guard.as_ref()?;
-            if Instant::now() >= e.usable_until {
-                return None;
-            }
-            self.hits.inc();
-            Some(e.id)
-        }
-
-        /// The same, plus an owned copy of the finished header value for the request.
-        pub fn hit_with_header(&self) -> Option<(u64, HeaderValue)> {
-            let guard = self.current.load();
-            let e = guard.as_ref()?;
-            if Instant::now() >= e.usable_until {
-                return None;
-            }
-            self.hits.inc();
-            let v = HeaderValue::from_bytes(e.value.as_bytes()).ok()?;
-            Some((e.id, v))
-        }
-    }
 }

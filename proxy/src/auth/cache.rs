@@ -1,9 +1,13 @@
 //! The token cache: one slot per credential in a sharded map, single-flight fetches,
 //! the failure memo, and hot reload.
 //!
-//! - **Hit** ([`TokenCache::cached`]): a read lock on one `DashMap` shard, a time check
-//!   and an `Arc` clone. Past 75 % of the token's lifetime it also starts the
-//!   background refresher (`refresh.rs`), at most one per credential.
+//! - **Hit** ([`TokenCache::hit`]): the caller holds the credential's [`CredHandle`]
+//!   (resolved once per config load), so a hit is an `ArcSwapOption` load (no shared
+//!   write in the common case), a time check and a striped counter; the token is lent
+//!   to a closure, not cloned. [`TokenCache::cached`] does the same by name (a read
+//!   lock on one `DashMap` shard and an `Arc` clone). Past 75 % of the token's
+//!   lifetime either starts the background refresher (`refresh.rs`), at most one per
+//!   credential.
 //! - **Miss** ([`TokenCache::get`]): under the credential's own mutex (never held
 //!   across an await), join the fetch in flight, or answer the remembered failure, or
 //!   start a fetch in a spawned task. Waiters await a `watch` channel, so a request
@@ -25,6 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -40,13 +45,31 @@ use super::metrics::{CredMetrics, Metrics};
 use super::refresh;
 use super::schedule::{self, memo_for, LifetimeSource, Schedule};
 use super::secret::ClientAuth;
-use super::token::{Token, TokenInfo};
+use super::token::{Token, TokenData, TokenInfo};
 
 /// Builds the endpoint of a credential. [`TokenCache::new`] uses
 /// [`ReqwestEndpoint`]; tests and the demo can pass their own to
 /// [`TokenCache::with_endpoint_factory`].
 pub type EndpointFactory =
     dyn Fn(&Credential) -> Result<Arc<dyn TokenEndpoint>, AuthError> + Send + Sync;
+
+/// One credential of a [`TokenCache`], resolved by [`TokenCache::handle`]: what the
+/// request path holds so that a cache hit needs no map lookup.
+#[derive(Clone)]
+pub struct CredHandle(Arc<CredState>);
+
+impl CredHandle {
+    /// The credential's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+}
+
+impl fmt::Debug for CredHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CredHandle").field(&self.0.name).finish()
+    }
+}
 
 /// The shared token cache. Create it once, hold it as `Arc<TokenCache>`.
 pub struct TokenCache {
@@ -55,7 +78,7 @@ pub struct TokenCache {
 
 /// What the cache and its spawned tasks (fetches, refreshers) share.
 pub(crate) struct Shared {
-    slots: DashMap<String, Slot>,
+    slots: DashMap<String, Arc<CredState>>,
     next_id: AtomicU64,
     metrics: Metrics,
     factory: Box<EndpointFactory>,
@@ -63,15 +86,13 @@ pub(crate) struct Shared {
     reconfiguring: Mutex<()>,
 }
 
-struct Slot {
-    token: Option<Token>,
-    cred: Arc<CredState>,
-}
-
 /// One credential's definition and live state. Replaced whole when its definition
 /// changes, so results of fetches for the old definition are dropped.
 pub(crate) struct CredState {
     pub(crate) name: Arc<str>,
+    /// The cached token. Only meaningful while this is the configured definition
+    /// (the one in `Shared::slots`).
+    token: ArcSwapOption<TokenData>,
     def: Credential,
     auth: ClientAuth,
     endpoint: RwLock<Arc<dyn TokenEndpoint>>,
@@ -158,13 +179,7 @@ impl TokenCache {
         let slots = DashMap::new();
         for (name, def) in credentials {
             let cred = CredState::new(name, def, &metrics, &*factory)?;
-            slots.insert(
-                name.clone(),
-                Slot {
-                    token: None,
-                    cred: Arc::new(cred),
-                },
-            );
+            slots.insert(name.clone(), Arc::new(cred));
         }
         metrics.register(registry)?;
         Ok(Arc::new(TokenCache {
@@ -178,28 +193,45 @@ impl TokenCache {
         }))
     }
 
-    /// The fast path: a token usable now (not within the expiry cutoff), or `None`.
-    ///
-    /// Synchronous; takes only a read lock on one map shard; allocates nothing but the
-    /// `Arc` clone. Counts a `hit` only (a `None` is counted by the following
-    /// [`get`](Self::get)). Past 75 % of the token's lifetime, starts a background
-    /// refresh (single flight; needs to run inside a tokio runtime, else it is left to
-    /// [`get`](Self::get)).
-    pub fn cached(&self, credential: &str) -> Option<Token> {
-        let slot = self.shared.slots.get(credential)?;
-        let token = slot.token.as_ref()?;
+    /// The handle of a configured credential, for [`hit`](Self::hit). Resolve it once
+    /// per config load (after [`reconfigure`](Self::reconfigure)), not per request: a
+    /// handle taken before a reconfigure that changed or removed its credential no
+    /// longer sees new tokens (its hits fail, and [`get_for`](Self::get_for) goes on
+    /// by name).
+    pub fn handle(&self, credential: &str) -> Option<CredHandle> {
+        self.shared
+            .slots
+            .get(credential)
+            .map(|c| CredHandle(Arc::clone(&c)))
+    }
+
+    /// The fast path: lends a token usable now (not within the expiry cutoff) to `f`,
+    /// or returns `None` without calling it. Synchronous, allocates nothing, and in the
+    /// common case writes no memory shared with other threads. Counts a `hit` only (a
+    /// `None` is counted by the following [`get`](Self::get)). Past 75 % of the token's
+    /// lifetime, starts a background refresh (single flight; needs to run inside a
+    /// tokio runtime, else it is left to [`get`](Self::get)).
+    pub fn hit<R>(&self, handle: &CredHandle, f: impl FnOnce(&TokenData) -> R) -> Option<R> {
+        let cred = &handle.0;
+        let guard = cred.token.load();
+        let token = guard.as_deref()?;
         let now = Instant::now();
         if !token.usable_at(now) {
             return None;
         }
-        slot.cred.m.hit.inc();
-        let token = token.clone();
+        cred.m.cache.hit.inc();
         if token.stale_at(now) {
-            let cred = Arc::clone(&slot.cred);
-            drop(slot);
-            refresh::kick(&self.shared, cred);
+            refresh::kick(&self.shared, Arc::clone(cred));
         }
-        Some(token)
+        Some(f(token))
+    }
+
+    /// The same by credential name, returning a clone of the token: a read lock on
+    /// one map shard and an `Arc` clone.
+    pub fn cached(&self, credential: &str) -> Option<Token> {
+        let handle = self.handle(credential)?;
+        self.hit(&handle, |_| ())?;
+        handle.0.token.load_full().map(Token::from_arc)
     }
 
     /// A usable token, fetched if needed. Concurrent misses for one credential make one
@@ -210,9 +242,23 @@ impl TokenCache {
     /// sent `Retry-After`).
     pub async fn get(&self, credential: &str) -> Result<Token, TokenError> {
         let (cred, token) = self.shared.lookup(credential)?;
+        self.get_cred(cred, token).await
+    }
+
+    /// [`get`](Self::get) for a handle's credential: the credential configured now
+    /// under the handle's name (normally the handle's own).
+    pub async fn get_for(&self, handle: &CredHandle) -> Result<Token, TokenError> {
+        self.get(&handle.0.name).await
+    }
+
+    async fn get_cred(
+        &self,
+        cred: Arc<CredState>,
+        token: Option<Token>,
+    ) -> Result<Token, TokenError> {
         let now = Instant::now();
         if let Some(token) = token.filter(|t| t.usable_at(now)) {
-            cred.m.hit.inc();
+            cred.m.cache.hit.inc();
             if token.stale_at(now) {
                 refresh::kick(&self.shared, cred);
             }
@@ -229,17 +275,27 @@ impl TokenCache {
     /// still `sent` (same id). Returns true when it did; a burst of 401s for one token
     /// invalidates once. The next [`get`](Self::get) fetches a fresh token.
     pub fn invalidate(&self, credential: &str, sent: &Token) -> bool {
-        let Some(mut slot) = self.shared.slots.get_mut(credential) else {
+        self.invalidate_id(credential, sent.id())
+    }
+
+    /// [`invalidate`](Self::invalidate) by token id (what a request keeps of the token
+    /// it sent).
+    pub fn invalidate_id(&self, credential: &str, sent: u64) -> bool {
+        let Some(cred) = self.shared.slots.get(credential).map(|c| Arc::clone(&c)) else {
             return false;
         };
-        if slot.token.as_ref().is_some_and(|t| t.id() == sent.id()) {
-            slot.token = None;
-            slot.cred.m.expiry.set(0.0);
-            tracing::debug!(credential, token_id = sent.id(), "token invalidated");
-            true
-        } else {
-            false
+        let current = cred.token.load();
+        let Some(token) = current.as_ref().filter(|t| t.id() == sent) else {
+            return false;
+        };
+        // Compare-and-swap: a fresh token stored meanwhile is kept.
+        let previous = cred.token.compare_and_swap(token, None);
+        let swapped = previous.as_ref().is_some_and(|p| p.id() == sent);
+        if swapped {
+            cred.m.expiry.set(0.0);
+            tracing::debug!(credential, token_id = sent, "token invalidated");
         }
+        swapped
     }
 
     /// Hot reload: adopts new credential definitions. Credentials whose definition is
@@ -256,7 +312,7 @@ impl TokenCache {
         }
         let mut plans = Vec::with_capacity(credentials.len());
         for (name, def) in credentials {
-            let existing = self.shared.slots.get(name).map(|s| Arc::clone(&s.cred));
+            let existing = self.shared.slots.get(name).map(|c| Arc::clone(&c));
             let plan = match existing {
                 Some(cred) if cred.def == *def => Plan::Keep(cred, (self.shared.factory)(def)?),
                 _ => Plan::Replace(Arc::new(CredState::new(
@@ -281,9 +337,10 @@ impl TokenCache {
                 }
                 Plan::Replace(cred) => {
                     cred.m.expiry.set(0.0);
-                    self.shared
-                        .slots
-                        .insert(name.clone(), Slot { token: None, cred });
+                    if let Some(old) = self.shared.slots.insert(name.clone(), cred) {
+                        // Handles still pointing at the old definition stop hitting.
+                        old.token.store(None);
+                    }
                     replaced += 1;
                 }
             }
@@ -296,7 +353,9 @@ impl TokenCache {
             .map(|e| e.key().clone())
             .collect();
         for name in &removed {
-            self.shared.slots.remove(name);
+            if let Some((_, old)) = self.shared.slots.remove(name) {
+                old.token.store(None);
+            }
             self.shared.metrics.remove(name);
         }
         tracing::info!(
@@ -332,7 +391,7 @@ impl fmt::Debug for TokenCache {
             .shared
             .slots
             .iter()
-            .map(|e| (e.key().clone(), e.token.is_some()))
+            .map(|e| (e.key().clone(), e.token.load().is_some()))
             .collect();
         names.sort();
         f.debug_struct("TokenCache")
@@ -354,6 +413,7 @@ impl CredState {
         m.expiry.set(0.0);
         Ok(CredState {
             name: Arc::from(name),
+            token: ArcSwapOption::empty(),
             def: def.clone(),
             auth,
             endpoint: RwLock::new(endpoint),
@@ -367,16 +427,19 @@ impl CredState {
 impl Shared {
     fn lookup(&self, name: &str) -> Result<(Arc<CredState>, Option<Token>), TokenError> {
         match self.slots.get(name) {
-            Some(slot) => Ok((Arc::clone(&slot.cred), slot.token.clone())),
+            Some(cred) => {
+                let token = cred.token.load_full().map(Token::from_arc);
+                Ok((Arc::clone(&cred), token))
+            }
             None => Err(TokenError::new(Arc::from(name), Failure::UnknownCredential)),
         }
     }
 
     /// The cached token of `cred`, if `cred` is still the configured definition.
     pub(crate) fn current(&self, cred: &Arc<CredState>) -> Option<Token> {
-        let slot = self.slots.get(&*cred.name)?;
-        if Arc::ptr_eq(&slot.cred, cred) {
-            slot.token.clone()
+        let configured = self.slots.get(&*cred.name)?;
+        if Arc::ptr_eq(&configured, cred) {
+            cred.token.load_full().map(Token::from_arc)
         } else {
             None
         }
@@ -399,19 +462,19 @@ impl Shared {
             };
             if good {
                 if request {
-                    cred.m.hit.inc();
+                    cred.m.cache.hit.inc();
                 }
                 return Joined::Ready(token);
             }
         }
         if let Some(rx) = &flight.running {
             if request {
-                cred.m.wait.inc();
+                cred.m.cache.wait.inc();
             }
             return Joined::Waiting(rx.clone());
         }
         if request {
-            cred.m.miss.inc();
+            cred.m.cache.miss.inc();
             if let Some(memo) = &flight.memo {
                 if now < memo.until && cred.auth.version() == memo.version {
                     return Joined::Failed(memo.error.clone());
@@ -525,11 +588,11 @@ impl Shared {
 
     /// Puts a fresh token in the slot, unless the credential was reconfigured meanwhile.
     fn store(&self, cred: &Arc<CredState>, token: &Token, lifetime: Duration) {
-        let Some(mut slot) = self.slots.get_mut(&*cred.name) else {
+        let Some(configured) = self.slots.get(&*cred.name) else {
             return;
         };
-        if Arc::ptr_eq(&slot.cred, cred) {
-            slot.token = Some(token.clone());
+        if Arc::ptr_eq(&configured, cred) {
+            cred.token.store(Some(Arc::clone(token.arc())));
             let expiry = SystemTime::now()
                 .checked_add(lifetime)
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())

@@ -16,11 +16,19 @@
 //!   `tollgate_token_expiry_seconds - time()` in PromQL.
 //!
 //! Per-credential handles are resolved once ([`CredMetrics`]), so the hot path
-//! increments an atomic without hashing labels.
+//! increments an atomic without hashing labels. The cache counters are striped over
+//! cache-line-padded atomics ([`Striped`]) and summed when scraped, so worker threads
+//! counting hits on one credential do not write the same cache line.
 //!
 //! [`TokenCache::cached`]: super::TokenCache::cached
 //! [`TokenCache::get`]: super::TokenCache::get
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
     Registry,
@@ -30,19 +38,132 @@ use super::error::Outcome;
 
 const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "wait"];
 
+const STRIPES: usize = 16;
+
+/// One counter padded to its own cache line (128 bytes: adjacent-line prefetch).
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded(AtomicU64);
+
+/// A counter spread over [`STRIPES`] cache lines; each thread increments its own.
+#[derive(Default)]
+pub(crate) struct Striped([Padded; STRIPES]);
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+}
+
+impl Striped {
+    pub(crate) fn inc(&self) {
+        let i = STRIPE.with(|s| *s);
+        self.0[i].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// One credential's `tollgate_token_cache_total` series.
+#[derive(Default)]
+pub(crate) struct CacheCounters {
+    pub hit: Striped,
+    pub miss: Striped,
+    pub wait: Striped,
+}
+
+/// `tollgate_token_cache_total` as a Prometheus collector over the striped counters.
+struct CacheFamily {
+    desc: Desc,
+    series: RwLock<BTreeMap<String, Arc<CacheCounters>>>,
+}
+
+impl CacheFamily {
+    fn new() -> Result<Self, prometheus::Error> {
+        Ok(CacheFamily {
+            desc: Desc::new(
+                "tollgate_token_cache_total".into(),
+                "Token lookups by requests: hit (cached), wait (joined a fetch), miss.".into(),
+                vec!["credential".into(), "result".into()],
+                Default::default(),
+            )?,
+            series: RwLock::default(),
+        })
+    }
+
+    /// The counters of `name`, created at zero the first time; the same ones after a
+    /// reconfigure, so counts carry over like a labelled Prometheus vector's.
+    fn counters(&self, name: &str) -> Arc<CacheCounters> {
+        let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(series.entry(name.to_owned()).or_default())
+    }
+
+    fn remove(&self, name: &str) {
+        self.series
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+    }
+}
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut l = LabelPair::default();
+    l.set_name(name.to_owned());
+    l.set_value(value.to_owned());
+    l
+}
+
+impl Collector for CacheFamily {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        let mut metrics = Vec::with_capacity(series.len() * CACHE_RESULTS.len());
+        for (name, c) in series.iter() {
+            for (result, counter) in CACHE_RESULTS.into_iter().zip([&c.hit, &c.miss, &c.wait]) {
+                let mut value = Counter::default();
+                value.set_value(counter.get() as f64);
+                let mut m =
+                    Metric::from_label(vec![label("credential", name), label("result", result)]);
+                m.set_counter(value);
+                metrics.push(m);
+            }
+        }
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::COUNTER);
+        family.set_metric(metrics);
+        vec![family]
+    }
+}
+
+/// A registrable handle on the shared [`CacheFamily`].
+struct CacheCollector(Arc<CacheFamily>);
+
+impl Collector for CacheCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.0.collect()
+    }
+}
+
 /// The metric families, registered once per cache.
 pub(crate) struct Metrics {
     requests: IntCounterVec,
     duration: HistogramVec,
-    cache: IntCounterVec,
+    cache: Arc<CacheFamily>,
     expiry: GaugeVec,
 }
 
 /// One credential's handles.
 pub(crate) struct CredMetrics {
-    pub hit: IntCounter,
-    pub miss: IntCounter,
-    pub wait: IntCounter,
+    pub cache: Arc<CacheCounters>,
     outcomes: [IntCounter; 4],
     pub duration: Histogram,
     pub expiry: Gauge,
@@ -80,13 +201,7 @@ impl Metrics {
             ]),
             &["credential"],
         )?;
-        let cache = IntCounterVec::new(
-            Opts::new(
-                "tollgate_token_cache_total",
-                "Token lookups by requests: hit (cached), wait (joined a fetch), miss.",
-            ),
-            &["credential", "result"],
-        )?;
+        let cache = Arc::new(CacheFamily::new()?);
         let expiry = GaugeVec::new(
             Opts::new(
                 "tollgate_token_expiry_seconds",
@@ -106,19 +221,16 @@ impl Metrics {
     pub(crate) fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
         registry.register(Box::new(self.requests.clone()))?;
         registry.register(Box::new(self.duration.clone()))?;
-        registry.register(Box::new(self.cache.clone()))?;
+        registry.register(Box::new(CacheCollector(Arc::clone(&self.cache))))?;
         registry.register(Box::new(self.expiry.clone()))?;
         Ok(())
     }
 
     /// Resolves (and so creates, at zero) every series of one credential.
     pub(crate) fn credential(&self, name: &str) -> CredMetrics {
-        let cache = |result: &str| self.cache.with_label_values(&[name, result]);
         let outcome = |o: Outcome| self.requests.with_label_values(&[name, o.as_str()]);
         CredMetrics {
-            hit: cache("hit"),
-            miss: cache("miss"),
-            wait: cache("wait"),
+            cache: self.cache.counters(name),
             outcomes: Outcome::ALL.map(outcome),
             duration: self.duration.with_label_values(&[name]),
             expiry: self.expiry.with_label_values(&[name]),
@@ -127,9 +239,7 @@ impl Metrics {
 
     /// Drops every series of a credential that is no longer configured.
     pub(crate) fn remove(&self, name: &str) {
-        for result in CACHE_RESULTS {
-            let _ = self.cache.remove_label_values(&[name, result]);
-        }
+        self.cache.remove(name);
         for o in Outcome::ALL {
             let _ = self.requests.remove_label_values(&[name, o.as_str()]);
         }

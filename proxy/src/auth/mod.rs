@@ -1,9 +1,11 @@
 //! OAuth2 client-credentials tokens (RFC 6749 §4.4) for inject routes.
 //!
-//! Start reading at [`TokenCache`] (`cache.rs`): the proxy holds one `Arc<TokenCache>`,
-//! calls [`TokenCache::cached`] on every request (synchronous, a sharded read and an
-//! `Arc` clone), falls back to [`TokenCache::get`] on a miss, and calls
-//! [`TokenCache::invalidate`] when an upstream answers 401 with the token it sent.
+//! Start reading at [`TokenCache`] (`cache.rs`): the proxy holds one `Arc<TokenCache>`
+//! and, per inject route, a [`CredHandle`] resolved at config load; it calls
+//! [`TokenCache::hit`] on every request (synchronous; an `ArcSwapOption` load, a time
+//! check and a striped counter: no allocation, no shared write in the common case), falls
+//! back to [`TokenCache::get`] on a miss, and calls [`TokenCache::invalidate_id`] when an
+//! upstream answers 401 with the token it sent.
 //!
 //! The pieces, one concern each:
 //! - `schedule.rs`: pure timing rules: lifetime, refresh at 75 %, the
@@ -15,7 +17,7 @@
 //!   private key of `private_key_jwt`, both through one cheap file watcher.
 //! - `jwt.rs`: RFC 7523 client assertions signed with ring (ES256, RS256), and reading
 //!   a JWT's claims without verification (for `exp` and `tollgate token`).
-//! - `cache.rs`: the sharded cache, single-flight fetches, background refresh, the
+//! - `cache.rs`: the cache (a map of credentials, each holding its token), single-flight fetches, background refresh, the
 //!   failure memo and hot reload. `refresh.rs`: the background refresher's loop.
 //! - `token.rs`: [`Token`] and [`TokenInfo`]; `error.rs`: [`TokenError`] and [`AuthError`].
 //! - `metrics.rs`: the `tollgate_token_*` metrics, registered on the given registry.
@@ -36,14 +38,14 @@ mod token;
 #[cfg(test)]
 mod test_support;
 
-pub use cache::{EndpointFactory, TokenCache};
+pub use cache::{CredHandle, EndpointFactory, TokenCache};
 pub use client::{
     BoxFuture, HttpRequest, HttpResponse, ReqwestEndpoint, TokenEndpoint, TransportError,
     REQUEST_TIMEOUT,
 };
 pub use error::{AuthError, TokenError};
 pub use jwt::decode_claims;
-pub use token::{Token, TokenInfo};
+pub use token::{Token, TokenData, TokenInfo, BEARER_PREFIX};
 
 /// Installs ring as rustls' process-wide crypto provider, unless one already is.
 ///

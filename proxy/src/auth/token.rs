@@ -5,29 +5,41 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
+
 use tokio::time::Instant;
 
 use super::schedule::Schedule;
 
-/// An access token. Cloning copies an `Arc`. `Debug` never shows the value.
+/// An access token. Cloning copies an `Arc`. `Debug` never shows the value. Derefs to
+/// [`TokenData`], which the cache's hit path lends out without cloning the `Arc`.
 #[derive(Clone)]
-pub struct Token(Arc<Inner>);
+pub struct Token(Arc<TokenData>);
 
-struct Inner {
+/// What a [`Token`] holds: the value, its id and schedule, and the finished
+/// `Authorization: Bearer …` header value, built once per token rather than per request.
+pub struct TokenData {
     value: Box<str>,
+    /// `Bearer <value>`, marked sensitive; `None` if the value cannot be a header value.
+    bearer: Option<HeaderValue>,
     id: u64,
     refresh_at: Instant,
     usable_until: Instant,
     expires_at: Instant,
 }
 
+/// The prefix [`TokenData::header_value`] has ready-made.
+pub const BEARER_PREFIX: &str = "Bearer ";
+
 impl Token {
     /// A token that arrived at `received`, with the given schedule. `id` is unique per
     /// cache (compare-and-invalidate uses it).
     pub(crate) fn new(value: String, id: u64, received: Instant, schedule: &Schedule) -> Self {
         let at = |d: Duration| received.checked_add(d).unwrap_or(received);
-        Token(Arc::new(Inner {
+        let bearer = prefixed(BEARER_PREFIX, &value);
+        Token(Arc::new(TokenData {
             value: value.into_boxed_str(),
+            bearer,
             id,
             refresh_at: at(schedule.refresh_after),
             usable_until: at(schedule.usable_for),
@@ -35,46 +47,91 @@ impl Token {
         }))
     }
 
+    pub(crate) fn from_arc(data: Arc<TokenData>) -> Self {
+        Token(data)
+    }
+
+    pub(crate) fn arc(&self) -> &Arc<TokenData> {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Token {
+    type Target = TokenData;
+    fn deref(&self) -> &TokenData {
+        &self.0
+    }
+}
+
+/// `prefix` + `token` as a sensitive header value, or `None` when it cannot be one.
+fn prefixed(prefix: &str, token: &str) -> Option<HeaderValue> {
+    let mut v = Vec::with_capacity(prefix.len() + token.len());
+    v.extend_from_slice(prefix.as_bytes());
+    v.extend_from_slice(token.as_bytes());
+    let mut v = HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+impl TokenData {
     /// The access token, for the `Authorization` header. The one accessor: call it
     /// only where the value goes on the wire.
     pub fn secret(&self) -> &str {
-        &self.0.value
+        &self.value
+    }
+
+    /// `prefix` followed by the token, as a sensitive header value: for the usual
+    /// `"Bearer "` a copy of the value built when the token arrived (a reference count,
+    /// no allocation), for any other prefix built now. `None` if the token cannot be
+    /// sent in a header (the endpoint returned control characters).
+    pub fn header_value(&self, prefix: &str) -> Option<HeaderValue> {
+        if prefix == BEARER_PREFIX {
+            self.bearer.clone()
+        } else {
+            prefixed(prefix, &self.value)
+        }
     }
 
     /// Unique within one [`TokenCache`](super::TokenCache); used by
     /// [`TokenCache::invalidate`](super::TokenCache::invalidate).
     pub fn id(&self) -> u64 {
-        self.0.id
+        self.id
     }
 
     /// When the token expires (by its lifetime as we computed it).
     pub fn expires_at(&self) -> std::time::Instant {
-        self.0.expires_at.into_std()
+        self.expires_at.into_std()
     }
 
     /// May the token be handed out at `now` (before the expiry cutoff)?
     pub(crate) fn usable_at(&self, now: Instant) -> bool {
-        now < self.0.usable_until
+        now < self.usable_until
     }
 
     /// Is it time to refresh it in the background?
     pub(crate) fn stale_at(&self, now: Instant) -> bool {
-        now >= self.0.refresh_at
+        now >= self.refresh_at
     }
 
     pub(crate) fn usable_until(&self) -> Instant {
-        self.0.usable_until
+        self.usable_until
     }
 }
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Debug for TokenData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Token")
-            .field("id", &self.0.id)
+            .field("id", &self.id)
             .field("value", &format_args!("[redacted]"))
             .field(
                 "expires_in",
-                &self.0.expires_at.saturating_duration_since(Instant::now()),
+                &self.expires_at.saturating_duration_since(Instant::now()),
             )
             .finish()
     }
@@ -116,6 +173,32 @@ mod tests {
         assert!(!s.contains("very-secret"), "{s}");
         assert_eq!(t.secret(), "eyJ-very-secret");
         assert_eq!(t.id(), 7);
+        let v = t.header_value(BEARER_PREFIX).unwrap();
+        assert!(v.is_sensitive());
+        assert!(!format!("{v:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn header_value_for_any_prefix() {
+        let t = Token::new(
+            "abc".into(),
+            1,
+            Instant::now(),
+            &Schedule::new(Duration::from_secs(60)),
+        );
+        assert_eq!(t.header_value("Bearer ").unwrap(), "Bearer abc");
+        assert_eq!(t.header_value("").unwrap(), "abc");
+        assert_eq!(t.header_value("Token token=").unwrap(), "Token token=abc");
+        assert!(t.header_value("Bearer ").unwrap().is_sensitive());
+        assert!(t.header_value("x ").unwrap().is_sensitive());
+        let bad = Token::new(
+            "a\nb".into(),
+            2,
+            Instant::now(),
+            &Schedule::new(Duration::from_secs(60)),
+        );
+        assert!(bad.header_value("Bearer ").is_none());
+        assert!(bad.header_value("x ").is_none());
     }
 
     #[test]

@@ -187,6 +187,69 @@ async fn compare_and_invalidate() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn hits_through_a_handle() {
+    let fake = FakeEndpoint::new(Reply::token(100));
+    let (cache, reg) = cache_with(&fake, &[credential("billing")]);
+    let h = cache.handle("billing").unwrap();
+    assert_eq!(h.name(), "billing");
+    assert!(cache.handle("nope").is_none());
+    // Cold: no hit, and the closure is not called.
+    assert!(cache.hit(&h, |_| panic!("called on a miss")).is_none());
+    let t1 = cache.get_for(&h).await.unwrap();
+    let (id, value) = cache
+        .hit(&h, |t| (t.id(), t.header_value("Bearer ")))
+        .unwrap();
+    assert_eq!(id, t1.id());
+    assert_eq!(value.unwrap(), "Bearer tok-1");
+    assert_eq!(cache_count(&reg, "billing", "hit"), 1.0);
+    assert_eq!(cache_count(&reg, "billing", "miss"), 1.0);
+    // Hits from many threads are all counted (striped counters summed at scrape).
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..1000 {
+                    assert!(cache.hit(&h, |t| t.id()).is_some());
+                }
+            });
+        }
+    });
+    assert_eq!(cache_count(&reg, "billing", "hit"), 8001.0);
+    // Within the cutoff (min(30 s, 10 %) = 10 s before expiry) the handle misses too.
+    tokio::time::advance(secs(91)).await;
+    assert!(cache.hit(&h, |t| t.id()).is_none());
+    // Compare-and-invalidate by id.
+    let t2 = cache.get_for(&h).await.unwrap();
+    assert_ne!(t2.id(), t1.id());
+    assert!(!cache.invalidate_id("billing", t1.id()));
+    assert!(cache.invalidate_id("billing", t2.id()));
+    assert!(!cache.invalidate_id("billing", t2.id()));
+    assert!(cache.hit(&h, |t| t.id()).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handle_follows_reconfigure() {
+    let fake = FakeEndpoint::new(Reply::token(3600));
+    let (cache, _) = cache_with(&fake, &[credential("a"), credential("b")]);
+    let (ha, hb) = (cache.handle("a").unwrap(), cache.handle("b").unwrap());
+    let a = cache.get_for(&ha).await.unwrap();
+    cache.get_for(&hb).await.unwrap();
+    let mut b2 = credential("b");
+    b2.scopes = vec!["more".into()];
+    cache
+        .reconfigure(&credentials(&[credential("a"), b2]))
+        .unwrap();
+    // Unchanged: the old handle still hits the same token.
+    assert_eq!(cache.hit(&ha, |t| t.id()), Some(a.id()));
+    // Replaced: the old handle misses; get_for fetches for the new definition, which a
+    // freshly resolved handle then hits.
+    assert!(cache.hit(&hb, |t| t.id()).is_none());
+    let b_new = cache.get_for(&hb).await.unwrap();
+    assert!(fake.last_request().body.contains("scope=more"));
+    let hb2 = cache.handle("b").unwrap();
+    assert_eq!(cache.hit(&hb2, |t| t.id()), Some(b_new.id()));
+}
+
+#[tokio::test(start_paused = true)]
 async fn never_handed_out_within_the_cutoff() {
     // 100 s lifetime: cutoff min(30 s, 10 s) = 10 s.
     let fake = FakeEndpoint::new(Reply::token(100));
