@@ -1,11 +1,17 @@
 //! The control for the load harness: the leanest proxy pingora allows for this job, so
 //! that tollgate's cost over pingora itself can be read off the same run. One fixed
 //! upstream (a ready `HttpPeer`, cloned per request), a static
-//! `Authorization: Bearer x`, origin-form upstream, no routing, no metrics, no logs.
+//! `Authorization: Bearer x`, origin-form upstream, no routing, no metrics, no logs;
+//! tollgate's allocator (mimalloc) and release profile.
 //!
 //! `cargo build --release -p tollgate-benches --example pingora_control`; the harness
 //! runs it as target `pingora-control` when `target/release/examples/pingora_control`
 //! exists. Usage: `pingora_control LISTEN UPSTREAM THREADS`.
+
+/// The same allocator as tollgate (`proxy/src/main.rs`), so the difference between the two
+/// is tollgate's own work.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use async_trait::async_trait;
 use pingora::http::RequestHeader;
