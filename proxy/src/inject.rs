@@ -9,6 +9,7 @@ use crate::auth::{CredHandle, TokenCache, TokenData, TokenError};
 use crate::errors::{Code, ProxyError};
 use http::HeaderValue;
 use std::sync::Arc;
+use std::time::Instant;
 use tollgate_rules::Inject;
 
 /// The credential attached to one request.
@@ -56,15 +57,18 @@ impl Injector {
 
     /// The credential for a request: a cache hit without awaiting, else the
     /// single-flight fetch. `handle` is the route's, from `state::RouteRuntime`; without
-    /// one the credential is looked up by name.
+    /// one the credential is looked up by name. `now` is when the request started (for
+    /// the token's expiry check; saves a clock read).
     pub async fn header_for(
         &self,
         inject: &Inject,
         handle: Option<&CredHandle>,
         route: Option<&str>,
+        now: Instant,
     ) -> Result<Injected, ProxyError> {
         if let Some(h) = handle {
-            if let Some(hit) = self.tokens.hit(h, |t| build(inject, t)) {
+            let now = tokio::time::Instant::from_std(now);
+            if let Some(hit) = self.tokens.hit_at(h, now, |t| build(inject, t)) {
                 return hit.ok_or_else(|| not_a_header_value(inject, route));
             }
         }

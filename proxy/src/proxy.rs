@@ -183,7 +183,7 @@ impl Tollgate {
         let handle = state.routes.get(idx).and_then(|r| r.credential.as_ref());
         match self
             .injector
-            .header_for(inject, handle, Some(&route.name))
+            .header_for(inject, handle, Some(&route.name), std::time::Instant::now())
             .await
         {
             Ok(inj) => {
@@ -310,7 +310,11 @@ impl ProxyHttp for Tollgate {
                     );
                 }
                 let handle = runtime.and_then(|r| r.credential.as_ref());
-                match self.injector.header_for(inject, handle, name).await {
+                match self
+                    .injector
+                    .header_for(inject, handle, name, ctx.started)
+                    .await
+                {
                     Ok(inj) => ctx.injected = Some(inj),
                     Err(e) => return fail(ctx, e),
                 }

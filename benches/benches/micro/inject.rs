@@ -1,6 +1,6 @@
 //! Header injection, as the proxy does it per request on an inject route:
-//! - `header_for/warm`: cache hit through the route's credential handle → the header
-//!   value built when the token arrived (`inject.rs`);
+//! - `header_for/warm`: a clock read, the cache hit through the route's credential
+//!   handle, and a copy of the header value joined when the token arrived (`inject.rs`);
 //! - `rewrite/pass` and `rewrite/inject`: the request-head rewrite of
 //!   `upstream_request_filter` (origin-form, hop-by-hop headers, Host) without and with
 //!   replacing the client's `Authorization` by the injected one; their difference is
@@ -58,13 +58,23 @@ pub fn inject(c: &mut Criterion) {
     group.bench_function("header_for/warm", |b| {
         b.iter(|| {
             black_box(
-                poll_ready(injector.header_for(black_box(&route), handle.as_ref(), Some("inject")))
-                    .unwrap_or_else(|e| panic!("header_for: {e:?}")),
+                poll_ready(injector.header_for(
+                    black_box(&route),
+                    handle.as_ref(),
+                    Some("inject"),
+                    std::time::Instant::now(),
+                ))
+                .unwrap_or_else(|e| panic!("header_for: {e:?}")),
             )
         })
     });
-    let injected = poll_ready(injector.header_for(&route, handle.as_ref(), Some("inject")))
-        .unwrap_or_else(|e| panic!("header_for: {e:?}"));
+    let injected = poll_ready(injector.header_for(
+        &route,
+        handle.as_ref(),
+        Some("inject"),
+        std::time::Instant::now(),
+    ))
+    .unwrap_or_else(|e| panic!("header_for: {e:?}"));
     let template = request();
     group.bench_function("rewrite/pass", |b| {
         b.iter_batched_ref(

@@ -212,10 +212,21 @@ impl TokenCache {
     /// lifetime, starts a background refresh (single flight; needs to run inside a
     /// tokio runtime, else it is left to [`get`](Self::get)).
     pub fn hit<R>(&self, handle: &CredHandle, f: impl FnOnce(&TokenData) -> R) -> Option<R> {
+        self.hit_at(handle, Instant::now(), f)
+    }
+
+    /// [`hit`](Self::hit) judged at `now` instead of reading the clock: the proxy passes
+    /// the time its request started (read once per request anyway, microseconds
+    /// earlier; the expiry cutoff is at least seconds wide).
+    pub fn hit_at<R>(
+        &self,
+        handle: &CredHandle,
+        now: Instant,
+        f: impl FnOnce(&TokenData) -> R,
+    ) -> Option<R> {
         let cred = &handle.0;
         let guard = cred.token.load();
         let token = guard.as_deref()?;
-        let now = Instant::now();
         if !token.usable_at(now) {
             return None;
         }

@@ -23,6 +23,7 @@
 //! [`TokenCache::cached`]: super::TokenCache::cached
 //! [`TokenCache::get`]: super::TokenCache::get
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -51,13 +52,27 @@ pub(crate) struct Striped([Padded; STRIPES]);
 
 static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
-    static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    /// This thread's stripe; `usize::MAX` until first used (a `const` thread-local has
+    /// no lazy-initialisation check on access).
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn stripe() -> usize {
+    STRIPE.with(|s| {
+        let i = s.get();
+        if i < STRIPES {
+            i
+        } else {
+            let i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            s.set(i);
+            i
+        }
+    })
 }
 
 impl Striped {
     pub(crate) fn inc(&self) {
-        let i = STRIPE.with(|s| *s);
-        self.0[i].0.fetch_add(1, Ordering::Relaxed);
+        self.0[stripe()].0.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn get(&self) -> u64 {

@@ -214,6 +214,11 @@ async fn hits_through_a_handle() {
         }
     });
     assert_eq!(cache_count(&reg, "billing", "hit"), 8001.0);
+    // hit_at judges at the time given, not the clock's.
+    let now = Instant::now();
+    assert_eq!(cache.hit_at(&h, now, |t| t.id()), Some(t1.id()));
+    assert!(cache.hit_at(&h, now + secs(91), |t| t.id()).is_none());
+    assert_eq!(cache_count(&reg, "billing", "hit"), 8002.0);
     // Within the cutoff (min(30 s, 10 %) = 10 s before expiry) the handle misses too.
     tokio::time::advance(secs(91)).await;
     assert!(cache.hit(&h, |t| t.id()).is_none());
