@@ -62,6 +62,9 @@ pub struct Options {
     pub storm_401_seconds: u64,
     pub idle: Vec<usize>,
     pub active: usize,
+    /// Alternating pass/inject pairs per mode (`paired.rs`); 0 skips them.
+    pub pairs: usize,
+    pub pair_duration: Duration,
 }
 
 /// One thing to measure: a proxy (or the upstream itself), how to address it, and the
@@ -99,6 +102,7 @@ struct Document<'a> {
     samples: &'a [Sample],
     rows: &'a [Row],
     table: &'a str,
+    paired: &'a [crate::paired::Paired],
     scenarios: &'a scenarios::Results,
 }
 
@@ -466,6 +470,38 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
         );
         println!("{table}");
     }
+    let mut paired = Vec::new();
+    if o.load && o.pairs > 0 {
+        let pairings = pairings(&targets, &o.modes);
+        if !pairings.is_empty() {
+            println!(
+                "\n== paired: inject ÷ pass on one process ({} alternating pairs of {:?} each)",
+                o.pairs, o.pair_duration
+            );
+        }
+        for p in &pairings {
+            match crate::paired::run(
+                p,
+                o.pairs,
+                o.pair_duration,
+                o.connections,
+                o.gen_threads,
+                ticks,
+            ) {
+                Ok(r) => {
+                    println!("  {}", crate::paired::line(&r));
+                    paired.push(r);
+                }
+                Err(e) => {
+                    println!(
+                        "  {} ÷ {} {}: FAILED: {e}",
+                        p.other.name, p.base.name, p.mode
+                    );
+                    failed.push(format!("paired {} {}: {e}", p.other.name, p.mode));
+                }
+            }
+        }
+    }
     for f in &failed {
         notes.push(format!("failed: {f}"));
     }
@@ -522,6 +558,7 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
         samples: &samples,
         rows: &rows,
         table: &table,
+        paired: &paired,
         scenarios: &scen,
     };
     let json = serde_json::to_string_pretty(&doc).map_err(|e| format!("json: {e}"))?;
@@ -535,6 +572,39 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
         return Err(format!("every measurement failed: {}", failed.join("; ")));
     }
     Ok(())
+}
+
+/// Each tollgate build's inject route paired with its pass route, in every mode asked for.
+fn pairings(targets: &[Target], modes: &[Mode]) -> Vec<crate::paired::Pairing> {
+    let mut out = Vec::new();
+    for inject in targets
+        .iter()
+        .filter(|t| t.name.starts_with("tollgate-inject"))
+    {
+        let pass_name = inject.name.replacen("tollgate-inject", "tollgate-pass", 1);
+        let Some(pass) = targets
+            .iter()
+            .find(|t| t.name == pass_name && t.pid == inject.pid)
+        else {
+            continue;
+        };
+        for &mode in modes.iter().filter(|m| inject.modes.contains(m)) {
+            out.push(crate::paired::Pairing {
+                pid: inject.pid,
+                addr: inject.addr,
+                mode: mode.as_str(),
+                base: crate::paired::Side {
+                    name: pass.name.clone(),
+                    request: pass.request(mode),
+                },
+                other: crate::paired::Side {
+                    name: inject.name.clone(),
+                    request: inject.request(mode),
+                },
+            });
+        }
+    }
+    out
 }
 
 fn measure(

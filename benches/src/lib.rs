@@ -9,6 +9,7 @@
 
 pub mod gen;
 pub mod harness;
+pub mod paired;
 pub mod peers;
 pub mod probe;
 pub mod procs;

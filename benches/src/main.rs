@@ -118,6 +118,13 @@ enum Command {
         /// Active connections for tollgate's RSS under load.
         #[arg(long, default_value_t = 1000)]
         active: usize,
+        /// Alternating closed-loop pairs of tollgate's pass and inject routes on one
+        /// process, per mode, for the inject ÷ pass ratio (0 skips them).
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+        /// Measured time of each run of a pair.
+        #[arg(long, default_value = "2s", value_parser = duration)]
+        pair_duration: Duration,
     },
     /// Load one running proxy (or origin): closed loop or constant rate, with a progress
     /// line; prints throughput and latency percentiles.
@@ -188,6 +195,8 @@ fn main() -> ExitCode {
             storm_401_seconds,
             idle,
             active,
+            pairs,
+            pair_duration,
         } => {
             let modes: Result<Vec<Mode>, String> = modes
                 .iter()
@@ -226,6 +235,8 @@ fn main() -> ExitCode {
                         storm_401_seconds,
                         idle,
                         active,
+                        pairs,
+                        pair_duration,
                     })
                 }
             }
