@@ -9,7 +9,8 @@
 //! threads, plus preemption.
 
 use crate::common::{poll_ready, warm_cache};
-use criterion::Criterion;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -87,87 +88,72 @@ impl Drop for Pool {
     }
 }
 
-pub fn token_cache(c: &mut Criterion) {
-    let (cache, _config) = warm_cache();
-    let mut group = c.benchmark_group("token_cache_hit");
-    group.bench_function("cached/1_thread", |b| {
-        b.iter(|| black_box(cache.cached(black_box("bench"))))
-    });
-    group.bench_function("get_async/1_thread", |b| {
-        b.iter(|| black_box(poll_ready(cache.get(black_box("bench")))))
-    });
+/// `op` alone (`NAME/1_thread`) and on 2 and 8 threads at once (`NAME/{2,8}_threads_cpu_ns`).
+fn alone_and_contended(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    op: Arc<dyn Fn() + Send + Sync>,
+) {
+    group.bench_function(format!("{name}/1_thread"), |b| b.iter(|| op()));
     for threads in [2usize, 8] {
-        let c = cache.clone();
-        let pool = Pool::new(
-            threads,
-            Arc::new(move || {
-                black_box(c.cached(black_box("bench")));
-            }),
-        );
-        group.bench_function(format!("cached/{threads}_threads_cpu_ns"), |b| {
+        let pool = Pool::new(threads, op.clone());
+        group.bench_function(format!("{name}/{threads}_threads_cpu_ns"), |b| {
             b.iter_custom(|iters| pool.round(iters))
         });
         drop(pool);
     }
+}
+
+pub fn token_cache(c: &mut Criterion) {
+    let (cache, _config) = warm_cache();
+    let mut group = c.benchmark_group("token_cache_hit");
+    group.bench_function("get_async/1_thread", |b| {
+        b.iter(|| black_box(poll_ready(cache.get(black_box("bench")))))
+    });
+    // By credential name (a map read and an `Arc` clone): not the request path.
+    let c = cache.clone();
+    alone_and_contended(
+        &mut group,
+        "cached",
+        Arc::new(move || {
+            black_box(c.cached(black_box("bench")));
+        }),
+    );
 
     // The request path: the route's handle (resolved at load), the token lent to a
     // closure that takes what a request keeps (the id and the finished header value).
     let handle = cache
         .handle("bench")
         .unwrap_or_else(|| panic!("the bench credential has a handle"));
-    group.bench_function("hit/1_thread", |b| {
-        b.iter(|| black_box(cache.hit(black_box(&handle), |t| t.id())))
-    });
-    group.bench_function("hit_with_header/1_thread", |b| {
-        b.iter(|| {
-            black_box(cache.hit(black_box(&handle), |t| {
-                (t.id(), t.header_value(tollgate::auth::BEARER_PREFIX))
-            }))
-        })
-    });
+    let (c, h) = (cache.clone(), handle.clone());
+    alone_and_contended(
+        &mut group,
+        "hit",
+        Arc::new(move || {
+            black_box(c.hit(black_box(&h), |t| t.id()));
+        }),
+    );
     // As the proxy calls it: judged at the request's start time, which the proxy has
     // read already (for its latency metrics), so the hit itself reads no clock.
     let started = tokio::time::Instant::now();
-    group.bench_function("hit_at/1_thread", |b| {
-        b.iter(|| black_box(cache.hit_at(black_box(&handle), started, |t| t.id())))
-    });
-    for threads in [2usize, 8] {
-        let (c, h) = (cache.clone(), handle.clone());
-        let pool = Pool::new(
-            threads,
-            Arc::new(move || {
-                black_box(c.hit(black_box(&h), |t| t.id()));
-            }),
-        );
-        group.bench_function(format!("hit/{threads}_threads_cpu_ns"), |b| {
-            b.iter_custom(|iters| pool.round(iters))
-        });
-        drop(pool);
-        let (c, h) = (cache.clone(), handle.clone());
-        let pool = Pool::new(
-            threads,
-            Arc::new(move || {
-                black_box(c.hit_at(black_box(&h), started, |t| t.id()));
-            }),
-        );
-        group.bench_function(format!("hit_at/{threads}_threads_cpu_ns"), |b| {
-            b.iter_custom(|iters| pool.round(iters))
-        });
-        drop(pool);
-        let (c, h) = (cache.clone(), handle.clone());
-        let pool = Pool::new(
-            threads,
-            Arc::new(move || {
-                black_box(c.hit(black_box(&h), |t| {
-                    (t.id(), t.header_value(tollgate::auth::BEARER_PREFIX))
-                }));
-            }),
-        );
-        group.bench_function(format!("hit_with_header/{threads}_threads_cpu_ns"), |b| {
-            b.iter_custom(|iters| pool.round(iters))
-        });
-        drop(pool);
-    }
+    let (c, h) = (cache.clone(), handle.clone());
+    alone_and_contended(
+        &mut group,
+        "hit_at",
+        Arc::new(move || {
+            black_box(c.hit_at(black_box(&h), started, |t| t.id()));
+        }),
+    );
+    let (c, h) = (cache.clone(), handle.clone());
+    alone_and_contended(
+        &mut group,
+        "hit_with_header",
+        Arc::new(move || {
+            black_box(c.hit(black_box(&h), |t| {
+                (t.id(), t.header_value(tollgate::auth::BEARER_PREFIX))
+            }));
+        }),
+    );
     assert!(
         cache.hit(&handle, |t| t.id()).is_some(),
         "the cache stayed warm"
