@@ -82,13 +82,16 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
     if let Some(logic) = proxy.app_logic_mut() {
         logic.server_options = Some(options);
     }
-    // A 16 KiB downstream read buffer instead of pingora's 64 KiB default: measured peak
-    // RSS at 1,000 active connections 117 -> 72 MiB, throughput unchanged. Request heads
-    // are small, and pingora grows its own header buffer as a head needs (a head up to
-    // `forward::MAX_HEADER_BYTES` still reaches `check_head`).
+    // A 4 KiB downstream read buffer instead of pingora's 64 KiB default. Each connection
+    // holds its buffer for life and the allocator zeroes it, so it is resident: measured
+    // per idle connection 105 KiB (64 KiB), 56-58 (16 KiB), 46 (4 KiB), 40 (none), with
+    // throughput unchanged (BENCHMARKS.md). Reads of a head or body at least as large as
+    // the buffer bypass it; pingora grows its own header buffer as a head needs (a head
+    // up to `forward::MAX_HEADER_BYTES` still reaches `check_head`). Unbuffered would save
+    // 6 KiB more but turns every small read into a syscall.
     proxy.add_listener(
         ListenerConfig::tcp(listen.proxy.to_string())
-            .l4_buffer(L4BufferSettings::default().read(16 * 1024)),
+            .l4_buffer(L4BufferSettings::default().read(4 * 1024)),
     );
 
     let mut admin = Service::new(
