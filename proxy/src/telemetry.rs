@@ -15,6 +15,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::sync::OnceLock;
+use tracing::level_filters::LevelFilter;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -44,21 +45,32 @@ fn otlp_provider() -> Result<SdkTracerProvider, String> {
 }
 
 /// pingora's debug and trace logs dump request and response headers and bodies, which
-/// carry the tokens we inject: whatever `RUST_LOG` says, they stay at info.
-const PINGORA_CAPS: &[&str] = &[
-    "pingora_core=info",
-    "pingora_proxy=info",
-    "pingora_http=info",
-    "pingora_pool=info",
-    "pingora_cache=info",
-    "pingora_error=info",
-    "pingora_timeout=info",
-    "pingora_rustls=info",
-    "pingora_runtime=info",
-    "pingora=info",
+/// carry the tokens we inject: whatever `RUST_LOG` says, they stay at info at most (and
+/// follow `RUST_LOG`'s default level when that is quieter, e.g. `warn`).
+const PINGORA_TARGETS: &[&str] = &[
+    "pingora_core",
+    "pingora_proxy",
+    "pingora_http",
+    "pingora_pool",
+    "pingora_cache",
+    "pingora_error",
+    "pingora_timeout",
+    "pingora_rustls",
+    "pingora_runtime",
+    "pingora",
 ];
 
-/// The log filter: `RUST_LOG` (default `info`), with pingora capped (see [`PINGORA_CAPS`]).
+/// The level of the last target-less directive (`warn` in `warn,tollgate=debug`), if any.
+fn default_level(directives: &str) -> Option<LevelFilter> {
+    directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.contains('=') && !d.contains('['))
+        .filter_map(|d| d.parse::<LevelFilter>().ok())
+        .next_back()
+}
+
+/// The log filter: `RUST_LOG` (default `info`), with pingora capped (see [`PINGORA_TARGETS`]).
 pub fn filter(rust_log: Option<&str>) -> EnvFilter {
     // Directives for pingora's own targets are dropped: a more specific one would beat the caps.
     let kept: Option<String> = rust_log.map(|v| {
@@ -74,8 +86,12 @@ pub fn filter(rust_log: Option<&str>) -> EnvFilter {
         }),
         _ => EnvFilter::new("info"),
     };
-    for cap in PINGORA_CAPS {
-        if let Ok(d) = cap.parse() {
+    let cap = kept
+        .as_deref()
+        .and_then(default_level)
+        .map_or(LevelFilter::INFO, |l| l.min(LevelFilter::INFO));
+    for target in PINGORA_TARGETS {
+        if let Ok(d) = format!("{target}={cap}").parse() {
             filter = filter.add_directive(d);
         }
     }
@@ -203,5 +219,23 @@ mod tests {
             assert!(!text.contains("pingora_core=trace"), "{v}: {text}");
         }
         assert!(filter(None).max_level_hint() <= Some(LevelFilter::INFO));
+    }
+
+    #[test]
+    fn pingora_follows_a_quieter_default_level() {
+        for (v, want) in [
+            ("warn", "pingora_core=warn"),
+            ("error,tollgate=debug", "pingora_core=error"),
+            ("off", "pingora_core=off"),
+            ("info,warn", "pingora_core=warn"),
+            ("tollgate=debug", "pingora_core=info"),
+        ] {
+            let text = filter(Some(v)).to_string();
+            assert!(text.contains(want), "{v}: {text}");
+        }
+        assert_eq!(
+            filter(Some("warn")).max_level_hint(),
+            Some(LevelFilter::WARN)
+        );
     }
 }

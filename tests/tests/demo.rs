@@ -6,7 +6,7 @@ use tollgate_tests::process::{command, run_to_end};
 #[test]
 fn demo_once_passes_every_step_and_prints_the_curl_line() {
     let mut cmd = command();
-    cmd.arg("demo").arg("--once");
+    cmd.arg("demo").arg("--once").env_remove("RUST_LOG");
     let out = run_to_end(cmd);
     let text = format!("{}{}", out.stdout, out.stderr);
     assert_eq!(out.code, Some(0), "{text}");
@@ -23,6 +23,11 @@ fn demo_once_passes_every_step_and_prints_the_curl_line() {
         "the replay step must show the upstream's 401 then 200:\n{text}"
     );
     assert!(out.stdout.contains("curl -x http://127.0.0.1:"), "{text}");
+    // The tour runs its proxy at RUST_LOG=warn: pingora's start-up chatter stays out of it.
+    assert!(
+        !out.stderr.contains("Bootstrap starting"),
+        "pingora's info logs in the tour:\n{text}"
+    );
     assert!(
         !text.contains("demo-secret"),
         "the demo's client secret leaked:\n{text}"
