@@ -93,6 +93,11 @@ impl RouteMetrics {
         }
     }
 
+    /// The route label of these series.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
     /// The `tollgate_requests_total{route,action,code}` counter for an [`ACTIONS`] index
     /// and a [`CODES`] index.
     pub fn requests(&self, action: usize, code: usize) -> &IntCounter {

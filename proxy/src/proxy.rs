@@ -124,6 +124,15 @@ impl Tollgate {
 }
 
 impl Tollgate {
+    /// The routed request's metric series, resolved at load: its route's, or the
+    /// no-route series when `default_action: pass` let it through.
+    fn series<'a>(&'a self, ctx: &'a Ctx) -> Option<&'a metrics::RouteMetrics> {
+        match ctx.routed.as_ref()?.route {
+            Some(_) => ctx.runtime()?.metrics.as_ref(),
+            None => Some(&self.metrics.no_route),
+        }
+    }
+
     /// An inject route's upstream answered 401: decide, count, and ask for a replay.
     fn on_401(&self, session: &Session, resp: &ResponseHeader, ctx: &mut Ctx) -> Result<()> {
         let Some(injected) = ctx.injected.as_ref() else {
@@ -458,17 +467,8 @@ impl ProxyHttp for Tollgate {
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(sent) = ctx.upstream_sent.take() {
-            let elapsed = sent.elapsed().as_secs_f64();
-            match ctx.runtime() {
-                Some(rt) => {
-                    if let Some(m) = rt.metrics.as_ref() {
-                        m.upstream_duration.observe(elapsed);
-                    }
-                }
-                None if ctx.routed.as_ref().is_some_and(|r| r.route.is_none()) => {
-                    self.metrics.no_route.upstream_duration.observe(elapsed)
-                }
-                None => {}
+            if let Some(m) = self.series(ctx) {
+                m.upstream_duration.observe(sent.elapsed().as_secs_f64());
             }
         }
         ctx.upstream_status = Some(resp.status.as_u16());
@@ -537,15 +537,9 @@ impl ProxyHttp for Tollgate {
         };
         let elapsed = ctx.started.elapsed().as_secs_f64();
         let code = metrics::code_index(status);
-        // The route's series were resolved at load; a request refused before routing
-        // finished (its route named only by the error) takes the labelled lookup.
-        let series = match (ctx.runtime(), ctx.routed.as_ref()) {
-            (Some(rt), _) => rt.metrics.as_ref(),
-            (None, Some(r)) if r.route.is_none() && route == NO_ROUTE => {
-                Some(&self.metrics.no_route)
-            }
-            _ => None,
-        };
+        // A request refused before routing finished (its route named only by the error)
+        // takes the labelled lookup.
+        let series = self.series(ctx).filter(|m| m.route() == route);
         match (series, metrics::ACTIONS.iter().position(|a| *a == action)) {
             (Some(m), Some(a)) => {
                 m.requests(a, code).inc();

@@ -237,6 +237,55 @@ async fn request_counters_and_histograms_move_with_traffic() {
 /// A request refused by a route that matched (a `deny` route, or a route whose `clients`
 /// exclude the caller) is counted under that route's name, not under "-" (which SPEC
 /// reserves for "no route matched").
+/// Requests let through by `default_action: pass` count under route `-`, action `pass`,
+/// in the counter and both histograms.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_without_a_route_count_under_dash() {
+    let up = RecordingUpstream::start().await;
+    let tg = Tollgate::start(
+        "allow_private_networks: true
+default_action: pass
+routes:
+  - name: elsewhere
+    match:
+      hosts: [\"elsewhere.test\"]
+    action: deny
+",
+    )
+    .await;
+    let port = up.port();
+    let mut conn = RawConn::connect(tg.proxy).await;
+    for i in 0..2 {
+        assert_eq!(get(&mut conn, port, &format!("/d/{i}")).await.status, 200);
+    }
+    let after = tg.scrape().await;
+    let t = &after.text;
+    assert_eq!(
+        after.sum(
+            "tollgate_requests_total",
+            &[("route", "-"), ("action", "pass"), ("code", "200")]
+        ),
+        2.0,
+        "{t}"
+    );
+    for hist in [
+        "tollgate_request_duration_seconds",
+        "tollgate_upstream_duration_seconds",
+    ] {
+        assert_eq!(
+            after.sum(&format!("{hist}_count"), &[("route", "-")]),
+            2.0,
+            "{hist}: {t}"
+        );
+        assert_eq!(
+            after.sum(&format!("{hist}_count"), &[("route", "elsewhere")]),
+            0.0,
+            "{hist}: {t}"
+        );
+    }
+    assert_bounded(&after, &["elsewhere"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_refused_by_a_matching_route_carry_its_name() {
     let tg = Tollgate::start(
