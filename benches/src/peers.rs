@@ -8,7 +8,7 @@
 //! squid without SMP workers, Envoy `--concurrency 1`, tollgate `threads: 1` unless
 //! asked otherwise), so the comparison is one thread against one worker.
 
-use crate::procs::{free_port, which, Proc};
+use crate::procs::{free_port, free_port_pair, which, Proc};
 use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
@@ -343,8 +343,8 @@ pub fn envoy(
     backend: &Running,
     token: SocketAddr,
 ) -> Result<Running, String> {
-    let addr = loopback(free_port()?);
-    let admin = loopback(free_port()?);
+    let (port, admin_port) = free_port_pair()?;
+    let (addr, admin) = (loopback(port), loopback(admin_port));
     let cluster = |name: &str, a: SocketAddr| {
         format!(
             "  - name: {name}\n    type: STATIC\n    connect_timeout: 5s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: {}, port_value: {} }}\n",
@@ -455,8 +455,8 @@ pub fn tollgate(
     token: SocketAddr,
     routes: &[Route],
 ) -> Result<Running, String> {
-    let addr = loopback(free_port()?);
-    let admin = loopback(free_port()?);
+    let (port, admin_port) = free_port_pair()?;
+    let (addr, admin) = (loopback(port), loopback(admin_port));
     let mut conf = format!(
         "listen:\n  proxy: {addr}\n  admin: {admin}\nthreads: {threads}\ndefault_action: deny\nallow_private_networks: true\n\
          credentials:\n  bench:\n    token_url: http://{token}/token\n    client_id: bench\n    client_secret: bench-secret\n\

@@ -322,6 +322,20 @@ pub fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
+/// Two distinct free TCP ports on 127.0.0.1 (both held while choosing; still released
+/// before use, like [`free_port`]).
+pub fn free_port_pair() -> Result<(u16, u16), String> {
+    let bind =
+        || std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"));
+    let (a, b) = (bind()?, bind()?);
+    let port = |l: &std::net::TcpListener| {
+        l.local_addr()
+            .map(|a| a.port())
+            .map_err(|e| format!("no free port: {e}"))
+    };
+    Ok((port(&a)?, port(&b)?))
+}
+
 /// Is `name` on PATH (or an absolute path that exists)?
 pub fn which(name: &str) -> Option<std::path::PathBuf> {
     if name.contains('/') {

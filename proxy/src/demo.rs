@@ -186,10 +186,17 @@ impl Drop for ChildGuard {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// `N` distinct free loopback ports for the proxy to bind. All are held until every one
+/// is known: binding and dropping one at a time can hand out the same port twice.
+fn free_ports<const N: usize>() -> std::io::Result<[u16; N]> {
+    let mut held = Vec::with_capacity(N);
+    let mut ports = [0u16; N];
+    for port in &mut ports {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        *port = l.local_addr()?.port();
+        held.push(l);
+    }
+    Ok(ports)
 }
 
 fn config_yaml(proxy: u16, admin: u16, idp: SocketAddr, api: SocketAddr) -> String {
@@ -372,7 +379,7 @@ async fn demo(once: bool) -> Result<bool, Box<dyn std::error::Error>> {
     tokio::spawn(serve(idp_l, world.clone(), token_endpoint));
     tokio::spawn(serve(api_l, world.clone(), upstream));
 
-    let (proxy, admin) = (free_port()?, free_port()?);
+    let [proxy, admin] = free_ports()?;
     let dir = std::env::temp_dir().join(format!("tollgate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let cfg = dir.join("tollgate.yaml");
@@ -445,6 +452,21 @@ pub fn run(once: bool) -> i32 {
         Err(e) => {
             eprintln!("tollgate demo: {e}");
             1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct() {
+        for _ in 0..50 {
+            let ports: [u16; 4] = free_ports().expect("ports");
+            let set: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+            assert_eq!(set.len(), 4, "{ports:?}");
+            assert!(ports.iter().all(|p| *p != 0), "{ports:?}");
         }
     }
 }
