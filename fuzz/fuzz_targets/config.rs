@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
             let facts = RequestFacts {
                 host: "a.example.com",
                 port: 443,
+                scheme: tollgate_rules::Scheme::Https,
                 path: "/",
                 method: "GET",
                 client: None,

@@ -67,6 +67,11 @@ fuzz_target!(|input: Input<'_>| {
     let facts = RequestFacts {
         host,
         port,
+        scheme: if port % 2 == 0 {
+            tollgate_rules::Scheme::Http
+        } else {
+            tollgate_rules::Scheme::Https
+        },
         path,
         method,
         client,

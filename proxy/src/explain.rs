@@ -68,6 +68,7 @@ pub fn route(path: &Path, url: &str, method: &str, client: Option<IpAddr>) -> i3
     let facts = RequestFacts {
         host: &target.host,
         port: target.port,
+        scheme: target.scheme,
         path: if target.form == Form::Connect {
             "/"
         } else {

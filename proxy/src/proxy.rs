@@ -53,6 +53,7 @@ impl Tollgate {
         let facts = RequestFacts {
             host: &target.host,
             port: target.port,
+            scheme: target.scheme,
             path: if target.form == Form::Connect {
                 "/"
             } else {

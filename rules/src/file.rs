@@ -35,6 +35,9 @@ pub struct ConfigFile {
     /// `allow_private_networks:`.
     #[serde(default)]
     pub allow_private_networks: Option<bool>,
+    /// `path_normalization:` normalize | reject.
+    #[serde(default)]
+    pub path_normalization: Option<PathNormalizationFile>,
     /// `credentials:` by name, in file order.
     #[serde(default)]
     pub credentials: Option<OrderedMap<CredentialFile>>,
@@ -63,6 +66,16 @@ pub enum DefaultActionFile {
     Deny,
     /// `pass`
     Pass,
+}
+
+/// `path_normalization:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathNormalizationFile {
+    /// `normalize` (the default)
+    Normalize,
+    /// `reject`
+    Reject,
 }
 
 /// `auth_method:`.

@@ -23,6 +23,7 @@
 //! let facts = RequestFacts {
 //!     host: "api.github.com",
 //!     port: 443,
+//!     scheme: tollgate_rules::Scheme::Https,
 //!     path: "/",
 //!     method: "CONNECT",
 //!     client: None,
@@ -39,6 +40,7 @@ pub mod file;
 pub mod load;
 pub mod matcher;
 pub mod model;
+pub mod path;
 mod pos;
 pub mod units;
 mod values;

@@ -9,7 +9,8 @@
 //!
 //! 1. exact host over wildcard (`api.example.com` over `*.example.com`);
 //! 2. among wildcards, the longer suffix (`*.eu.example.com` over `*.example.com`);
-//! 3. a pattern with a port over the same pattern without one (`api:8443` over `api`);
+//! 3. a pattern naming the port over one without a port, and that over one with `:*`
+//!    (`api:8443` over `api` over `api:*`);
 //! 4. the longer matching path prefix (a route without `path_prefixes` counts as 0);
 //! 5. methods listed over none listed, then fewer methods over more;
 //! 6. the earlier route in the file.
@@ -42,7 +43,7 @@
 //! (stopping once a wildcard match is found: shorter suffixes cannot beat it), then
 //! checks only the routes those lookups return. It allocates nothing.
 
-use crate::model::{Config, DefaultAction, HostKind, Route};
+use crate::model::{Config, DefaultAction, HostKind, PortMatch, Route, Scheme};
 use ipnet::IpNet;
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -56,6 +57,9 @@ pub struct RequestFacts<'a> {
     pub host: &'a str,
     /// Port requested (explicit, or the scheme's default).
     pub port: u16,
+    /// The request's scheme (`https` for CONNECT): a host pattern without a port matches
+    /// only this scheme's default port.
+    pub scheme: Scheme,
     /// Path (no query), e.g. `/v2/invoices`. `"/"` for CONNECT.
     /// (A `?query` is ignored; an empty path counts as `/`.)
     pub path: &'a str,
@@ -86,8 +90,8 @@ pub struct Specificity {
     /// For wildcards, the length of the suffix including its dot (`.example.com` = 12);
     /// 0 for exact hosts.
     pub wildcard_suffix_len: usize,
-    /// The matching pattern names a port.
-    pub port: bool,
+    /// How precisely the matching pattern names the port.
+    pub port: PortRank,
     /// Length of the longest matching path prefix; 0 when the route lists none.
     pub path_prefix_len: usize,
     /// `None` when the route lists no methods (matches all: least specific), else
@@ -95,6 +99,27 @@ pub struct Specificity {
     pub methods: Option<Reverse<usize>>,
     /// `Reverse(route index)`: the earlier route wins a tie.
     pub earlier: Reverse<usize>,
+}
+
+/// How a host pattern names its port, least specific first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortRank {
+    /// `:*`.
+    Any,
+    /// No port: the scheme's default.
+    Default,
+    /// `:N`.
+    Exact,
+}
+
+impl From<PortMatch> for PortRank {
+    fn from(p: PortMatch) -> PortRank {
+        match p {
+            PortMatch::Any => PortRank::Any,
+            PortMatch::Default => PortRank::Default,
+            PortMatch::Exact(_) => PortRank::Exact,
+        }
+    }
 }
 
 /// One route that matches a request, as reported by [`Router::matches`].
@@ -114,7 +139,7 @@ pub struct Match<'r> {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     route: usize,
-    port: Option<u16>,
+    port: PortMatch,
 }
 
 /// What the router needs of each route, copied so that a lookup never touches `Config`
@@ -290,7 +315,7 @@ impl Router {
         let mut consider = |entries: &[Entry], exact: bool, suffix_len: usize| -> bool {
             let mut any_allowed = false;
             for e in entries {
-                if e.port.is_some_and(|p| p != req.port) {
+                if !e.port.admits(req.port, req.scheme.default_port()) {
                     continue;
                 }
                 let Some(route) = self.routes.get(e.route) else {
@@ -302,7 +327,7 @@ impl Router {
                 let spec = Specificity {
                     exact_host: exact,
                     wildcard_suffix_len: suffix_len,
-                    port: e.port.is_some(),
+                    port: e.port.into(),
                     path_prefix_len: prefix_len,
                     methods: (!route.methods.is_empty()).then_some(Reverse(route.methods.len())),
                     earlier: Reverse(e.route),

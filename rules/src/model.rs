@@ -20,6 +20,8 @@ pub struct Config {
     /// `allow_private_networks:` may upstreams resolve to loopback/private/link-local
     /// addresses? Default false.
     pub allow_private_networks: bool,
+    /// `path_normalization:`; default normalize.
+    pub path_normalization: PathNormalization,
     /// Credentials by name (a `BTreeMap`, so iteration is in name order).
     pub credentials: BTreeMap<String, Credential>,
     /// Routes in file order (index = tie-breaker for matching).
@@ -163,13 +165,49 @@ pub struct Upstream {
 
 /// A host pattern from `match.hosts`: exact (`api.example.com`) or leading wildcard
 /// (`*.example.com`, matches one or more labels before `.example.com`, never
-/// `example.com` itself), each with an optional `:port` (absent = any port).
+/// `example.com` itself), each with an optional `:port`, `:*` for any port; without one
+/// it matches only the default port of the request's scheme.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HostPattern {
     /// Exact or wildcard.
     pub kind: HostKind,
-    /// `None`: any port.
-    pub port: Option<u16>,
+    /// Which ports.
+    pub port: PortMatch,
+}
+
+/// The port part of a [`HostPattern`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PortMatch {
+    /// No port written: the default port of the request's scheme (80 for `http://`,
+    /// 443 for `https://` and `CONNECT`).
+    Default,
+    /// `:*`: any port.
+    Any,
+    /// `:N`: that port only.
+    Exact(u16),
+}
+
+impl PortMatch {
+    /// Does a request to `port`, whose scheme's default port is `default_port`, match?
+    pub fn admits(self, port: u16, default_port: u16) -> bool {
+        match self {
+            PortMatch::Default => port == default_port,
+            PortMatch::Any => true,
+            PortMatch::Exact(p) => p == port,
+        }
+    }
+}
+
+/// What `tollgate` does with request paths before matching and forwarding
+/// (`path_normalization:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathNormalization {
+    /// Decode percent-encoded unreserved characters, remove `.` and `..` segments and
+    /// merge repeated slashes; match and forward the result. The default.
+    #[default]
+    Normalize,
+    /// Refuse (400) any path that normalising would change.
+    Reject,
 }
 
 /// The host part of a [`HostPattern`].

@@ -5,7 +5,7 @@
 //! location.
 
 use crate::load::Env;
-use crate::model::{HostKind, HostPattern, Scheme, Upstream};
+use crate::model::{HostKind, HostPattern, PortMatch, Scheme, Upstream};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use url::{Host, Url};
 
@@ -133,6 +133,14 @@ fn parse_port(p: &str) -> Result<u16, String> {
     }
 }
 
+/// The port of a host pattern: a number, or `*` for any port.
+fn parse_pattern_port(p: &str) -> Result<PortMatch, String> {
+    if p == "*" {
+        return Ok(PortMatch::Any);
+    }
+    parse_port(p).map(PortMatch::Exact)
+}
+
 fn check_dns_name(host: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err("empty host name".to_owned());
@@ -194,9 +202,9 @@ impl HostPattern {
                 .map_err(|_| format!("{} is not an IPv6 address", shown(&rest[..end])))?;
             let after = &rest[end + 1..];
             let port = if after.is_empty() {
-                None
+                PortMatch::Default
             } else if let Some(p) = after.strip_prefix(':') {
-                Some(parse_port(p)?)
+                parse_pattern_port(p)?
             } else {
                 return Err(format!("unexpected {} after `]`", shown(after)));
             };
@@ -209,7 +217,7 @@ impl HostPattern {
             return match s.parse::<Ipv6Addr>() {
                 Ok(ip) => Ok(HostPattern {
                     kind: HostKind::Exact(ip.to_string()),
-                    port: None,
+                    port: PortMatch::Default,
                 }),
                 Err(_) => Err(
                     "not a host name or IPv6 address (an IPv6 address with a port is written `[2001:db8::1]:8080`)"
@@ -218,8 +226,8 @@ impl HostPattern {
             };
         }
         let (host, port) = match s.rsplit_once(':') {
-            Some((h, p)) => (h, Some(parse_port(p)?)),
-            None => (s, None),
+            Some((h, p)) => (h, parse_pattern_port(p)?),
+            None => (s, PortMatch::Default),
         };
         let host = host.to_ascii_lowercase();
         if host == "*" {
@@ -260,9 +268,10 @@ impl HostPattern {
     }
 
     /// Does this pattern match a request for `host` (lower-case, no brackets, no trailing
-    /// dot) on `port`? A wildcard never matches an IP literal.
-    pub fn matches(&self, host: &str, port: u16) -> bool {
-        if self.port.is_some_and(|p| p != port) {
+    /// dot) on `port`, whose scheme's default port is `default_port`? A wildcard never
+    /// matches an IP literal.
+    pub fn matches(&self, host: &str, port: u16, default_port: u16) -> bool {
+        if !self.port.admits(port, default_port) {
             return false;
         }
         match &self.kind {
@@ -291,10 +300,11 @@ impl std::fmt::Display for HostPattern {
             HostKind::Exact(h) => f.write_str(h)?,
             HostKind::Wildcard(s) => write!(f, "*{s}")?,
         }
-        if let Some(p) = self.port {
-            write!(f, ":{p}")?;
+        match self.port {
+            PortMatch::Default => Ok(()),
+            PortMatch::Any => f.write_str(":*"),
+            PortMatch::Exact(p) => write!(f, ":{p}"),
         }
-        Ok(())
     }
 }
 
@@ -603,13 +613,34 @@ mod tests {
     #[test]
     fn host_pattern_matching() {
         let p = |s: &str| HostPattern::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
-        assert!(p("*.example.com").matches("a.example.com", 1));
-        assert!(p("*.example.com").matches("a.b.example.com", 1));
-        assert!(!p("*.example.com").matches("example.com", 1));
-        assert!(!p("*.example.com").matches("aexample.com", 1));
-        assert!(!p("*.example.com:443").matches("a.example.com", 80));
-        assert!(p("[::1]").matches("0:0::1", 80));
-        assert!(!p("*.0.0.1").matches("10.0.0.1", 80));
+        assert!(p("*.example.com").matches("a.example.com", 80, 80));
+        assert!(p("*.example.com").matches("a.b.example.com", 443, 443));
+        assert!(!p("*.example.com").matches("example.com", 80, 80));
+        assert!(!p("*.example.com").matches("aexample.com", 80, 80));
+        assert!(!p("*.example.com:443").matches("a.example.com", 80, 80));
+        assert!(p("[::1]").matches("0:0::1", 80, 80));
+        assert!(!p("*.0.0.1").matches("10.0.0.1", 80, 80));
+    }
+
+    #[test]
+    fn a_pattern_without_a_port_means_the_default_port() {
+        let p = |s: &str| HostPattern::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(p("api.test").port, PortMatch::Default);
+        assert!(p("api.test").matches("api.test", 80, 80));
+        assert!(p("api.test").matches("api.test", 443, 443));
+        assert!(!p("api.test").matches("api.test", 22, 443));
+        assert!(!p("api.test").matches("api.test", 443, 80));
+        assert_eq!(p("api.test:*").port, PortMatch::Any);
+        assert!(p("api.test:*").matches("api.test", 22, 443));
+        assert!(p("*.test:*").matches("a.test", 6379, 80));
+        assert!(p("[::1]:*").matches("::1", 9, 80));
+        assert_eq!(p("api.test:8443").port, PortMatch::Exact(8443));
+        assert!(!p("api.test:8443").matches("api.test", 443, 443));
+        assert_eq!(p("api.test:*").to_string(), "api.test:*");
+        assert_eq!(p("api.test").to_string(), "api.test");
+        for bad in ["api.test:**", "api.test:*1", "*:*"] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

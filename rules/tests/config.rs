@@ -167,11 +167,11 @@ fn the_spec_example_parses() {
         [
             HostPattern {
                 kind: HostKind::Exact("api.billing.example.com".into()),
-                port: None
+                port: PortMatch::Default
             },
             HostPattern {
                 kind: HostKind::Wildcard(".billing.example.com".into()),
-                port: None
+                port: PortMatch::Default
             },
         ]
     );

@@ -29,6 +29,7 @@ struct Req<'a> {
     path: &'a str,
     method: &'a str,
     client: Option<&'a str>,
+    scheme: Scheme,
 }
 
 fn get(host: &str) -> Req<'_> {
@@ -38,12 +39,17 @@ fn get(host: &str) -> Req<'_> {
         path: "/",
         method: "GET",
         client: None,
+        scheme: Scheme::Https,
     }
 }
 
 impl<'a> Req<'a> {
     fn port(mut self, p: u16) -> Self {
         self.port = p;
+        self
+    }
+    fn scheme(mut self, s: Scheme) -> Self {
+        self.scheme = s;
         self
     }
     fn path(mut self, p: &'a str) -> Self {
@@ -68,6 +74,7 @@ fn decide(c: &Config, r: Req<'_>) -> String {
     let facts = RequestFacts {
         host: r.host,
         port: r.port,
+        scheme: r.scheme,
         path: r.path,
         method: r.method,
         client,
@@ -137,13 +144,17 @@ fn wildcard_matches_any_depth_but_never_the_bare_domain() {
 #[test]
 fn port_specific_pattern_beats_portless_and_must_match() {
     let c = routes(&[
-        ("any", "api.example.com", "", ""),
+        ("any", "\"api.example.com:*\"", "", ""),
+        ("default", "api.example.com", "", ""),
         ("tls", "\"api.example.com:443\"", "", ""),
         ("alt", "\"api.example.com:8443\"", "", ""),
     ]);
     assert_eq!(decide(&c, get("api.example.com").port(443)), "tls");
     assert_eq!(decide(&c, get("api.example.com").port(8443)), "alt");
+    let http = |h| get(h).scheme(Scheme::Http);
+    assert_eq!(decide(&c, http("api.example.com").port(80)), "default");
     assert_eq!(decide(&c, get("api.example.com").port(80)), "any");
+    assert_eq!(decide(&c, get("api.example.com").port(22)), "any");
     // Host name specificity ranks before the port.
     let c = routes(&[
         ("wport", "\"*.example.com:443\"", "", ""),
@@ -152,6 +163,31 @@ fn port_specific_pattern_beats_portless_and_must_match() {
     assert_eq!(decide(&c, get("api.example.com").port(443)), "exact");
     let c = routes(&[("only8443", "\"api.example.com:8443\"", "", "")]);
     assert_eq!(decide(&c, get("api.example.com").port(443)), "default:deny");
+}
+
+#[test]
+fn a_pattern_without_a_port_takes_only_the_schemes_default_port() {
+    let c = routes(&[("api", "api.example.com", "", "")]);
+    assert_eq!(decide(&c, get("api.example.com").port(443)), "api");
+    let http = |h| get(h).scheme(Scheme::Http);
+    assert_eq!(decide(&c, http("api.example.com").port(80)), "api");
+    // An https request (or CONNECT) to port 80, an http one to 443, and any other port
+    // need the port written out (or `:*`).
+    assert_eq!(decide(&c, get("api.example.com").port(80)), "default:deny");
+    assert_eq!(
+        decide(&c, http("api.example.com").port(443)),
+        "default:deny"
+    );
+    assert_eq!(
+        decide(&c, get("api.example.com").port(22).method("CONNECT")),
+        "default:deny"
+    );
+    let c = routes(&[
+        ("w", "\"*.example.com\"", "", ""),
+        ("any", "\"*.example.com:*\"", "", ""),
+    ]);
+    assert_eq!(decide(&c, get("a.example.com").port(443)), "w");
+    assert_eq!(decide(&c, get("a.example.com").port(6379)), "any");
 }
 
 #[test]
@@ -348,6 +384,7 @@ fn matches_lists_candidates_best_first() {
     let facts = RequestFacts {
         host: "api.example.com",
         port: 443,
+        scheme: Scheme::Https,
         path: "/",
         method: "GET",
         client: Some("8.8.8.8".parse().unwrap()),
@@ -369,7 +406,8 @@ fn empty_router_and_mismatched_config_do_not_panic() {
     let router = Router::new(&c);
     let facts = RequestFacts {
         host: "h",
-        port: 1,
+        port: 80,
+        scheme: Scheme::Http,
         path: "",
         method: "GET",
         client: None,

@@ -36,7 +36,11 @@ fn host_pattern() -> impl Strategy<Value = HostPattern> {
     (
         any::<bool>(),
         domain(),
-        prop::option::of(prop::sample::select(PORTS)),
+        prop_oneof![
+            2 => Just(PortMatch::Default),
+            2 => Just(PortMatch::Any),
+            1 => prop::sample::select(PORTS).prop_map(PortMatch::Exact),
+        ],
         0..8u8,
     )
         .prop_map(|(wild, d, port, ip)| {
@@ -99,6 +103,7 @@ fn config() -> impl Strategy<Value = Config> {
                 DefaultAction::Deny
             },
             allow_private_networks: false,
+            path_normalization: PathNormalization::Normalize,
             credentials: BTreeMap::new(),
             routes,
         })
@@ -108,6 +113,7 @@ fn config() -> impl Strategy<Value = Config> {
 struct Facts {
     host: String,
     port: u16,
+    scheme: Scheme,
     path: &'static str,
     method: &'static str,
     client: Option<IpAddr>,
@@ -121,13 +127,15 @@ fn facts() -> impl Strategy<Value = Facts> {
             1 => Just("10.0.0.2".to_owned()),
         ],
         prop::sample::select(PORTS),
+        prop::sample::select(&[Scheme::Http, Scheme::Https][..]),
         prop::sample::select(PATHS),
         prop::sample::select(METHODS),
         prop::option::of(prop::sample::select(CLIENTS)),
     )
-        .prop_map(|(host, port, path, method, client)| Facts {
+        .prop_map(|(host, port, scheme, path, method, client)| Facts {
             host,
             port,
+            scheme,
             path,
             method,
             client: client.map(|c| c.parse().unwrap_or_else(|e| panic!("{c}: {e}"))),
@@ -137,27 +145,31 @@ fn facts() -> impl Strategy<Value = Facts> {
 // ---------------------------------------------------------------- the reference
 
 /// Written from the SPEC and the matcher's documented rules, sharing no code with the
-/// router: (exact, wildcard suffix length, has port, prefix length, methods rank,
-/// earlier), greatest wins.
+/// router: (exact, wildcard suffix length, port rank (`:*` 0, no port 1, `:N` 2), prefix
+/// length, methods rank, earlier), greatest wins.
 type Rank = (
     bool,
     usize,
-    bool,
+    u8,
     usize,
     Option<Reverse<usize>>,
     Reverse<usize>,
 );
 
-fn host_rank(p: &HostPattern, host: &str, port: u16) -> Option<(bool, usize, bool)> {
-    if p.port.is_some_and(|pp| pp != port) {
-        return None;
-    }
+fn host_rank(p: &HostPattern, host: &str, port: u16, scheme: Scheme) -> Option<(bool, usize, u8)> {
+    let default = if scheme == Scheme::Https { 443 } else { 80 };
+    let port_rank = match p.port {
+        PortMatch::Any => 0,
+        PortMatch::Default if port == default => 1,
+        PortMatch::Exact(pp) if pp == port => 2,
+        _ => return None,
+    };
     let is_ip = host.parse::<IpAddr>().is_ok();
     match &p.kind {
-        HostKind::Exact(h) => (h == host).then_some((true, 0, p.port.is_some())),
+        HostKind::Exact(h) => (h == host).then_some((true, 0, port_rank)),
         HostKind::Wildcard(suffix) => {
             let ok = !is_ip && host.len() > suffix.len() && host.ends_with(suffix.as_str());
-            ok.then_some((false, suffix.len(), p.port.is_some()))
+            ok.then_some((false, suffix.len(), port_rank))
         }
     }
 }
@@ -206,7 +218,7 @@ fn reference(c: &Config, f: &Facts) -> Option<(usize, bool)> {
         let Some(h) = m
             .hosts
             .iter()
-            .filter_map(|p| host_rank(p, &f.host, f.port))
+            .filter_map(|p| host_rank(p, &f.host, f.port, f.scheme))
             .max()
         else {
             continue;
@@ -229,6 +241,7 @@ fn actual(c: &Config, router: &Router, f: &Facts) -> Option<(usize, bool)> {
     let facts = RequestFacts {
         host: &f.host,
         port: f.port,
+        scheme: f.scheme,
         path: f.path,
         method: f.method,
         client: f.client,
@@ -263,7 +276,7 @@ proptest! {
     #[test]
     fn matches_is_consistent_with_decide(c in config(), f in facts()) {
         let router = Router::new(&c);
-        let facts = RequestFacts { host: &f.host, port: f.port, path: f.path, method: f.method, client: f.client };
+        let facts = RequestFacts { host: &f.host, port: f.port, scheme: f.scheme, path: f.path, method: f.method, client: f.client };
         let all = router.matches(&c, &facts);
         for w in all.windows(2) {
             prop_assert!(w[0].specificity > w[1].specificity);
@@ -275,10 +288,10 @@ proptest! {
 
     #[test]
     fn wildcard_never_matches_its_bare_domain(d in domain(), port in prop::sample::select(PORTS)) {
-        let text = format!("routes:\n  - name: w\n    match: {{ hosts: [\"*.{d}\"] }}\n    action: pass\n");
+        let text = format!("routes:\n  - name: w\n    match: {{ hosts: [\"*.{d}:*\"] }}\n    action: pass\n");
         let c = load_str("t", &text, &|_: &str| None).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let router = Router::new(&c);
-        let bare = RequestFacts { host: &d, port, path: "/", method: "GET", client: None };
+        let bare = RequestFacts { host: &d, port, scheme: Scheme::Http, path: "/", method: "GET", client: None };
         prop_assert_eq!(router.decide(&c, &bare), Decision::NoRoute(DefaultAction::Deny));
         let sub = format!("q.{d}");
         let below = RequestFacts { host: &sub, ..bare };
@@ -382,6 +395,7 @@ fn check_load(text: &str) {
             let f = RequestFacts {
                 host: "a.com",
                 port: 80,
+                scheme: Scheme::Http,
                 path: "/",
                 method: "GET",
                 client: None,
@@ -428,7 +442,8 @@ fn generators_reach_every_outcome() {
                 routed += 1;
                 // Won through a wildcard: none of its exact patterns match.
                 if !c.routes[i].matcher.hosts.iter().any(|h| {
-                    matches!(h.kind, HostKind::Exact(_)) && host_rank(h, &f.host, f.port).is_some()
+                    matches!(h.kind, HostKind::Exact(_))
+                        && host_rank(h, &f.host, f.port, f.scheme).is_some()
                 }) {
                     wild += 1;
                 }
@@ -444,5 +459,140 @@ fn generators_reach_every_outcome() {
         ("wildcard", wild),
     ] {
         assert!(n * 20 >= total, "only {n} of {total} {what}");
+    }
+}
+
+// ------------------------------------------------- paths: what is routed is what is sent
+
+/// Path pieces that upstreams normalise: dot segments (plain and encoded), repeated
+/// slashes, encoded unreserved characters, and ordinary names near the test prefixes.
+const PATH_PIECES: &[&str] = &[
+    "", ".", "..", "%2e", "%2E%2e", ".%2e", "a", "b", "ab", "%61", "%62", "v2", "%7e", "~",
+    "x%20y", "%c3%a9", "..x", ".a",
+];
+
+fn raw_path() -> impl Strategy<Value = String> {
+    (
+        0..3usize,
+        prop::collection::vec(prop::sample::select(PATH_PIECES), 0..7),
+    )
+        .prop_map(|(extra, pieces)| format!("{}/{}", "/".repeat(extra), pieces.join("/")))
+}
+
+/// An upstream's view of a path, written from RFC 3986 and nginx's documented behaviour,
+/// sharing no code with `tollgate_rules::path`: decode percent-encoded unreserved
+/// characters (§6.2.2.2) and upper-case the other escapes (§6.2.2.1), merge repeated
+/// slashes (nginx `merge_slashes`), then `remove_dot_segments` (§5.2.4) step by step.
+fn upstream_view(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut decoded = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let v = u8::from_str_radix(&path[i + 1..i + 3], 16).unwrap();
+            if v.is_ascii_alphanumeric() || b"-._~".contains(&v) {
+                decoded.push(v as char);
+            } else {
+                decoded.push_str(&format!("%{v:02X}"));
+            }
+            i += 3;
+        } else {
+            decoded.push(b[i] as char);
+            i += 1;
+        }
+    }
+    let mut merged = String::new();
+    for c in decoded.chars() {
+        if !(c == '/' && merged.ends_with('/')) {
+            merged.push(c);
+        }
+    }
+    // RFC 3986 §5.2.4, with its rule letters.
+    let mut input = merged;
+    let mut output = String::new();
+    while !input.is_empty() {
+        if let Some(rest) = input
+            .strip_prefix("../")
+            .or_else(|| input.strip_prefix("./"))
+        {
+            input = rest.to_owned(); // A
+        } else if input.starts_with("/./") {
+            input = input[2..].to_owned(); // B
+        } else if input == "/." {
+            input = "/".to_owned(); // B
+        } else if input.starts_with("/../") || input == "/.." {
+            input = if input == "/.." {
+                "/".to_owned()
+            } else {
+                input[3..].to_owned()
+            }; // C
+            match output.rfind('/') {
+                Some(j) => output.truncate(j),
+                None => output.clear(),
+            }
+        } else if input == "." || input == ".." {
+            input.clear(); // D
+        } else {
+            // E: the first segment, with its leading slash, moves to the output.
+            let start = usize::from(input.starts_with('/'));
+            let end = input[start..].find('/').map_or(input.len(), |j| j + start);
+            output.push_str(&input[..end]);
+            input = input[end..].to_owned();
+        }
+    }
+    if output.is_empty() {
+        output.push('/');
+    }
+    output
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// The path tollgate routes on is the path it forwards, and it is already what an
+    /// RFC 3986 / nginx-style upstream would make of the client's raw path: so the route
+    /// chosen for the request is the route chosen for the path the upstream serves.
+    #[test]
+    fn routed_path_is_the_path_the_upstream_serves(c in config(), p in raw_path(), f in facts()) {
+        let ours = path::normalize(&p, PathNormalization::Normalize)
+            .map_err(|e| TestCaseError::fail(format!("{p:?}: {e}")))?;
+        let theirs = upstream_view(&p);
+        prop_assert_eq!(ours.as_ref(), theirs.as_str(), "raw {:?}", p);
+        // What we send is a fixed point: the upstream changes nothing more.
+        prop_assert_eq!(upstream_view(&ours), ours.to_string());
+        let again = path::normalize(&ours, PathNormalization::Normalize).unwrap();
+        prop_assert_eq!(again.as_ref(), ours.as_ref());
+        prop_assert!(path::normalize(&ours, PathNormalization::Reject).is_ok());
+        let router = Router::new(&c);
+        let at = |path: &str| {
+            let facts = RequestFacts { host: &f.host, port: f.port, scheme: f.scheme, path, method: f.method, client: f.client };
+            match router.decide(&c, &facts) {
+                Decision::Route(i, _) => Some((i, true)),
+                Decision::ClientNotAllowed(i, _) => Some((i, false)),
+                Decision::NoRoute(_) => None,
+            }
+        };
+        prop_assert_eq!(at(&ours), at(&upstream_view(&ours)));
+    }
+
+    /// `reject` refuses exactly the paths that `normalize` would change.
+    #[test]
+    fn reject_refuses_exactly_what_normalize_changes(p in raw_path()) {
+        let normal = path::normalize(&p, PathNormalization::Normalize).unwrap();
+        let strict = path::normalize(&p, PathNormalization::Reject);
+        if normal.as_ref() == p {
+            prop_assert!(strict.is_ok());
+        } else {
+            prop_assert_eq!(strict, Err(path::PathError::NotNormal));
+        }
+    }
+
+    /// Arbitrary bytes never panic the normaliser, and whatever it accepts is a fixed point.
+    #[test]
+    fn normalize_never_panics(p in "/[ -~]{0,40}") {
+        if let Ok(n) = path::normalize(&p, PathNormalization::Normalize) {
+            let again = path::normalize(&n, PathNormalization::Normalize).unwrap();
+            prop_assert_eq!(again.as_ref(), n.as_ref());
+        }
     }
 }

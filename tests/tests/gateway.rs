@@ -9,7 +9,7 @@ fn config(up: &RecordingUpstream) -> String {
 routes:
   - name: local
     match:
-      hosts: [\"127.0.0.1\"]
+      hosts: [\"127.0.0.1:*\"]
     action: pass
   - name: gw
     match:

@@ -13,11 +13,11 @@ const CONFIG: &str = "allow_private_networks: true
 routes:
   - name: local
     match:
-      hosts: [\"127.0.0.1\"]
+      hosts: [\"127.0.0.1:*\"]
     action: pass
   - name: blocked
     match:
-      hosts: [\"blocked.test\"]
+      hosts: [\"blocked.test:*\"]
     action: deny
 ";
 

@@ -11,7 +11,7 @@ const CONFIG: &str = "allow_private_networks: true
 routes:
   - name: local
     match:
-      hosts: [\"127.0.0.1\"]
+      hosts: [\"127.0.0.1:*\"]
     action: pass
 ";
 

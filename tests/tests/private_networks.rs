@@ -10,7 +10,7 @@ async fn loopback_ip_is_refused_by_default() {
     let tg = Tollgate::start(
         "routes:
   - name: local
-    match: { hosts: [\"127.0.0.1\"] }
+    match: { hosts: [\"127.0.0.1:*\"] }
     action: pass
 ",
     )
@@ -36,7 +36,7 @@ async fn localhost_name_is_refused_after_resolution() {
         "allow_private_networks: false
 routes:
   - name: by-name
-    match: { hosts: [localhost] }
+    match: { hosts: [\"localhost:*\"] }
     action: pass
 ",
     )
@@ -116,7 +116,7 @@ async fn allow_private_networks_true_permits_loopback() {
         "allow_private_networks: true
 routes:
   - name: local
-    match: { hosts: [\"127.0.0.1\", localhost] }
+    match: { hosts: [\"127.0.0.1:*\", \"localhost:*\"] }
     action: pass
 ",
     )

@@ -25,7 +25,7 @@ routes:
     action: pass
     upstream: http://127.0.0.1:18080
   - name: tenants
-    match: { hosts: [tenants.test] }
+    match: { hosts: [\"tenants.test:*\"] }
     clients: [10.0.0.0/8]
     action: pass
   - name: evil

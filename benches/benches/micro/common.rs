@@ -83,6 +83,7 @@ pub fn facts<'a>(host: &'a str, path: &'a str) -> RequestFacts<'a> {
     RequestFacts {
         host,
         port: 443,
+        scheme: tollgate_rules::Scheme::Https,
         path,
         method: "GET",
         client: None,

@@ -5,9 +5,9 @@
 //! when nothing at all was wrong. `credential.rs` and `route.rs` hold the per-entry
 //! checks; this file the [`Checker`] and the top level.
 
-use crate::file::{ConfigFile, DefaultActionFile};
+use crate::file::{ConfigFile, DefaultActionFile, PathNormalizationFile};
 use crate::load::{Env, Problem};
-use crate::model::{Config, DefaultAction, Listen};
+use crate::model::{Config, DefaultAction, Listen, PathNormalization};
 use crate::pos::{display, Pos, PosIndex, Seg, YPath};
 use crate::values::{self, shown};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -322,6 +322,10 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
         drain_timeout: drain_timeout?,
         default_action,
         allow_private_networks: f.allow_private_networks.unwrap_or(false),
+        path_normalization: match f.path_normalization {
+            None | Some(PathNormalizationFile::Normalize) => PathNormalization::Normalize,
+            Some(PathNormalizationFile::Reject) => PathNormalization::Reject,
+        },
         credentials,
         routes,
     };
