@@ -1,8 +1,10 @@
 //! `run`, `check` and `token`: load the config, report problems, act.
 
 use crate::cli::EX_CONFIG;
+use crate::metrics::Metrics;
 use crate::state::State;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tollgate_rules::{load::ProcessEnv, Config};
 
@@ -26,8 +28,9 @@ pub fn load(path: &Path) -> Option<Config> {
 }
 
 /// Build the runtime state, printing problems with files the config refers to.
-pub fn prepare(path: &Path, config: Config) -> Option<State> {
-    match State::build(config) {
+/// `metrics`: where the routes' series go (a throwaway registry for `check`/`route`).
+pub fn prepare(path: &Path, config: Config, metrics: &Metrics) -> Option<State> {
+    match State::build(config, metrics, None) {
         Ok(s) => Some(s),
         Err(problems) => {
             for p in &problems {
@@ -43,7 +46,10 @@ pub fn check(path: &Path) -> i32 {
         return EX_CONFIG;
     };
     let (routes, credentials) = (config.routes.len(), config.credentials.len());
-    if prepare(path, config).is_none() {
+    let Ok(metrics) = Metrics::new() else {
+        return 1;
+    };
+    if prepare(path, config, &metrics).is_none() {
         return EX_CONFIG;
     }
     println!(
@@ -59,10 +65,17 @@ pub fn run(path: &Path) -> i32 {
     let Some(config) = load(path) else {
         return EX_CONFIG;
     };
-    let Some(state) = prepare(path, config) else {
+    let metrics = match Metrics::new() {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            eprintln!("tollgate: {e}");
+            return 1;
+        }
+    };
+    let Some(state) = prepare(path, config, &metrics) else {
         return EX_CONFIG;
     };
-    match crate::server::serve(path, state) {
+    match crate::server::serve(path, state, metrics) {
         Ok(never) => match never {},
         Err(e) => {
             tracing::error!("{e}");

@@ -1,18 +1,14 @@
 //! Our error codes and the one place that turns them into responses.
 //!
-//! Every error the proxy itself makes is a [`ProxyError`]: a code from SPEC, a message
-//! meant for the caller, and the route it concerns. Hooks store it in the request
-//! context and return [`ProxyError::into_pingora`]; `fail_to_proxy` then calls
-//! [`respond`]. Errors that come from pingora (timeouts, refused connections, bad
-//! requests) are mapped to a code by [`classify`].
+//! Every answer the proxy makes itself is a [`ProxyError`]: a [`Code`], a short message
+//! meant for the caller, the route it concerns, and optionally a detail for the log only
+//! (addresses, pingora's context: never sent to the client). [`ProxyError::write_response`]
+//! renders the JSON body `{"error", "message", "route"}` with `tollgate-error: CODE`.
 
-use bytes::Bytes;
-use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
-use pingora::{Error, ErrorSource, ErrorType};
 use std::fmt;
+use std::io::Write as _;
 
-/// The error codes of SPEC "Data path".
+/// The error codes of SPEC "Data path", and the ones hardening added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     NoRoute,
@@ -20,10 +16,20 @@ pub enum Code {
     ClientNotAllowed,
     ConnectNotAllowed,
     PrivateAddress,
+    /// A request that loops back to this proxy (its own `Via`, or one of its listeners).
+    ForwardingLoop,
+    ProxyAuthRequired,
+    CallerNotAllowed,
+    /// The CONNECT authority, SNI and `Host` disagree inside an intercepted tunnel.
+    Misdirected,
     TokenUnavailable,
     UpstreamUnreachable,
+    /// The upstream's answer broke HTTP/1.1 (a malformed head, an unsolicited 101).
+    UpstreamProtocol,
     UpstreamTimeout,
     BadRequest,
+    /// The request head did not arrive within `timeouts.request_head`.
+    RequestTimeout,
 }
 
 impl Code {
@@ -34,10 +40,16 @@ impl Code {
             Code::ClientNotAllowed => "client_not_allowed",
             Code::ConnectNotAllowed => "connect_not_allowed",
             Code::PrivateAddress => "private_address",
+            Code::ForwardingLoop => "forwarding_loop",
+            Code::ProxyAuthRequired => "proxy_auth_required",
+            Code::CallerNotAllowed => "caller_not_allowed",
+            Code::Misdirected => "misdirected",
             Code::TokenUnavailable => "token_unavailable",
             Code::UpstreamUnreachable => "upstream_unreachable",
+            Code::UpstreamProtocol => "upstream_protocol_error",
             Code::UpstreamTimeout => "upstream_timeout",
             Code::BadRequest => "bad_request",
+            Code::RequestTimeout => "request_timeout",
         }
     }
 
@@ -47,35 +59,46 @@ impl Code {
             | Code::Denied
             | Code::ClientNotAllowed
             | Code::ConnectNotAllowed
-            | Code::PrivateAddress => 403,
-            Code::TokenUnavailable | Code::UpstreamUnreachable => 502,
+            | Code::PrivateAddress
+            | Code::ForwardingLoop
+            | Code::CallerNotAllowed => 403,
+            Code::ProxyAuthRequired => 407,
+            Code::Misdirected => 421,
+            Code::TokenUnavailable | Code::UpstreamUnreachable | Code::UpstreamProtocol => 502,
             Code::UpstreamTimeout => 504,
             Code::BadRequest => 400,
+            Code::RequestTimeout => 408,
         }
     }
 
-    /// The pingora error type that carries this code through pingora's error path.
-    fn etype(self) -> ErrorType {
-        ErrorType::Custom(match self {
-            Code::NoRoute => "tollgate:no_route",
-            Code::Denied => "tollgate:denied",
-            Code::ClientNotAllowed => "tollgate:client_not_allowed",
-            Code::ConnectNotAllowed => "tollgate:connect_not_allowed",
-            Code::PrivateAddress => "tollgate:private_address",
-            Code::TokenUnavailable => "tollgate:token_unavailable",
-            Code::UpstreamUnreachable => "tollgate:upstream_unreachable",
-            Code::UpstreamTimeout => "tollgate:upstream_timeout",
-            Code::BadRequest => "tollgate:bad_request",
-        })
+    fn reason(self) -> &'static str {
+        match self.status() {
+            400 => "Bad Request",
+            403 => "Forbidden",
+            407 => "Proxy Authentication Required",
+            408 => "Request Timeout",
+            421 => "Misdirected Request",
+            502 => "Bad Gateway",
+            504 => "Gateway Timeout",
+            _ => "Error",
+        }
+    }
+
+    /// Refusals by policy (the `deny` action label), as opposed to failures.
+    pub fn is_refusal(self) -> bool {
+        self.status() == 403 || self.status() == 407
     }
 }
 
-/// An error the proxy answers itself. The message must never hold a secret or token.
+/// An error the proxy answers itself. Neither the message nor the detail may hold a
+/// secret or token; only the message reaches the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyError {
     pub code: Code,
     pub message: String,
     pub route: Option<String>,
+    /// For the log: what the client is not told (addresses, low-level causes).
+    pub detail: Option<String>,
 }
 
 impl ProxyError {
@@ -84,26 +107,60 @@ impl ProxyError {
             code,
             message: message.into(),
             route: route.map(str::to_owned),
+            detail: None,
         }
     }
 
-    /// A pingora error carrying this code (the details stay in the request context).
-    pub fn into_pingora(self) -> Box<Error> {
-        let mut e = Error::explain(self.code.etype(), self.message);
-        e.set_retry(false);
-        e
+    /// Adds a detail for the log.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 
-    /// The JSON body of SPEC: `{"error", "message", "route"}`.
-    pub fn body(&self) -> Bytes {
+    /// Names the route, unless one is named already.
+    pub fn on_route(mut self, route: &str) -> Self {
+        if self.route.is_none() {
+            self.route = Some(route.to_owned());
+        }
+        self
+    }
+
+    /// The JSON body of SPEC: `{"error", "message", "route"}`, newline-terminated.
+    pub fn body(&self) -> Vec<u8> {
         let v = serde_json::json!({
             "error": self.code.as_str(),
             "message": self.message,
             "route": self.route,
         });
-        let mut s = v.to_string();
-        s.push('\n');
-        Bytes::from(s)
+        let mut s = v.to_string().into_bytes();
+        s.push(b'\n');
+        s
+    }
+
+    /// Appends the whole response to `out`. `keep_alive` decides the `Connection`
+    /// header; `extra` are more header lines (`Proxy-Authenticate: ...`), each without CRLF.
+    pub fn write_response(&self, keep_alive: bool, extra: &[String], out: &mut Vec<u8>) {
+        let body = self.body();
+        let code = self.code;
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             tollgate-error: {}\r\ncache-control: no-store\r\n",
+            code.status(),
+            code.reason(),
+            body.len(),
+            code.as_str()
+        );
+        for h in extra {
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(if keep_alive {
+            b"connection: keep-alive\r\n\r\n"
+        } else {
+            b"connection: close\r\n\r\n"
+        });
+        out.extend_from_slice(&body);
     }
 }
 
@@ -113,75 +170,30 @@ impl fmt::Display for ProxyError {
     }
 }
 
-/// Map an error pingora reported (when no [`ProxyError`] was recorded) to one of ours.
-/// `None` means the downstream connection is gone and nothing can be written.
-pub fn classify(e: &Error, route: Option<&str>) -> Option<ProxyError> {
-    use ErrorType::*;
-    let detail = e.to_string();
-    let code = match e.etype() {
-        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
-            if matches!(e.esource(), ErrorSource::Downstream) {
-                return None;
-            }
-            Code::UpstreamTimeout
+/// Maps a failure to dial the upstream (pingora's connector) to our error. The client
+/// learns what kind of failure it was; addresses and pingora's context go to the detail.
+pub fn dial_failed(e: &pingora::Error, route: &str) -> ProxyError {
+    use pingora::ErrorType::*;
+    let (code, what) = match e.etype() {
+        ConnectTimedout | TLSHandshakeTimedout => (Code::UpstreamTimeout, "connecting to the upstream timed out"),
+        ConnectRefused => (Code::UpstreamUnreachable, "the upstream refused the connection"),
+        TLSHandshakeFailure | InvalidCert | HandshakeError => {
+            (Code::UpstreamUnreachable, "the TLS handshake with the upstream failed (certificate not trusted or not for this host)")
         }
-        InvalidHTTPHeader | H1Error | InvalidH2 | H2Error => {
-            if matches!(e.esource(), ErrorSource::Upstream) {
-                Code::UpstreamUnreachable
-            } else {
-                Code::BadRequest
-            }
-        }
-        HTTPStatus(status) if *status == 400 => Code::BadRequest,
-        ReadError | WriteError | ConnectionClosed
-            if matches!(e.esource(), ErrorSource::Downstream) =>
-        {
-            return None;
-        }
-        _ => match e.esource() {
-            ErrorSource::Downstream => Code::BadRequest,
-            _ => Code::UpstreamUnreachable,
-        },
+        ConnectNoRoute => (Code::UpstreamUnreachable, "no route to the upstream"),
+        _ => (Code::UpstreamUnreachable, "cannot connect to the upstream"),
     };
-    let message = match code {
-        Code::UpstreamTimeout => format!("upstream timed out: {}", short(&detail)),
-        Code::BadRequest => format!("bad request: {}", short(&detail)),
-        _ => format!("upstream unreachable: {}", short(&detail)),
-    };
-    Some(ProxyError::new(code, message, route))
+    ProxyError::new(code, what, Some(route)).with_detail(one_line(&e.to_string()))
 }
 
-/// pingora's error strings can carry context chains; keep them to one readable line.
-fn short(s: &str) -> String {
+/// pingora's error strings can carry context chains; keep them to one bounded line.
+pub fn one_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or_default();
     let mut out: String = line.chars().take(300).collect();
-    if line.len() > out.len() {
+    if line.chars().count() > 300 {
         out.push('…');
     }
     out
-}
-
-/// Write our JSON error response. Returns the status written.
-pub async fn respond(session: &mut Session, err: &ProxyError) -> u16 {
-    let status = err.code.status();
-    let body = err.body();
-    let mut resp = match ResponseHeader::build(status, Some(4)) {
-        Ok(r) => r,
-        Err(_) => return 0,
-    };
-    let _ = resp.insert_header("content-type", "application/json");
-    let _ = resp.insert_header("content-length", body.len().to_string());
-    let _ = resp.insert_header("tollgate-error", err.code.as_str());
-    let _ = resp.insert_header("cache-control", "no-store");
-    if session
-        .write_response_header(Box::new(resp), false)
-        .await
-        .is_err()
-    {
-        return 0;
-    }
-    let _ = session.write_response_body(Some(body), true).await;
-    status
 }
 
 #[cfg(test)]
@@ -198,29 +210,30 @@ mod tests {
         assert_eq!(Code::NoRoute.status(), 403);
         assert_eq!(Code::TokenUnavailable.status(), 502);
         assert_eq!(Code::UpstreamTimeout.status(), 504);
+        assert_eq!(Code::RequestTimeout.status(), 408);
     }
 
     #[test]
-    fn classify_maps_upstream_and_downstream() {
-        let mut e = Error::new(ErrorType::ConnectRefused);
-        e.as_up();
-        let p = classify(&e, Some("r")).expect("mapped");
-        assert_eq!(p.code, Code::UpstreamUnreachable);
-        assert_eq!(p.route.as_deref(), Some("r"));
-
-        let mut e = Error::new(ErrorType::ConnectTimedout);
-        e.as_up();
-        assert_eq!(
-            classify(&e, None).expect("mapped").code,
-            Code::UpstreamTimeout
+    fn response_is_framed_and_keeps_details_out() {
+        let e = ProxyError::new(
+            Code::UpstreamUnreachable,
+            "the upstream refused the connection",
+            Some("r"),
+        )
+        .with_detail("Peer: addr: 10.0.0.7:8080");
+        let mut out = Vec::new();
+        e.write_response(
+            false,
+            &["proxy-authenticate: Basic realm=\"tollgate\"".into()],
+            &mut out,
         );
-
-        let mut e = Error::new(ErrorType::InvalidHTTPHeader);
-        e.as_down();
-        assert_eq!(classify(&e, None).expect("mapped").code, Code::BadRequest);
-
-        let mut e = Error::new(ErrorType::ConnectionClosed);
-        e.as_down();
-        assert!(classify(&e, None).is_none());
+        let text = String::from_utf8(out).expect("utf-8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+        assert!(head.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{head}");
+        assert!(head.contains("tollgate-error: upstream_unreachable"));
+        assert!(head.contains("connection: close"));
+        assert!(head.contains("proxy-authenticate: Basic"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(!text.contains("10.0.0.7"), "{text}");
     }
 }

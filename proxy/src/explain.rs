@@ -1,117 +1,133 @@
-//! `tollgate route URL`: explain what the proxy would do with a request, without sending it.
+//! `tollgate route URL`: explain what the proxy would do with a request, without sending
+//! it. The request is parsed, normalised and planned by the same functions the data path
+//! calls (`target::parse`, `tollgate_rules::path::normalize`, `plan::plan`), so the
+//! explanation cannot drift from what the proxy does.
 
 use crate::cli::EX_CONFIG;
 use crate::commands;
-use crate::forward::{self, Form, Target};
-use crate::proxy::decide;
-use crate::upstream::{self, Dial, Dns};
+use crate::errors::ProxyError;
+use crate::http1::parse_request;
+use crate::metrics::Metrics;
+use crate::plan::{plan, Plan, Step};
+use crate::route::RouteAction;
+use crate::state::State;
+use crate::target::{self, join_host_port, Form};
+use crate::upstream::{self, Dns, OwnListeners};
 use std::net::IpAddr;
 use std::path::Path;
-use tollgate_rules::{Action, RequestFacts, Scheme};
+use tollgate_rules::{RequestFacts, Scheme};
 
-/// Parse `http(s)://host[:port]/path` or, for CONNECT, `host:port`.
-fn parse(url: &str, method: &str) -> Result<(Target, String), String> {
-    if method.eq_ignore_ascii_case("CONNECT") && !url.contains("://") {
-        let (host, port) = forward::split_authority(url, None).map_err(|e| e.message)?;
-        let port = port.ok_or("CONNECT needs host:port")?;
-        let t = Target {
-            form: Form::Connect,
-            scheme: Scheme::Https,
-            host,
-            port,
-        };
-        return Ok((t, "/".to_owned()));
+/// The request line tollgate would receive for `url`: absolute-form, or CONNECT's
+/// authority-form.
+fn request_line(url: &str, method: &str) -> Result<String, String> {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} contains whitespace"));
     }
-    let u = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    let scheme = match u.scheme() {
-        "http" => Scheme::Http,
-        "https" => Scheme::Https,
-        s => return Err(format!("unsupported scheme {s:?}: use http or https")),
-    };
-    let host = match u.host() {
-        Some(url::Host::Ipv6(a)) => a.to_string(),
-        Some(h) => h.to_string().to_ascii_lowercase(),
-        None => return Err(format!("{url:?} has no host")),
-    };
-    let port = u.port().unwrap_or(scheme.default_port());
-    let form = if method.eq_ignore_ascii_case("CONNECT") {
-        Form::Connect
-    } else {
-        Form::Absolute
-    };
-    Ok((
-        Target {
-            form,
-            scheme,
-            host,
-            port,
-        },
-        u.path().to_owned(),
-    ))
+    if method == "CONNECT" {
+        let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = authority.trim_end_matches('/');
+        return Ok(format!("CONNECT {authority} HTTP/1.1\r\n\r\n"));
+    }
+    if !url.contains("://") {
+        return Err(format!(
+            "{url:?} is not a URL: give http://host/path (or host:port with --method CONNECT)"
+        ));
+    }
+    Ok(format!("{method} {url} HTTP/1.1\r\n\r\n"))
+}
+
+fn refused(e: &ProxyError) {
+    println!(
+        "route:    {}",
+        e.route.as_deref().unwrap_or("(none matches)")
+    );
+    println!("decision: denied, {} {}", e.code.status(), e.code.as_str());
+    println!("reason:   {}", e.message);
 }
 
 pub fn route(path: &Path, url: &str, method: &str, client: Option<IpAddr>) -> i32 {
     let Some(config) = commands::load(path) else {
         return EX_CONFIG;
     };
-    let Some(state) = commands::prepare(path, config) else {
+    let Ok(metrics) = Metrics::new() else {
+        return 1;
+    };
+    let Some(state) = commands::prepare(path, config, &metrics) else {
         return EX_CONFIG;
     };
     let method = method.to_ascii_uppercase();
-    let (target, req_path) = match parse(url, &method) {
-        Ok(t) => t,
+    let line = match request_line(url, &method) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("tollgate route: {e}");
             return 2;
         }
     };
-    let facts = RequestFacts {
-        host: &target.host,
-        port: target.port,
-        scheme: target.scheme,
-        path: if target.form == Form::Connect {
-            "/"
-        } else {
-            &req_path
-        },
-        method: &method,
-        client,
+    let head = match parse_request(&mut bytes::BytesMut::from(line.as_str())) {
+        Ok(Some(h)) => h,
+        _ => {
+            eprintln!("tollgate route: {url:?} is not a request target tollgate can read");
+            return 2;
+        }
     };
     println!(
         "request:  {method} {url}{}",
         client.map(|c| format!(" from {c}")).unwrap_or_default()
     );
-    let idx = match decide(&state, &target, &facts) {
-        Ok(i) => i,
+    let parsed = match target::parse(&head) {
+        Ok(p) => p,
         Err(e) => {
-            println!(
-                "route:    {}",
-                e.route.as_deref().unwrap_or("(none matches)")
-            );
-            println!("decision: denied, {} {}", e.code.status(), e.code.as_str());
-            println!("reason:   {}", e.message);
+            refused(&e);
             return 0;
         }
     };
-    let route = idx.and_then(|i| state.config.routes.get(i));
-    match route {
-        Some(r) => println!("route:    {} (routes[{}])", r.name, idx.unwrap_or_default()),
-        None => println!("route:    (none matches; default_action: pass lets it through)"),
+    let normalized = if parsed.target.form == Form::Connect {
+        std::borrow::Cow::Borrowed("/")
+    } else {
+        match tollgate_rules::path::normalize(parsed.path, state.config.path_normalization) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("decision: refused, 400 bad_request");
+                println!("reason:   bad request path: {e}");
+                return 0;
+            }
+        }
+    };
+    if normalized != parsed.path && parsed.target.form != Form::Connect {
+        println!("path:     {} (normalised from {})", normalized, parsed.path);
     }
-    let action = route.map(|r| &r.action).unwrap_or(&Action::Pass);
-    match (action, target.form) {
-        (Action::Inject(_), Form::Connect) => {
-            println!("action:   inject");
-            println!("decision: denied, 403 connect_not_allowed: a token cannot be added inside a CONNECT (TLS) tunnel; send http:// to the proxy and let an https upstream originate TLS");
+    let facts = RequestFacts {
+        host: &parsed.target.host,
+        port: parsed.target.port,
+        scheme: parsed.target.scheme,
+        path: &normalized,
+        method: &method,
+        client,
+    };
+    let plan = match plan(&state, &parsed.target, &facts) {
+        Ok(p) => p,
+        Err(e) => {
+            refused(&e);
             return 0;
         }
-        (Action::Inject(i), _) => {
-            let cred = state.config.credentials.get(&i.credential);
+    };
+    describe(&state, &plan);
+    dial(&state, &plan)
+}
+
+fn describe(state: &State, plan: &Plan<'_, '_>) {
+    let route = plan.route;
+    match state.routes.iter().position(|r| std::ptr::eq(r, route)) {
+        Some(i) => println!("route:    {} (routes[{i}])", route.name),
+        None => println!("route:    (none matches; default_action: pass lets it through)"),
+    }
+    match (&route.action, plan.step) {
+        (RouteAction::Inject(i), _) => {
             println!(
                 "action:   inject credential {:?} as `{}: {}<token>`",
                 i.credential, i.header, i.prefix
             );
-            if let Some(c) = cred {
+            if let Some(c) = state.config.credentials.get(&i.credential) {
                 println!(
                     "token:    client_credentials from {} as client {:?}{}",
                     c.token_url,
@@ -132,52 +148,38 @@ pub fn route(path: &Path, url: &str, method: &str, client: Option<IpAddr>) -> i3
                 }
             );
         }
-        (Action::Pass, Form::Connect) => {
-            println!("action:   pass (CONNECT tunnel, bytes untouched)")
-        }
-        (Action::Pass, _) => println!("action:   pass (forwarded without a credential)"),
-        (Action::Deny, _) => println!("action:   deny"),
+        (_, Step::Tunnel) => println!("action:   pass (CONNECT tunnel, bytes untouched)"),
+        _ => println!("action:   pass (forwarded without a credential)"),
     }
-    let dial = match route.and_then(|r| r.upstream.as_ref()) {
-        Some(u) => Dial {
-            scheme: u.scheme,
-            host: u.host.clone(),
-            port: u.port,
-        },
-        None => Dial {
-            scheme: if target.form == Form::Connect {
-                Scheme::Http
-            } else {
-                target.scheme
-            },
-            host: target.host.clone(),
-            port: target.port,
-        },
-    };
-    let tls = if target.form == Form::Connect {
+    let d = &plan.dial;
+    let how = if plan.step == Step::Tunnel {
         "tunnel".to_owned()
-    } else if dial.scheme == Scheme::Https {
+    } else if d.scheme == Scheme::Https {
         format!(
             "TLS, SNI {}, trusting system roots{}",
-            dial.host,
+            d.host,
             route
-                .and_then(|r| r.upstream_ca_file.as_ref())
-                .map(|p| format!(" + {}", p.display()))
+                .trust
+                .as_ref()
+                .map(|_| " + upstream_ca_file")
                 .unwrap_or_default()
         )
     } else {
         "plain HTTP".to_owned()
     };
-    let shown_scheme = if target.form == Form::Connect {
+    let scheme = if plan.step == Step::Tunnel {
         "tcp"
     } else {
-        dial.scheme.as_str()
+        d.scheme.as_str()
     };
     println!(
-        "upstream: {shown_scheme}://{} ({tls})",
-        forward::join_host_port(&dial.host, dial.port)
+        "upstream: {scheme}://{} ({how})",
+        join_host_port(d.host, d.port)
     );
-    // Resolve as the proxy would, to show the address and the private-address rule.
+}
+
+/// Resolves as the proxy would, to show the address and the address guards.
+fn dial(state: &State, plan: &Plan<'_, '_>) -> i32 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -188,21 +190,31 @@ pub fn route(path: &Path, url: &str, method: &str, client: Option<IpAddr>) -> i3
             return 1;
         }
     };
-    let name = route.map(|r| r.name.as_str());
+    let own = OwnListeners::new(&[state.config.listen.proxy, state.config.listen.admin]);
     let allow = state.config.allow_private_networks;
     let shown = rt.block_on(async {
         let dns = Dns::system();
-        match dns.resolve(&dial.host).await {
+        match dns.resolve(plan.dial.host).await {
             Err(e) => format!("dial:     unknown ({e})"),
-            Ok(addrs) => match upstream::choose_addr(&addrs, allow, &dial, name) {
-                Ok(a) => format!("dial:     {a}"),
-                Err(e) => format!(
-                    "dial:     refused, {} {}: {}",
-                    e.code.status(),
-                    e.code.as_str(),
-                    e.message
-                ),
-            },
+            Ok((addrs, _)) => {
+                match upstream::choose_addr(
+                    &addrs,
+                    plan.dial.port,
+                    allow,
+                    &own,
+                    plan.dial.host,
+                    &plan.route.name,
+                ) {
+                    Ok(a) => format!("dial:     {a}"),
+                    Err(e) => format!(
+                        "dial:     refused, {} {}: {}{}",
+                        e.code.status(),
+                        e.code.as_str(),
+                        e.message,
+                        e.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                    ),
+                }
+            }
         }
     });
     println!("{shown}");
@@ -214,14 +226,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_urls_and_connect_targets() {
-        let (t, p) = parse("http://API.test:8080/v2/x?q", "GET").expect("url");
+    fn request_lines() {
         assert_eq!(
-            (t.host.as_str(), t.port, p.as_str()),
-            ("api.test", 8080, "/v2/x")
+            request_line("http://a.test/x", "GET").expect("line"),
+            "GET http://a.test/x HTTP/1.1\r\n\r\n"
         );
-        let (t, _) = parse("api.test:443", "CONNECT").expect("authority");
-        assert_eq!((t.form, t.port), (Form::Connect, 443));
-        assert!(parse("ftp://x/", "GET").is_err());
+        assert_eq!(
+            request_line("api.test:443", "CONNECT").expect("line"),
+            "CONNECT api.test:443 HTTP/1.1\r\n\r\n"
+        );
+        assert!(request_line("a.test/x", "GET").is_err());
+        assert!(request_line("http://a.test/x y", "GET").is_err());
     }
 }

@@ -1,27 +1,33 @@
 //! tollgate: an authenticating egress proxy on pingora.
 //!
-//! Start reading at `proxy.rs` (the `ProxyHttp` hooks, in the order a request meets them),
-//! then the modules each hook calls: `forward` (request forms, Host, hop-by-hop headers),
-//! `upstream` (DNS cache, private-address guard, TLS trust, peers), `connect` (CONNECT
-//! tunnels), `inject` (credentials), `errors` (our error codes and responses). `server`
-//! wires listeners; `commands`, `explain` and `demo` implement the CLI.
+//! Start reading at `conn` (the connection loop: the life of a request, in the order it
+//! meets the modules), then what it calls: `http1` (our HTTP/1 codec: heads, framing),
+//! `target` (what the client asked for), `plan` (the one routing decision, over `route`'s
+//! compiled routes and `state`), `rewrite` (the one request and response rewrite),
+//! `upstream` (DNS cache, address guards, TLS trust, peers), `tunnel` (CONNECT splicing),
+//! `auth` (tokens), `replay` (the 401 decision), `errors` (our error codes and responses),
+//! `access` (the access log). `server` wires listeners; `commands`, `explain` and `demo`
+//! implement the CLI.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod commands;
-pub mod connect;
-pub mod ctx;
+pub mod conn;
 pub mod demo;
 pub mod errors;
 pub mod explain;
-pub mod forward;
-pub mod inject;
+pub mod http1;
 pub mod metrics;
-pub mod proxy;
+pub mod plan;
 pub mod reload;
 pub mod replay;
+pub mod rewrite;
+pub mod route;
 pub mod server;
 pub mod state;
+pub mod target;
 pub mod telemetry;
+pub mod tunnel;
 pub mod upstream;

@@ -11,8 +11,56 @@ use std::sync::OnceLock;
 /// The label used when no route matched (`default_action` decided).
 pub const NO_ROUTE: &str = "-";
 
-/// Values of the `action` label.
-pub const ACTIONS: [&str; 5] = ["pass", "inject", "deny", "tunnel", "-"];
+/// The `action` label of `tollgate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionLabel {
+    Pass,
+    Inject,
+    /// Refused by policy (a deny route, no route, a client or caller not allowed).
+    Deny,
+    /// A CONNECT tunnel.
+    Tunnel,
+    /// Not routed (a malformed request).
+    None,
+}
+
+impl ActionLabel {
+    const ALL: [ActionLabel; 5] = [
+        ActionLabel::Pass,
+        ActionLabel::Inject,
+        ActionLabel::Deny,
+        ActionLabel::Tunnel,
+        ActionLabel::None,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionLabel::Pass => "pass",
+            ActionLabel::Inject => "inject",
+            ActionLabel::Deny => "deny",
+            ActionLabel::Tunnel => "tunnel",
+            ActionLabel::None => "-",
+        }
+    }
+}
+
+/// The `source` label: who made the response the client got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// tollgate itself (our JSON errors, a tunnel's `200 Connection Established`).
+    Tollgate,
+    /// The upstream.
+    Upstream,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Tollgate => "tollgate",
+            Source::Upstream => "upstream",
+        }
+    }
+}
 
 /// Values of the `code` label: common status codes, else the class (bounded).
 pub const CODES: [&str; 31] = [
@@ -64,9 +112,9 @@ fn listed_code(status: u16) -> Option<usize> {
     })
 }
 
-/// One route's series, resolved when the config is loaded (`State::bind`) so a request
+/// One route's series, resolved when the config is loaded (`State::build`) so a request
 /// counts itself without hashing label values. A `tollgate_requests_total` series is
-/// created the first time its (action, code) pair is seen, as a labelled vector would.
+/// created the first time its (action, code, source) is seen, as a labelled vector would.
 pub struct RouteMetrics {
     route: String,
     requests_vec: IntCounterVec,
@@ -85,7 +133,7 @@ impl RouteMetrics {
         RouteMetrics {
             route: route.to_owned(),
             requests_vec: requests.clone(),
-            requests: (0..ACTIONS.len() * CODES.len())
+            requests: (0..ActionLabel::ALL.len() * CODES.len() * 2)
                 .map(|_| OnceLock::new())
                 .collect(),
             request_duration: request_duration.with_label_values(&[route]),
@@ -98,15 +146,21 @@ impl RouteMetrics {
         &self.route
     }
 
-    /// The `tollgate_requests_total{route,action,code}` counter for an [`ACTIONS`] index
-    /// and a [`CODES`] index.
-    pub fn requests(&self, action: usize, code: usize) -> &IntCounter {
-        let (action, code) = (action.min(ACTIONS.len() - 1), code.min(CODES.len() - 1));
-        self.requests[action * CODES.len() + code].get_or_init(|| {
+    /// The `tollgate_requests_total{route,action,code,source}` counter of a response
+    /// with status `status`.
+    pub fn requests(&self, action: ActionLabel, status: u16, source: Source) -> &IntCounter {
+        let a = ActionLabel::ALL
+            .iter()
+            .position(|x| *x == action)
+            .unwrap_or(4);
+        let code = code_index(status);
+        let s = usize::from(source == Source::Upstream);
+        self.requests[(a * CODES.len() + code) * 2 + s].get_or_init(|| {
             self.requests_vec.with_label_values(&[
                 self.route.as_str(),
-                ACTIONS[action],
+                action.as_str(),
                 CODES[code],
+                source.as_str(),
             ])
         })
     }
@@ -119,8 +173,16 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     pub replays: IntCounterVec,
     pub config_reloads: IntCounterVec,
-    /// The series of requests no route matched.
+    /// `tollgate_tunnels_total{route,mode}`: CONNECTs by what became of them.
+    pub tunnels: IntCounterVec,
+    /// `tollgate_client_disconnects_total{stage}`: clients that went away mid-request.
+    pub client_gone_mid_head: IntCounter,
+    pub client_gone_mid_body: IntCounter,
+    pub client_gone_mid_response: IntCounter,
+    /// The series of requests no route matched (and of requests too malformed to route).
     pub no_route: RouteMetrics,
+    /// The same, for requests refused before routing.
+    pub unrouted: RouteMetrics,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> Result<T, String> {
@@ -134,9 +196,9 @@ impl Metrics {
         let requests = must(IntCounterVec::new(
             Opts::new(
                 "tollgate_requests_total",
-                "Requests handled, by route, action and status code",
+                "Requests handled, by route, action, status code and who answered (source: tollgate | upstream)",
             ),
-            &["route", "action", "code"],
+            &["route", "action", "code", "source"],
         ))?;
         let request_duration = must(HistogramVec::new(
             HistogramOpts::new(
@@ -168,7 +230,21 @@ impl Metrics {
             ),
             &["outcome"],
         ))?;
-        for c in [&requests, &replays, &config_reloads] {
+        let tunnels = must(IntCounterVec::new(
+            Opts::new(
+                "tollgate_tunnels_total",
+                "CONNECT requests, by route and mode: tunnel (byte for byte) | refused",
+            ),
+            &["route", "mode"],
+        ))?;
+        let disconnects = must(IntCounterVec::new(
+            Opts::new(
+                "tollgate_client_disconnects_total",
+                "Clients that closed their connection part way through a request, by stage: head | body | response",
+            ),
+            &["stage"],
+        ))?;
+        for c in [&requests, &replays, &config_reloads, &tunnels, &disconnects] {
             must(registry.register(Box::new(c.clone())))?;
         }
         for h in [&request_duration, &upstream_duration] {
@@ -176,9 +252,16 @@ impl Metrics {
         }
         let no_route =
             RouteMetrics::new(NO_ROUTE, &requests, &request_duration, &upstream_duration);
+        let unrouted =
+            RouteMetrics::new(NO_ROUTE, &requests, &request_duration, &upstream_duration);
         Ok(Metrics {
             registry,
             no_route,
+            unrouted,
+            tunnels,
+            client_gone_mid_head: disconnects.with_label_values(&["head"]),
+            client_gone_mid_body: disconnects.with_label_values(&["body"]),
+            client_gone_mid_response: disconnects.with_label_values(&["response"]),
             requests,
             request_duration,
             upstream_duration,
@@ -212,11 +295,15 @@ mod tests {
     #[test]
     fn renders_registered_families() {
         let m = Metrics::new().expect("metrics");
-        m.requests.with_label_values(&["r", "pass", "200"]).inc();
+        m.requests
+            .with_label_values(&["r", "pass", "200", "upstream"])
+            .inc();
         m.replays.with_label_values(&["r", "replayed"]).inc();
         let text = m.render();
         assert!(
-            text.contains(r#"tollgate_requests_total{action="pass",code="200",route="r"} 1"#),
+            text.contains(
+                r#"tollgate_requests_total{action="pass",code="200",route="r",source="upstream"} 1"#
+            ),
             "{text}"
         );
         assert!(text.contains(r#"tollgate_replays_total{outcome="replayed",route="r"} 1"#));
@@ -226,19 +313,25 @@ mod tests {
     fn route_handles_count_into_the_labelled_series() {
         let m = Metrics::new().expect("metrics");
         let r = m.route("api");
-        r.requests(1, code_index(200)).inc();
-        r.requests(1, code_index(200)).inc();
-        r.requests(2, code_index(403)).inc();
+        r.requests(ActionLabel::Inject, 200, Source::Upstream).inc();
+        r.requests(ActionLabel::Inject, 200, Source::Upstream).inc();
+        r.requests(ActionLabel::Deny, 403, Source::Tollgate).inc();
         r.request_duration.observe(0.001);
         // A second handle (a reload) counts into the same series.
-        m.route("api").requests(1, code_index(200)).inc();
+        m.route("api")
+            .requests(ActionLabel::Inject, 200, Source::Upstream)
+            .inc();
         let text = m.render();
         assert!(
-            text.contains(r#"tollgate_requests_total{action="inject",code="200",route="api"} 3"#),
+            text.contains(
+                r#"tollgate_requests_total{action="inject",code="200",route="api",source="upstream"} 3"#
+            ),
             "{text}"
         );
         assert!(
-            text.contains(r#"tollgate_requests_total{action="deny",code="403",route="api"} 1"#),
+            text.contains(
+                r#"tollgate_requests_total{action="deny",code="403",route="api",source="tollgate"} 1"#
+            ),
             "{text}"
         );
         assert!(

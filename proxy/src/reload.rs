@@ -70,12 +70,12 @@ impl Reloader {
                     );
                 }
                 let credentials = config.credentials.clone();
-                match State::build(config) {
+                match State::build(config, &self.metrics, None) {
                     Err(problems) => Err(problems),
                     Ok(mut new) => match self.tokens.reconfigure(&credentials) {
                         Err(e) => Err(vec![e.to_string()]),
                         Ok(()) => {
-                            new.bind(&self.tokens, &self.metrics);
+                            new.bind(&self.tokens);
                             self.state.store(Arc::new(new));
                             Ok(())
                         }

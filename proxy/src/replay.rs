@@ -1,7 +1,7 @@
-//! The 401 replay decision (SPEC "401 replay"). Pure: the proxy asks [`decide`] when an
-//! inject route's upstream answers 401, then replays through pingora's retry loop.
+//! The 401 replay decision (SPEC "401 replay"). Pure: the data path asks [`decide`] when
+//! an inject route's upstream answers 401, then replays with a fresh token.
 
-use pingora::http::ResponseHeader;
+use crate::http1::{Head, ResponseHead};
 
 /// What happened to an upstream 401 on an inject route (the `outcome` metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +50,9 @@ pub fn decide(f: Facts) -> Outcome {
 
 /// Does a `WWW-Authenticate: Bearer error="insufficient_scope"` (RFC 6750 §3.1) say the token
 /// is fine but lacks scope? A fresh token would not help, so such a 401 is not replayed.
-pub fn insufficient_scope(resp: &ResponseHeader) -> bool {
-    resp.headers
-        .get_all(http::header::WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+pub fn insufficient_scope(resp: &ResponseHead) -> bool {
+    resp.values("www-authenticate")
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .any(|v| {
             let v = v.to_ascii_lowercase();
             v.contains("error=\"insufficient_scope\"") || v.contains("error=insufficient_scope")
@@ -107,18 +105,20 @@ mod tests {
         );
     }
 
+    fn resp(www: &str) -> ResponseHead {
+        let raw = format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {www}\r\n\r\n");
+        crate::http1::parse_response(&mut bytes::BytesMut::from(raw.as_str()))
+            .expect("head")
+            .expect("complete")
+    }
+
     #[test]
     fn reads_insufficient_scope() {
-        let mut r = ResponseHeader::build(401, None).expect("resp");
-        r.insert_header(
-            "www-authenticate",
-            r#"Bearer realm="x", error="insufficient_scope", scope="a b""#,
-        )
-        .expect("hdr");
-        assert!(insufficient_scope(&r));
-        let mut r = ResponseHeader::build(401, None).expect("resp");
-        r.insert_header("www-authenticate", r#"Bearer error="invalid_token""#)
-            .expect("hdr");
-        assert!(!insufficient_scope(&r));
+        assert!(insufficient_scope(&resp(
+            r#"Bearer realm="x", error="insufficient_scope", scope="a b""#
+        )));
+        assert!(!insufficient_scope(&resp(
+            r#"Bearer error="invalid_token""#
+        )));
     }
 }

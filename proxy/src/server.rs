@@ -3,14 +3,13 @@
 
 use crate::admin::Admin;
 use crate::auth::TokenCache;
-use crate::inject::Injector;
+use crate::conn::{App, Shared};
 use crate::metrics::Metrics;
-use crate::proxy::Tollgate;
 use crate::reload::Reloader;
 use crate::state::State;
-use crate::upstream::Dns;
+use crate::upstream::{Dns, OwnListeners};
 use arc_swap::ArcSwap;
-use pingora::apps::HttpServerOptions;
+use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -28,38 +27,57 @@ fn can_bind(addr: SocketAddr) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
+/// Raises the soft limit on open files to the hard limit: each connection holds one
+/// descriptor (two while proxying), and the default soft limit (1024) is reached by a
+/// modest burst. Returns the limit in effect.
+fn raise_nofile_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < hard {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            tracing::warn!(soft, hard, error = %e, "cannot raise the open-files limit");
+            return Some(soft);
+        }
+        return Some(hard);
+    }
+    Some(soft)
+}
+
 /// Build the server and serve until a signal stops it. Never returns.
-pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infallible, String> {
+pub fn serve(
+    path: &std::path::Path,
+    state: State,
+    metrics: Arc<Metrics>,
+) -> Result<std::convert::Infallible, String> {
     let listen = state.config.listen.clone();
     can_bind(listen.proxy)?;
     can_bind(listen.admin)?;
+    let nofile = raise_nofile_limit();
     let threads = state
         .config
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
 
-    // SIGTERM: listeners stop, in-flight requests get up to `drain_timeout`; `Drain` exits
+    // SIGTERM: listeners stop, open connections get up to `drain_timeout`; `Drain` exits
     // as soon as none is left.
     let drain = state.config.drain_timeout;
-    let make_conf = || ServerConf {
+    let conf = ServerConf {
         threads,
         grace_period_seconds: Some(drain.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: 1024,
         ..Default::default()
     };
-    let conf = Arc::new(make_conf());
-
-    let mut server = Server::new_with_opt_and_conf(None, make_conf());
+    let connector = TransportConnector::new(Some(ConnectorOptions::from_server_conf(&conf)));
+    let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let metrics = Arc::new(Metrics::new()?);
-    let inflight = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(AtomicUsize::new(0));
     crate::auth::install_crypto_provider();
     let tokens =
         TokenCache::new(&state.config.credentials, &metrics.registry).map_err(|e| e.to_string())?;
     let mut state = state;
-    state.bind(&tokens, &metrics);
+    state.bind(&tokens);
     let state = Arc::new(ArcSwap::from_pointee(state));
     Reloader {
         path: path.to_path_buf(),
@@ -69,29 +87,24 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
     }
     .spawn()
     .map_err(|e| format!("cannot start the reload watcher: {e}"))?;
-    let app = Tollgate {
-        state: state.clone(),
+    let pseudonym = Shared::pseudonym();
+    let shared = Arc::new(Shared {
+        state,
         dns: Dns::system(),
-        injector: Arc::new(Injector::new(tokens)),
+        tokens,
+        connector,
         metrics: metrics.clone(),
-        inflight: inflight.clone(),
-    };
-    let mut options = HttpServerOptions::default();
-    options.allow_connect_method_proxying = true;
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&conf, app, "tollgate proxy");
-    if let Some(logic) = proxy.app_logic_mut() {
-        logic.server_options = Some(options);
-    }
-    // A 4 KiB downstream read buffer instead of pingora's 64 KiB default. Each connection
-    // holds its buffer for life and the allocator zeroes it, so it is resident: measured
-    // per idle connection 105 KiB (64 KiB), 56-58 (16 KiB), 46 (4 KiB), 40 (none), with
-    // throughput unchanged (BENCHMARKS.md). Reads of a head or body at least as large as
-    // the buffer bypass it; pingora grows its own header buffer as a head needs (a head
-    // up to `forward::MAX_HEADER_BYTES` still reaches `check_head`). Unbuffered would save
-    // 6 KiB more but turns every small read into a syscall.
+        open: open.clone(),
+        via: format!("1.1 {pseudonym}"),
+        pseudonym,
+        own: OwnListeners::new(&[listen.proxy, listen.admin]),
+    });
+    let mut proxy = Service::new("tollgate proxy".to_owned(), App(shared));
+    // No read buffer below our own: the connection loop reads into its own buffer, which
+    // an idle connection gives back.
     proxy.add_listener(
         ListenerConfig::tcp(listen.proxy.to_string())
-            .l4_buffer(L4BufferSettings::default().read(4 * 1024)),
+            .l4_buffer(L4BufferSettings::default().read(0)),
     );
 
     let mut admin = Service::new(
@@ -103,9 +116,9 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
 
     server.add_service(proxy);
     server.add_service(admin);
-    tracing::info!(proxy = %listen.proxy, admin = %listen.admin, threads, "tollgate serving");
+    tracing::info!(proxy = %listen.proxy, admin = %listen.admin, threads, open_files_limit = nofile, "tollgate serving");
     server.run(RunArgs {
-        shutdown_signal: Box::new(Drain { inflight, drain }),
+        shutdown_signal: Box::new(Drain { open, drain }),
     });
     crate::telemetry::shutdown();
     std::process::exit(0)
@@ -114,7 +127,8 @@ pub fn serve(path: &std::path::Path, state: State) -> Result<std::convert::Infal
 /// Signals: SIGTERM (and SIGQUIT) drain gracefully, SIGINT stops at once. pingora's grace
 /// period is a fixed sleep; this watcher ends the process as soon as no request is in flight.
 struct Drain {
-    inflight: Arc<AtomicUsize>,
+    /// Open client connections (idle ones close at once on SIGTERM).
+    open: Arc<AtomicUsize>,
     drain: Duration,
 }
 
@@ -136,9 +150,9 @@ impl ShutdownSignalWatch for Drain {
                 ShutdownSignal::FastShutdown
             }
             _ = async { tokio::select! { _ = term.recv() => {}, _ = quit.recv() => {} } } => {
-                let inflight = self.inflight.clone();
+                let inflight = self.open.clone();
                 tracing::info!(
-                    in_flight = inflight.load(Ordering::Acquire),
+                    open_connections = inflight.load(Ordering::Acquire),
                     "SIGTERM: no longer accepting; draining in-flight requests for up to {}",
                     humantime::format_duration(self.drain)
                 );

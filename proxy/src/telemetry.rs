@@ -10,6 +10,7 @@
 //! upstream (continuing the client's trace when it sent one). The standard `OTEL_*`
 //! variables (service name, batch delay, headers) apply.
 
+use crate::http1::{Head, RequestHead};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -105,7 +106,8 @@ pub fn init() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let fmt = if json {
-        fmt.json().boxed()
+        // Flat lines: an event's fields at the top level, next to timestamp and level.
+        fmt.json().flatten_event(true).boxed()
     } else {
         fmt.boxed()
     };
@@ -149,14 +151,17 @@ pub fn shutdown() {
     }
 }
 
-struct HeaderExtract<'a>(&'a http::HeaderMap);
+struct HeaderExtract<'a>(&'a RequestHead);
 
 impl Extractor for HeaderExtract<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        self.0.value(key).and_then(|v| std::str::from_utf8(v).ok())
     }
     fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
+        self.0
+            .fields()
+            .filter_map(|(k, _)| std::str::from_utf8(k).ok())
+            .collect()
     }
 }
 
@@ -169,7 +174,8 @@ impl Injector for HeaderInject<'_> {
 }
 
 /// The span of one proxied request, continuing the client's `traceparent` when present.
-pub fn request_span(headers: &http::HeaderMap, method: &str) -> tracing::Span {
+pub fn request_span(head: &RequestHead) -> tracing::Span {
+    let method = head.method();
     let span = tracing::info_span!(
         target: "tollgate::proxy",
         "proxy request",
@@ -184,16 +190,26 @@ pub fn request_span(headers: &http::HeaderMap, method: &str) -> tracing::Span {
         http.response.status_code = tracing::field::Empty,
         upstream.status_code = tracing::field::Empty,
     );
-    let parent = TraceContextPropagator::new().extract(&HeaderExtract(headers));
+    let parent = TraceContextPropagator::new().extract(&HeaderExtract(head));
     let _ = span.set_parent(parent);
     span
 }
 
-/// The W3C trace headers (`traceparent`, `tracestate`) to send upstream for `span`.
-pub fn trace_headers(span: &tracing::Span) -> Vec<(String, String)> {
+/// The W3C trace headers (`traceparent`, and `tracestate` if any) to send upstream for
+/// `span`.
+pub fn trace_headers(span: &tracing::Span) -> (String, Option<String>) {
     let mut out = Vec::with_capacity(2);
     TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInject(&mut out));
-    out
+    let mut parent = String::new();
+    let mut state = None;
+    for (k, v) in out {
+        match k.as_str() {
+            "traceparent" => parent = v,
+            "tracestate" if !v.is_empty() => state = Some(v),
+            _ => {}
+        }
+    }
+    (parent, state)
 }
 
 #[cfg(test)]

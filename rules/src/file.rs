@@ -35,6 +35,12 @@ pub struct ConfigFile {
     /// `allow_private_networks:`.
     #[serde(default)]
     pub allow_private_networks: Option<bool>,
+    /// `timeouts:`.
+    #[serde(default)]
+    pub timeouts: Option<TimeoutsFile>,
+    /// `replay_buffer:` size (`64KiB`).
+    #[serde(default)]
+    pub replay_buffer: Option<String>,
     /// `path_normalization:` normalize | reject.
     #[serde(default)]
     pub path_normalization: Option<PathNormalizationFile>,
@@ -56,6 +62,33 @@ pub struct ListenFile {
     /// `listen.admin:` `IP:PORT`.
     #[serde(default)]
     pub admin: Option<String>,
+}
+
+/// `timeouts:` at the top level (every key) or on a route (the upstream ones).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsFile {
+    /// Upstream TCP and TLS connect.
+    #[serde(default)]
+    pub connect: Option<String>,
+    /// Upstream response head, and each read or write of a body once it flows.
+    #[serde(default)]
+    pub read: Option<String>,
+    /// A client's keep-alive connection waiting for its next request (top level only).
+    #[serde(default)]
+    pub idle: Option<String>,
+    /// An idle upstream connection kept for reuse.
+    #[serde(default)]
+    pub upstream_idle: Option<String>,
+    /// The whole request head, from its first byte (top level only).
+    #[serde(default)]
+    pub request_head: Option<String>,
+    /// A CONNECT tunnel with no traffic either way.
+    #[serde(default)]
+    pub tunnel_idle: Option<String>,
+    /// One token request to a token endpoint (top level only).
+    #[serde(default)]
+    pub token_request: Option<String>,
 }
 
 /// `default_action:`.
@@ -204,6 +237,9 @@ pub struct RouteFile {
     /// `replay_on_401:` (inject only).
     #[serde(default)]
     pub replay_on_401: Option<bool>,
+    /// `timeouts:` for this route's upstream (connect, read, upstream_idle, tunnel_idle).
+    #[serde(default)]
+    pub timeouts: Option<TimeoutsFile>,
 }
 
 /// `routes[].match:`.

@@ -22,6 +22,10 @@ pub struct Config {
     pub allow_private_networks: bool,
     /// `path_normalization:`; default normalize.
     pub path_normalization: PathNormalization,
+    /// `timeouts:` with defaults filled in.
+    pub timeouts: Timeouts,
+    /// `replay_buffer:` largest request body kept for a 401 replay; default 64 KiB.
+    pub replay_buffer: usize,
     /// Credentials by name (a `BTreeMap`, so iteration is in name order).
     pub credentials: BTreeMap<String, Credential>,
     /// Routes in file order (index = tie-breaker for matching).
@@ -198,6 +202,58 @@ impl PortMatch {
     }
 }
 
+/// `timeouts:`, every value filled in (defaults in [`Timeouts::default`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Upstream TCP and TLS connect; 10 s.
+    pub connect: Duration,
+    /// Waiting for the upstream's response head, and for each read or write of a body
+    /// once it flows (either side); 60 s.
+    pub read: Duration,
+    /// A client's keep-alive connection waiting for its next request; 60 s.
+    pub idle: Duration,
+    /// An idle upstream connection kept for reuse; 60 s.
+    pub upstream_idle: Duration,
+    /// The whole request head, from its first byte (nginx `client_header_timeout`); 10 s.
+    pub request_head: Duration,
+    /// A CONNECT tunnel with no traffic in either direction; 10 min.
+    pub tunnel_idle: Duration,
+    /// One token request, connection included; 10 s.
+    pub token_request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            upstream_idle: Duration::from_secs(60),
+            request_head: Duration::from_secs(10),
+            tunnel_idle: Duration::from_secs(600),
+            token_request: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The default `replay_buffer`.
+pub const DEFAULT_REPLAY_BUFFER: usize = 64 * 1024;
+/// The largest `replay_buffer` accepted.
+pub const MAX_REPLAY_BUFFER: usize = 8 * 1024 * 1024;
+
+/// A route's `timeouts:`, over the top-level ones (upstream timeouts only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouteTimeouts {
+    /// Overrides [`Timeouts::connect`].
+    pub connect: Option<Duration>,
+    /// Overrides [`Timeouts::read`].
+    pub read: Option<Duration>,
+    /// Overrides [`Timeouts::upstream_idle`].
+    pub upstream_idle: Option<Duration>,
+    /// Overrides [`Timeouts::tunnel_idle`].
+    pub tunnel_idle: Option<Duration>,
+}
+
 /// What `tollgate` does with request paths before matching and forwarding
 /// (`path_normalization:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -280,6 +336,8 @@ pub struct Route {
     pub upstream: Option<Upstream>,
     /// `upstream_ca_file:` extra trust for this route's upstream.
     pub upstream_ca_file: Option<PathBuf>,
+    /// `timeouts:` of this route.
+    pub timeouts: RouteTimeouts,
 }
 
 impl Route {

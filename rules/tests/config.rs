@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tollgate_rules::*;
 
 const SECRET: &str = "s3cr3t-Value-42";
@@ -927,5 +928,41 @@ fn drain_timeout_defaults_to_ten_seconds_and_is_validated() {
                 || errs.0[0].message.contains("at most"),
             "{errs}"
         );
+    }
+}
+
+#[test]
+fn timeouts_and_replay_buffer() {
+    let c = load_str(
+        "t.yaml",
+        "timeouts:\n  connect: 2s\n  request_head: 3s\n  tunnel_idle: 1h\nreplay_buffer: 1MiB\nroutes:\n  - name: r\n    match: { hosts: [a.test] }\n    action: pass\n    timeouts: { read: 5s, upstream_idle: 1s }\n",
+        &|_: &str| None,
+    )
+    .unwrap();
+    assert_eq!(c.timeouts.connect, Duration::from_secs(2));
+    assert_eq!(c.timeouts.request_head, Duration::from_secs(3));
+    assert_eq!(c.timeouts.tunnel_idle, Duration::from_secs(3600));
+    assert_eq!(c.timeouts.read, Duration::from_secs(60), "default kept");
+    assert_eq!(c.replay_buffer, 1 << 20);
+    assert_eq!(c.routes[0].timeouts.read, Some(Duration::from_secs(5)));
+    assert_eq!(c.routes[0].timeouts.connect, None);
+    let d = load_str("t.yaml", "", &|_: &str| None).unwrap();
+    assert_eq!(d.timeouts, Timeouts::default());
+    assert_eq!(d.replay_buffer, 64 * 1024);
+
+    let e = load_str(
+        "t.yaml",
+        "timeouts:\n  connect: 0s\n  read: forever\nreplay_buffer: 9MiB\nroutes:\n  - name: r\n    match: { hosts: [a.test] }\n    action: pass\n    timeouts: { idle: 5s }\n",
+        &|_: &str| None,
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "t.yaml:2:12: timeouts.connect: must be longer than 0s",
+        "t.yaml:3:9: timeouts.read:",
+        "t.yaml:4:16: replay_buffer: must be at most",
+        "t.yaml:9:17: routes[0].timeouts.idle: `idle` is set only in the top-level",
+    ] {
+        assert!(e.contains(want), "want {want:?} in:\n{e}");
     }
 }

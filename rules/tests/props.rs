@@ -81,6 +81,7 @@ fn route(i: usize) -> impl Strategy<Value = Route> {
             action: Action::Pass,
             upstream: None,
             upstream_ca_file: None,
+            timeouts: RouteTimeouts::default(),
         })
 }
 
@@ -104,6 +105,8 @@ fn config() -> impl Strategy<Value = Config> {
             },
             allow_private_networks: false,
             path_normalization: PathNormalization::Normalize,
+            timeouts: Timeouts::default(),
+            replay_buffer: DEFAULT_REPLAY_BUFFER,
             credentials: BTreeMap::new(),
             routes,
         })

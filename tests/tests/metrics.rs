@@ -39,7 +39,9 @@ fn expected_labels(sample: &str) -> Option<BTreeSet<&'static str>> {
         .or_else(|| sample.strip_suffix("_sum"))
         .unwrap_or(sample);
     let mut set: BTreeSet<&'static str> = match base {
-        "tollgate_requests_total" => ["route", "action", "code"].into(),
+        "tollgate_requests_total" => ["route", "action", "code", "source"].into(),
+        "tollgate_tunnels_total" => ["route", "mode"].into(),
+        "tollgate_client_disconnects_total" => ["stage"].into(),
         "tollgate_request_duration_seconds" | "tollgate_upstream_duration_seconds" => {
             ["route"].into()
         }
@@ -93,6 +95,9 @@ fn assert_bounded(scrape: &Scrape, routes: &[&str]) {
                     ["success", "error", "permanent_error", "network_error"].contains(&v.as_str())
                 }
                 "result" => ["hit", "miss", "wait"].contains(&v.as_str()),
+                "source" => ["tollgate", "upstream"].contains(&v.as_str()),
+                "mode" => ["tunnel", "plain", "intercept", "refused"].contains(&v.as_str()),
+                "stage" => ["head", "body", "response"].contains(&v.as_str()),
                 "le" => v == "+Inf" || v.parse::<f64>().is_ok(),
                 // Credential names come from the config; the token tests check them.
                 "credential" => true,

@@ -269,7 +269,7 @@ async fn sighup_reloads_the_config() {
         .unwrap_or_default();
     let v: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-    assert_eq!(v["fields"]["why"], "SIGHUP", "{line}");
+    assert_eq!(v["why"], "SIGHUP", "{line}");
     assert_eq!(
         get_host(&tg, "svc.test", "/").await.header("x-upstream"),
         Some("b")

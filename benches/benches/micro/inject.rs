@@ -1,92 +1,130 @@
-//! Header injection, as the proxy does it per request on an inject route:
-//! - `header_for/warm`: a clock read, the cache hit through the route's credential
-//!   handle, and a copy of the header value joined when the token arrived (`inject.rs`);
-//! - `rewrite/pass` and `rewrite/inject`: the request-head rewrite of
-//!   `upstream_request_filter` (origin-form, hop-by-hop headers, Host) without and with
-//!   replacing the client's `Authorization` by the injected one; their difference is
-//!   what injection adds to the rewrite. The hop-by-hop strip is tollgate's one-pass
-//!   `forward::strip_hop_by_hop` (it replaced the `rewrite/pass_one_pass_strip` prototype).
+//! The per-request work of the data path, with the functions the proxy calls (nothing
+//! copied): parse the head (`http1::parse_request`), read the target (`target::parse`),
+//! normalise the path and plan (`plan::plan`), take the token (a cache hit through the
+//! route's handle) and write the upstream head (`rewrite::request_head`).
+//! - `pipeline/parse`: the head alone;
+//! - `pipeline/plan`: target, path, routing decision;
+//! - `pipeline/rewrite/pass` and `pipeline/rewrite/inject`: the upstream head without and
+//!   with the credential (their difference is what injection adds to the rewrite);
+//! - `pipeline/all/inject`: everything above for one inject request.
 
-use crate::common::{poll_ready, warm_cache};
+use crate::common::warm_cache;
+use bytes::BytesMut;
 use criterion::{BatchSize, Criterion};
-use pingora::http::RequestHeader;
 use std::hint::black_box;
-use tollgate::forward;
-use tollgate::inject::{Injected, Injector};
-use tollgate_rules::Action;
+use tollgate::http1::{parse_request, RequestHead};
+use tollgate::metrics::Metrics;
+use tollgate::plan::plan;
+use tollgate::rewrite::{request_head, Added};
+use tollgate::state::State;
+use tollgate::target;
+use tollgate_rules::{path, RequestFacts};
 
-fn request() -> RequestHeader {
-    let mut req = RequestHeader::build("GET", b"/v1/invoices?page=2", None)
-        .unwrap_or_else(|e| panic!("request: {e}"));
-    for (k, v) in [
-        ("Host", "inject.bench.test"),
-        ("User-Agent", "bench/1.0"),
-        ("Accept", "application/json"),
-        ("Authorization", "Bearer client-own-token"),
-        ("Connection", "keep-alive"),
-    ] {
-        req.insert_header(k, v)
-            .unwrap_or_else(|e| panic!("header: {e}"));
-    }
-    req
+const REQUEST: &str = "GET http://inject.bench.test/v1/invoices?page=2 HTTP/1.1\r\nHost: inject.bench.test\r\nUser-Agent: bench/1.0\r\nAccept: application/json\r\nAuthorization: Bearer client-own-token\r\nConnection: keep-alive\r\n\r\n";
+
+fn head() -> RequestHead {
+    parse_request(&mut BytesMut::from(REQUEST))
+        .unwrap_or_else(|e| panic!("head: {e:?}"))
+        .unwrap_or_else(|| panic!("complete head"))
 }
 
-fn rewrite(req: &mut RequestHeader, inj: Option<(&http::HeaderName, &Injected)>) {
-    let uri = forward::origin_form(req).unwrap_or_else(|e| panic!("origin form: {e:?}"));
-    req.set_uri(uri);
-    forward::strip_hop_by_hop(req);
-    let _ = req.insert_header(http::header::HOST, "127.0.0.1:8080");
-    if let Some((header, inj)) = inj {
-        while req.remove_header(header).is_some() {}
-        let _ = req.insert_header(header.clone(), inj.value.clone());
+/// Plans `head` and writes its upstream head into `out`, with the token when `inject`.
+fn one(
+    state: &State,
+    tokens: &tollgate::auth::TokenCache,
+    head: &RequestHead,
+    inject: bool,
+    out: &mut Vec<u8>,
+) {
+    let parsed = target::parse(head).unwrap_or_else(|e| panic!("target: {e}"));
+    let p = path::normalize(parsed.path, state.config.path_normalization)
+        .unwrap_or_else(|e| panic!("path: {e}"));
+    let facts = RequestFacts {
+        host: &parsed.target.host,
+        port: parsed.target.port,
+        scheme: parsed.target.scheme,
+        path: &p,
+        method: head.method(),
+        client: None,
+    };
+    let plan = plan(state, &parsed.target, &facts).unwrap_or_else(|e| panic!("plan: {e}"));
+    let write = |out: &mut Vec<u8>, credential: Option<&[u8]>| {
+        request_head(
+            out,
+            head,
+            &plan,
+            &p,
+            parsed.query,
+            &Added {
+                via: "1.1 tollgate-bench0",
+                trace: None,
+                credential,
+            },
+        )
+    };
+    match plan
+        .route
+        .injection()
+        .and_then(|i| i.handle.as_ref().map(|h| (i, h)))
+    {
+        Some((i, h)) if inject => {
+            let hit = tokens.hit_at(h, tokio::time::Instant::now(), |t| {
+                t.value_bytes(&i.prefix).map(|v| write(out, Some(&v)))
+            });
+            assert!(matches!(hit, Some(Some(()))), "a warm hit");
+        }
+        _ => write(out, None),
     }
 }
 
 pub fn inject(c: &mut Criterion) {
-    let (cache, config) = warm_cache();
-    let injector = Injector::new(cache);
-    let Some(Action::Inject(route)) = config.routes.first().map(|r| r.action.clone()) else {
-        panic!("the bench config's first route injects");
-    };
-    // The route's header name, parsed once at load as the proxy does (state::RouteRuntime).
-    let header = http::HeaderName::from_bytes(route.header.as_bytes())
-        .unwrap_or_else(|e| panic!("header name: {e}"));
-    // And its credential handle, resolved once at load (`State::bind`).
-    let handle = injector.handle(&route);
-    assert!(handle.is_some(), "the bench credential has a handle");
-    let mut group = c.benchmark_group("inject");
-    group.bench_function("header_for/warm", |b| {
-        b.iter(|| {
-            black_box(
-                poll_ready(injector.header_for(
-                    black_box(&route),
-                    handle.as_ref(),
-                    Some("inject"),
-                    std::time::Instant::now(),
-                ))
-                .unwrap_or_else(|e| panic!("header_for: {e:?}")),
-            )
-        })
-    });
-    let injected = poll_ready(injector.header_for(
-        &route,
-        handle.as_ref(),
-        Some("inject"),
-        std::time::Instant::now(),
-    ))
-    .unwrap_or_else(|e| panic!("header_for: {e:?}"));
-    let template = request();
-    group.bench_function("rewrite/pass", |b| {
+    let (tokens, config) = warm_cache();
+    let metrics = Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
+    let mut state = State::build(config, &metrics, None).unwrap_or_else(|e| panic!("state: {e:?}"));
+    state.bind(&tokens);
+    let head = head();
+    let mut out = Vec::with_capacity(1024);
+    let mut group = c.benchmark_group("pipeline");
+    group.bench_function("parse", |b| {
         b.iter_batched_ref(
-            || template.clone(),
-            |req| rewrite(req, None),
+            || BytesMut::from(REQUEST),
+            |buf| black_box(parse_request(buf)),
             BatchSize::SmallInput,
         )
     });
+    group.bench_function("plan", |b| {
+        b.iter(|| {
+            let parsed = target::parse(black_box(&head)).unwrap_or_else(|e| panic!("{e}"));
+            let p = path::normalize(parsed.path, state.config.path_normalization)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let facts = RequestFacts {
+                host: &parsed.target.host,
+                port: parsed.target.port,
+                scheme: parsed.target.scheme,
+                path: &p,
+                method: head.method(),
+                client: None,
+            };
+            black_box(plan(&state, &parsed.target, &facts).is_ok())
+        })
+    });
+    group.bench_function("rewrite/pass", |b| {
+        b.iter(|| one(&state, &tokens, black_box(&head), false, &mut out))
+    });
     group.bench_function("rewrite/inject", |b| {
+        b.iter(|| one(&state, &tokens, black_box(&head), true, &mut out))
+    });
+    group.bench_function("all/inject", |b| {
         b.iter_batched_ref(
-            || template.clone(),
-            |req| rewrite(req, Some((&header, &injected))),
+            || BytesMut::from(REQUEST),
+            |buf| {
+                let h = parse_request(buf)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| panic!("head"));
+                one(&state, &tokens, &h, true, &mut out);
+                black_box(out.len())
+            },
             BatchSize::SmallInput,
         )
     });

@@ -98,6 +98,19 @@ impl TokenData {
         }
     }
 
+    /// `prefix` followed by the token, as header-value bytes: for the usual `"Bearer "`
+    /// the bytes joined when the token arrived (lent, not copied), for any other prefix
+    /// joined now. `None` if the token cannot be sent in a header.
+    pub fn value_bytes(&self, prefix: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+        if prefix == BEARER_PREFIX {
+            return self
+                .bearer
+                .as_ref()
+                .map(|b| std::borrow::Cow::Borrowed(b.as_bytes()));
+        }
+        prefixed(prefix, &self.value).map(|v| std::borrow::Cow::Owned(v.as_bytes().to_vec()))
+    }
+
     /// Unique within one [`TokenCache`](super::TokenCache); used by
     /// [`TokenCache::invalidate`](super::TokenCache::invalidate).
     pub fn id(&self) -> u64 {

@@ -66,6 +66,7 @@ fn child(base: &[Seg], seg: impl Into<Seg>) -> YPath {
 
 mod credential;
 mod route;
+mod timeouts;
 
 use credential::credential;
 use route::route;
@@ -264,6 +265,9 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
         }),
     };
 
+    let timeouts = timeouts::top(c, f.timeouts.as_ref());
+    let replay_buffer = timeouts::replay_buffer(c, f.replay_buffer.as_ref());
+
     let default_action = match f.default_action {
         None | Some(DefaultActionFile::Deny) => DefaultAction::Deny,
         Some(DefaultActionFile::Pass) => DefaultAction::Pass,
@@ -322,6 +326,8 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
         drain_timeout: drain_timeout?,
         default_action,
         allow_private_networks: f.allow_private_networks.unwrap_or(false),
+        timeouts: timeouts?,
+        replay_buffer: replay_buffer?,
         path_normalization: match f.path_normalization {
             None | Some(PathNormalizationFile::Normalize) => PathNormalization::Normalize,
             Some(PathNormalizationFile::Reject) => PathNormalization::Reject,

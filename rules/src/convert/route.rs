@@ -277,7 +277,12 @@ pub(super) fn route(
         None => None,
     };
 
+    let timeouts = super::timeouts::route(c, base, f.timeouts.as_ref());
+    if timeouts.is_none() {
+        ok = false;
+    }
     let r = Route {
+        timeouts: timeouts.unwrap_or_default(),
         name: name?,
         matcher: matcher?,
         clients,
