@@ -172,7 +172,7 @@ impl fmt::Display for ProxyError {
 
 /// Maps a failure to dial the upstream (pingora's connector) to our error. The client
 /// learns what kind of failure it was; addresses and pingora's context go to the detail.
-pub fn dial_failed(e: &pingora::Error, route: &str) -> ProxyError {
+pub fn dial_failed(e: &pingora::Error, route: Option<&str>) -> ProxyError {
     use pingora::ErrorType::*;
     let (code, what) = match e.etype() {
         ConnectTimedout | TLSHandshakeTimedout => (Code::UpstreamTimeout, "connecting to the upstream timed out"),
@@ -183,7 +183,7 @@ pub fn dial_failed(e: &pingora::Error, route: &str) -> ProxyError {
         ConnectNoRoute => (Code::UpstreamUnreachable, "no route to the upstream"),
         _ => (Code::UpstreamUnreachable, "cannot connect to the upstream"),
     };
-    ProxyError::new(code, what, Some(route)).with_detail(one_line(&e.to_string()))
+    ProxyError::new(code, what, route).with_detail(one_line(&e.to_string()))
 }
 
 /// pingora's error strings can carry context chains; keep them to one bounded line.

@@ -203,7 +203,7 @@ fn dial(state: &State, plan: &Plan<'_, '_>) -> i32 {
                     allow,
                     &own,
                     plan.dial.host,
-                    &plan.route.name,
+                    plan.route.label(),
                 ) {
                     Ok(a) => format!("dial:     {a}"),
                     Err(e) => format!(

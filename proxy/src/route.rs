@@ -75,6 +75,12 @@ impl CompiledRoute {
         }
     }
 
+    /// The route's name for error bodies: `None` for the stand-in of `default_action: pass`
+    /// (no configured route took the request).
+    pub fn label(&self) -> Option<&str> {
+        (self.name != crate::metrics::NO_ROUTE).then_some(self.name.as_str())
+    }
+
     /// The `action` label of requests on this route.
     pub fn action_name(&self) -> &'static str {
         match self.action {

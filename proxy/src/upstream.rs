@@ -366,7 +366,7 @@ pub fn choose_addr(
     allow_private: bool,
     own: &OwnListeners,
     host: &str,
-    route: &str,
+    route: Option<&str>,
 ) -> Result<SocketAddr, ProxyError> {
     let pick = if allow_private {
         addrs.first()
@@ -380,7 +380,7 @@ pub fn choose_addr(
                 return Err(ProxyError::new(
                     Code::ForwardingLoop,
                     format!("{host} is this proxy: the request would loop"),
-                    Some(route),
+                    route,
                 )
                 .with_detail(format!("{host} resolves to our own listener {addr}")));
             }
@@ -391,7 +391,7 @@ pub fn choose_addr(
             format!(
                 "{host} resolves to a private or loopback address; set allow_private_networks: true to allow it"
             ),
-            Some(route),
+            route,
         )
         .with_detail(format!(
             "{host} resolves to {}",
@@ -493,14 +493,14 @@ mod tests {
     fn choose_respects_private_rule_and_hides_addresses() {
         let own = OwnListeners::default();
         let addrs = [ip("127.0.0.1"), ip("1.1.1.1")];
-        let a = choose_addr(&addrs, 80, false, &own, "x.test", "r").expect("public one");
+        let a = choose_addr(&addrs, 80, false, &own, "x.test", Some("r")).expect("public one");
         assert_eq!(a.ip(), ip("1.1.1.1"));
-        let e =
-            choose_addr(&[ip("10.0.0.1")], 80, false, &own, "x.test", "r").expect_err("refused");
+        let e = choose_addr(&[ip("10.0.0.1")], 80, false, &own, "x.test", Some("r"))
+            .expect_err("refused");
         assert_eq!(e.code, Code::PrivateAddress);
         assert!(!e.message.contains("10.0.0.1"), "{}", e.message);
         assert!(e.detail.as_deref().is_some_and(|d| d.contains("10.0.0.1")));
-        assert!(choose_addr(&[ip("10.0.0.1")], 80, true, &own, "x.test", "r").is_ok());
+        assert!(choose_addr(&[ip("10.0.0.1")], 80, true, &own, "x.test", Some("r")).is_ok());
     }
 
     #[test]
@@ -514,8 +514,8 @@ mod tests {
         assert!(!own.contains("127.0.0.2:3128".parse().expect("addr")));
         assert!(own.contains("127.0.0.5:9901".parse().expect("addr")));
         assert!(own.contains("[::ffff:127.0.0.1]:3128".parse().expect("addr")));
-        let e =
-            choose_addr(&[ip("127.0.0.1")], 3128, true, &own, "me.test", "r").expect_err("loop");
+        let e = choose_addr(&[ip("127.0.0.1")], 3128, true, &own, "me.test", Some("r"))
+            .expect_err("loop");
         assert_eq!(e.code, Code::ForwardingLoop);
     }
 

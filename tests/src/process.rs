@@ -463,6 +463,11 @@ impl Tollgate {
             .and_then(|c| c.try_wait().expect("try_wait"))
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `http://127.0.0.1:PORT` of the proxy listener (for `curl -x`, `HTTP_PROXY`).
     pub fn proxy_url(&self) -> String {
         format!("http://{}", self.proxy)

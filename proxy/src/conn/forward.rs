@@ -68,11 +68,11 @@ impl HeadParts<'_> {
     }
 }
 
-fn unavailable(msg: impl Into<String>, route: &str) -> ProxyError {
-    ProxyError::new(Code::TokenUnavailable, msg, Some(route))
+fn unavailable(msg: impl Into<String>, route: Option<&str>) -> ProxyError {
+    ProxyError::new(Code::TokenUnavailable, msg, route)
 }
 
-fn not_a_header_value(inj: &Injection, route: &str) -> ProxyError {
+fn not_a_header_value(inj: &Injection, route: Option<&str>) -> ProxyError {
     unavailable(
         format!(
             "credential {:?}: the token endpoint returned a token that is not a valid header value",
@@ -98,6 +98,7 @@ impl Conn {
     ) -> Result<Next, ProxyError> {
         let route = plan.route;
         let name = route.name.as_str();
+        let label = route.label();
         let t = route.timeouts;
         let addr = self.resolve(sh, state, plan).await?;
         let trace_headers = out.span.as_ref().map(crate::telemetry::trace_headers);
@@ -186,7 +187,7 @@ impl Conn {
             awaited = self.resend(&mut up, head_len, t.read, head.version).await;
         }
         let _ = reused;
-        let mut resp = self.head_or_error(awaited, name)?;
+        let mut resp = self.head_or_error(awaited, label)?;
 
         // 401 on an inject route: replay once with a fresh token.
         let mut replayed = false;
@@ -227,7 +228,7 @@ impl Conn {
                         hash = h;
                     }
                     let awaited = self.resend(&mut up, head_len, t.read, head.version).await;
-                    resp = self.head_or_error(awaited, name)?;
+                    resp = self.head_or_error(awaited, label)?;
                     replayed = true;
                     if resp.status == 401 {
                         sh.metrics
@@ -319,7 +320,7 @@ impl Conn {
         parts: &HeadParts<'_>,
         fresh: bool,
     ) -> Result<Option<u64>, ProxyError> {
-        let name = parts.plan.route.name.as_str();
+        let name = parts.plan.route.label();
         let Some(inj) = parts.plan.route.injection() else {
             parts.write(&mut self.out, None);
             return Ok(None);
@@ -359,7 +360,7 @@ impl Conn {
         plan: &Plan<'_, '_>,
     ) -> Result<SocketAddr, ProxyError> {
         let host = plan.dial.host;
-        let name = plan.route.name.as_str();
+        let name = plan.route.label();
         let allow = state.config.allow_private_networks;
         if let Some((h, ip, until)) = &self.dns {
             if h == host
@@ -376,7 +377,7 @@ impl Conn {
             ProxyError::new(
                 Code::UpstreamUnreachable,
                 format!("cannot resolve {host}"),
-                Some(name),
+                name,
             )
             .with_detail(e)
         })?;
@@ -463,7 +464,7 @@ impl Conn {
         };
         match r {
             Ok((s, reused)) => Ok((s, hash, reused)),
-            Err(e) => Err(dial_failed(&e, &route.name)),
+            Err(e) => Err(dial_failed(&e, route.label())),
         }
     }
 
@@ -517,30 +518,30 @@ impl Conn {
         }
     }
 
-    fn head_or_error(&self, a: Awaited, route: &str) -> Result<ResponseHead, ProxyError> {
+    fn head_or_error(&self, a: Awaited, route: Option<&str>) -> Result<ResponseHead, ProxyError> {
         match a {
             Awaited::Head(h) => Ok(h),
             Awaited::Unsolicited101 => Err(ProxyError::new(
                 Code::UpstreamProtocol,
                 "the upstream answered 101 Switching Protocols to a request that asked for no upgrade",
-                Some(route),
+                route,
             )),
-            Awaited::ClientGone => Err(ProxyError::new(Code::BadRequest, "the client went away", Some(route))),
+            Awaited::ClientGone => Err(ProxyError::new(Code::BadRequest, "the client went away", route)),
             Awaited::Failed(HeadFail::TimedOut) => Err(ProxyError::new(
                 Code::UpstreamTimeout,
                 "the upstream did not answer in time",
-                Some(route),
+                route,
             )),
             Awaited::Failed(HeadFail::Malformed(e)) => Err(ProxyError::new(
                 Code::UpstreamProtocol,
                 "the upstream's response head is malformed",
-                Some(route),
+                route,
             )
             .with_detail(e.reason())),
             Awaited::Failed(HeadFail::ClosedEarly | HeadFail::Broken) => Err(ProxyError::new(
                 Code::UpstreamUnreachable,
                 "the upstream closed the connection without answering",
-                Some(route),
+                route,
             )),
         }
     }

@@ -28,7 +28,7 @@ impl Conn {
                     return Err(ProxyError::new(
                         Code::UpstreamUnreachable,
                         format!("cannot connect to {}:{}", plan.dial.host, plan.dial.port),
-                        Some(name),
+                        route.label(),
                     )
                     .with_detail(format!("{addr}: {e}")))
                 }
@@ -39,7 +39,7 @@ impl Conn {
                             "connecting to {}:{} timed out",
                             plan.dial.host, plan.dial.port
                         ),
-                        Some(name),
+                        route.label(),
                     ))
                 }
             };
