@@ -245,3 +245,32 @@ async fn curl_https_to_an_inject_route_gets_the_403_at_connect() {
     let err = out.expect_err("curl must fail when the CONNECT is refused");
     assert!(err.contains("403"), "curl should report the 403: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tunnels_are_counted_by_mode() {
+    let s = setup().await;
+    let target = format!("127.0.0.1:{}", s.echo.port());
+    let mut conn = RawConn::connect(s.tg.proxy).await;
+    conn.send(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await;
+    assert_eq!(conn.read_response("CONNECT").await.status, 200);
+    drop(conn);
+    let mut refused = RawConn::connect(s.tg.proxy).await;
+    refused
+        .send(b"CONNECT inject.test:443 HTTP/1.1\r\nHost: inject.test:443\r\n\r\n")
+        .await;
+    refused.read_response("CONNECT").await.assert_error(
+        403,
+        "connect_not_allowed",
+        Some("needs-token"),
+    );
+    let scrape = s.tg.scrape().await;
+    let count = |route: &str, mode: &str| {
+        scrape.sum(
+            "tollgate_tunnels_total",
+            &[("route", route), ("mode", mode)],
+        )
+    };
+    assert_eq!(count("tunnel-echo", "tunnel"), 1.0, "{}", scrape.text);
+    assert_eq!(count("needs-token", "refused"), 1.0, "{}", scrape.text);
+}

@@ -223,7 +223,7 @@ impl Conn {
                     let head_len = self.out.len();
                     if !reusable {
                         self.ubuf.clear();
-                        let (fresh, h) = self.dial(sh, plan, addr, true).await?;
+                        let (fresh, h) = self.dial(sh, plan, addr, false).await?;
                         up = fresh;
                         hash = h;
                     }

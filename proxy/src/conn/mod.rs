@@ -46,6 +46,9 @@ use tollgate_rules::RequestFacts;
 /// pingora's shared pool, where other client connections can use it.
 const POOL_AFTER: Duration = Duration::from_secs(2);
 
+/// Buffer capacity an idle connection may keep.
+const IDLE_KEEP: usize = 4096;
+
 /// What every connection shares.
 pub struct Shared {
     pub state: Arc<ArcSwap<State>>,
@@ -243,8 +246,16 @@ impl Conn {
     ) -> Read {
         let t = &state.config.timeouts;
         if self.dbuf.is_empty() {
-            // An idle connection holds no read buffer.
+            // An idle connection holds no read buffer, and gives back what a large
+            // request or response made its other buffers grow to.
             self.dbuf = BytesMut::new();
+            if self.ubuf.capacity() > IDLE_KEEP {
+                self.ubuf = BytesMut::new();
+            }
+            if self.body.capacity() > IDLE_KEEP {
+                self.body = Vec::new();
+            }
+            self.out.shrink_to(IDLE_KEEP);
             let idle_until = tokio::time::Instant::now() + t.idle;
             loop {
                 if *shutdown.borrow() {
@@ -443,6 +454,12 @@ impl Conn {
             series.upstream_duration.observe(u.as_secs_f64());
         }
         if let Some(err) = &out.error {
+            if err.code == Code::ConnectNotAllowed {
+                sh.metrics
+                    .tunnels
+                    .with_label_values(&[series.route(), "refused"])
+                    .inc();
+            }
             if err.code.status() >= 500 || err.detail.is_some() {
                 tracing::warn!(
                     route = series.route(),
