@@ -12,7 +12,6 @@
 
 use crate::http1::{list_has, Head, RequestHead, ResponseHead, Version};
 use crate::plan::Plan;
-use crate::target::host_header_value;
 
 /// Request fields never forwarded.
 const HOP_BY_HOP: [&str; 8] = [
@@ -79,6 +78,25 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// `Host: <dial authority>`, without the scheme's default port (and without allocating).
+fn host_field(out: &mut Vec<u8>, plan: &Plan<'_, '_>) {
+    let d = &plan.dial;
+    out.extend_from_slice(b"Host: ");
+    let v6 = d.host.contains(':');
+    if v6 {
+        out.push(b'[');
+    }
+    out.extend_from_slice(d.host.as_bytes());
+    if v6 {
+        out.push(b']');
+    }
+    if d.port != d.scheme.default_port() {
+        out.push(b':');
+        out.extend_from_slice(d.port.to_string().as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Writes the upstream request head for `head` on `plan`, with `path` (normalised) and
 /// `query` (as sent, with its `?`), into `out` (cleared first).
 pub fn request_head(
@@ -97,10 +115,7 @@ pub fn request_head(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut host_written = false;
     if plan.set_host {
-        let d = &plan.dial;
-        out.extend_from_slice(b"Host: ");
-        out.extend_from_slice(host_header_value(d.host, d.port, d.scheme).as_bytes());
-        out.extend_from_slice(b"\r\n");
+        host_field(out, plan);
         host_written = true;
     }
     let injected_header = plan
@@ -128,12 +143,7 @@ pub fn request_head(
     }
     if !host_written {
         // HTTP/1.0 clients may send none; HTTP/1.1 requires one (RFC 9112 §3.2).
-        let d = &plan.dial;
-        field(
-            out,
-            b"Host",
-            host_header_value(d.host, d.port, d.scheme).as_bytes(),
-        );
+        host_field(out, plan);
     }
     field(out, b"Via", added.via.as_bytes());
     if let Some((parent, state)) = added.trace {

@@ -53,19 +53,6 @@ pub fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// `host[:port]` for a `Host` header, without the scheme's default port.
-pub fn host_header_value(host: &str, port: u16, scheme: Scheme) -> String {
-    if port == scheme.default_port() {
-        if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
-        }
-    } else {
-        join_host_port(host, port)
-    }
-}
-
 fn bad(msg: impl Into<String>) -> ProxyError {
     ProxyError::new(Code::BadRequest, msg, None)
 }
@@ -322,16 +309,5 @@ mod tests {
             split_authority("A.b_c-d").expect("ok"),
             ("a.b_c-d".to_owned(), None)
         );
-    }
-
-    #[test]
-    fn host_header_values() {
-        assert_eq!(host_header_value("a.test", 80, Scheme::Http), "a.test");
-        assert_eq!(
-            host_header_value("a.test", 8080, Scheme::Http),
-            "a.test:8080"
-        );
-        assert_eq!(host_header_value("::1", 443, Scheme::Https), "[::1]");
-        assert_eq!(host_header_value("::1", 8443, Scheme::Https), "[::1]:8443");
     }
 }

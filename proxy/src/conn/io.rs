@@ -4,10 +4,14 @@
 
 use crate::http1::{parse_response, Chunked, HeadError, ReqBody, RespBody, ResponseHead};
 use bytes::{Buf, BytesMut};
-use pingora::protocols::Stream;
 use std::io;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Either side of a connection: a socket, a pingora stream, a TLS stream inside a tunnel.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + ?Sized> Io for T {}
 
 /// How much more to make room for before a read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -18,7 +22,7 @@ fn timed_out() -> io::Error {
 
 /// Reads more bytes into `buf` within `t`. `Ok(0)`: the peer closed.
 pub(super) async fn read_more(
-    s: &mut Stream,
+    s: &mut (impl Io + ?Sized),
     buf: &mut BytesMut,
     t: Duration,
 ) -> io::Result<usize> {
@@ -31,7 +35,11 @@ pub(super) async fn read_more(
 }
 
 /// Writes all of `bytes` and flushes, within `t`.
-pub(super) async fn write_all(s: &mut Stream, bytes: &[u8], t: Duration) -> io::Result<()> {
+pub(super) async fn write_all(
+    s: &mut (impl Io + ?Sized),
+    bytes: &[u8],
+    t: Duration,
+) -> io::Result<()> {
     pingora::prelude::timeout(t, async {
         s.write_all(bytes).await?;
         s.flush().await
@@ -64,9 +72,9 @@ pub(super) struct Sent {
 /// Keeps a copy of the body in `keep` while it stays within `limit`.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn send_request(
-    down: &mut Stream,
+    down: &mut (impl Io + ?Sized),
     dbuf: &mut BytesMut,
-    up: &mut Stream,
+    up: &mut (impl Io + ?Sized),
     head: &mut Vec<u8>,
     framing: ReqBody,
     keep: &mut Vec<u8>,
@@ -138,7 +146,7 @@ pub(super) enum HeadFail {
 
 /// Reads a response head from `up` into `ubuf` within `t` per read.
 pub(super) async fn read_response_head(
-    up: &mut Stream,
+    up: &mut (impl Io + ?Sized),
     ubuf: &mut BytesMut,
     t: Duration,
 ) -> Result<ResponseHead, HeadFail> {
@@ -174,9 +182,9 @@ pub(super) enum Broke {
 /// `dechunk`, a chunked body is decoded (for HTTP/1.0 clients, which then see the end by
 /// the connection closing). Returns the bytes written to the client.
 pub(super) async fn relay_response(
-    up: &mut Stream,
+    up: &mut (impl Io + ?Sized),
     ubuf: &mut BytesMut,
-    down: &mut Stream,
+    down: &mut (impl Io + ?Sized),
     head: &mut Vec<u8>,
     framing: RespBody,
     dechunk: bool,
@@ -236,7 +244,7 @@ pub(super) async fn relay_response(
 /// replayed), so its connection can carry the replay. `false`: too large, unframed or
 /// broken: do not reuse the connection.
 pub(super) async fn discard_body(
-    up: &mut Stream,
+    up: &mut (impl Io + ?Sized),
     ubuf: &mut BytesMut,
     framing: RespBody,
     max: u64,

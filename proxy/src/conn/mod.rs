@@ -104,7 +104,7 @@ impl ServerApp for App {
         let client = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
-        let mut conn = Conn::new(stream, client);
+        let mut conn = Conn::new(Box::new(stream), client);
         conn.run(&self.0, shutdown.clone()).await;
         conn.release_upstream(&self.0);
         None
@@ -155,7 +155,9 @@ impl Outcome<'_> {
 
 /// One client connection.
 pub struct Conn {
-    down: Stream,
+    /// The client's connection: a socket from pingora's listener, or a decrypted or plain
+    /// stream inside a CONNECT tunnel.
+    down: Box<dyn io::Io>,
     client: Option<SocketAddr>,
     /// Bytes read from the client and not yet used.
     dbuf: BytesMut,
@@ -184,7 +186,7 @@ enum Read {
 }
 
 impl Conn {
-    pub fn new(down: Stream, client: Option<SocketAddr>) -> Conn {
+    pub fn new(down: Box<dyn io::Io>, client: Option<SocketAddr>) -> Conn {
         Conn {
             down,
             client,
