@@ -42,7 +42,7 @@ pub enum Command {
     Run(ConfigArg),
     /// Validate the config; print every problem as FILE:LINE:COL: message; exit 78 if invalid.
     Check(ConfigArg),
-    /// Explain what the proxy would do with a request to URL.
+    /// Explain what the proxy would do with a request to URL (exit 1 when it would be refused).
     Route {
         #[command(flatten)]
         config: ConfigArg,
@@ -54,6 +54,9 @@ pub enum Command {
         /// Client (source) IP address
         #[arg(long)]
         client: Option<std::net::IpAddr>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = crate::explain::Format::Text)]
+        format: crate::explain::Format,
     },
     /// Fetch a token for CREDENTIAL now and describe it (the token itself only with --show).
     Token {

@@ -36,16 +36,63 @@ fn request_line(url: &str, method: &str) -> Result<String, String> {
     Ok(format!("{method} {url} HTTP/1.1\r\n\r\n"))
 }
 
-fn refused(e: &ProxyError) {
-    println!(
-        "route:    {}",
-        e.route.as_deref().unwrap_or("(none matches)")
-    );
-    println!("decision: denied, {} {}", e.code.status(), e.code.as_str());
-    println!("reason:   {}", e.message);
+/// What `tollgate route` found, printed as text or JSON (`--format json`).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Explanation {
+    pub request: String,
+    /// `forward`, `tunnel`, or `refused`.
+    pub decision: &'static str,
+    /// The route's name; `null` when none matched (or `default_action: pass` let it through).
+    pub route: Option<String>,
+    /// Its index in `routes`.
+    pub route_index: Option<usize>,
+    /// `inject`, `pass` or `deny`.
+    pub action: Option<&'static str>,
+    /// The path as routed and sent, when normalisation changed it.
+    pub normalized_path: Option<String>,
+    pub credential: Option<String>,
+    /// e.g. `Authorization: Bearer <token>`.
+    pub header: Option<String>,
+    pub token_url: Option<String>,
+    pub replay_on_401: Option<bool>,
+    /// `https://host:port`, `http://...`, or `tcp://host:port` for a tunnel.
+    pub upstream: Option<String>,
+    /// How the upstream is reached (`TLS, SNI ...`, `plain HTTP`, `tunnel`).
+    pub transport: Option<String>,
+    /// The address it would dial now, when it resolves.
+    pub dial: Option<String>,
+    /// Why it would be refused.
+    pub error: Option<Refusal>,
 }
 
-pub fn route(path: &Path, url: &str, method: &str, client: Option<IpAddr>) -> i32 {
+#[derive(Debug, serde::Serialize)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub status: u16,
+    pub message: String,
+}
+
+impl From<&ProxyError> for Refusal {
+    fn from(e: &ProxyError) -> Self {
+        Refusal {
+            code: e.code.as_str(),
+            status: e.code.status(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+/// Output formats of `tollgate route`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Explains a request; exits 0 when it would be forwarded or tunnelled, 1 when refused,
+/// 2 for a bad URL, 78 for a bad config.
+pub fn route(path: &Path, url: &str, method: &str, client: Option<IpAddr>, format: Format) -> i32 {
     let Some(config) = commands::load(path) else {
         return EX_CONFIG;
     };
@@ -56,104 +103,117 @@ pub fn route(path: &Path, url: &str, method: &str, client: Option<IpAddr>) -> i3
         return EX_CONFIG;
     };
     let method = method.to_ascii_uppercase();
-    let line = match request_line(url, &method) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("tollgate route: {e}");
+    let e = match explain(&state, url, &method, client) {
+        Ok(e) => e,
+        Err(why) => {
+            eprintln!("tollgate route: {why}");
             return 2;
         }
     };
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default()),
+        Format::Text => print_text(&e),
+    }
+    if e.decision == "refused" {
+        1
+    } else {
+        0
+    }
+}
+
+/// The explanation of one request (resolving its upstream as the proxy would).
+pub fn explain(
+    state: &State,
+    url: &str,
+    method: &str,
+    client: Option<IpAddr>,
+) -> Result<Explanation, String> {
+    let line = request_line(url, method)?;
     let head = match parse_request(&mut bytes::BytesMut::from(line.as_str())) {
         Ok(Some(h)) => h,
-        _ => {
-            eprintln!("tollgate route: {url:?} is not a request target tollgate can read");
-            return 2;
-        }
+        _ => return Err(format!("{url:?} is not a request target tollgate can read")),
     };
-    println!(
-        "request:  {method} {url}{}",
-        client.map(|c| format!(" from {c}")).unwrap_or_default()
-    );
+    let mut e = Explanation {
+        request: format!(
+            "{method} {url}{}",
+            client.map(|c| format!(" from {c}")).unwrap_or_default()
+        ),
+        ..Explanation::default()
+    };
+    let refuse = |mut e: Explanation, err: &ProxyError| {
+        e.decision = "refused";
+        if e.route.is_none() {
+            e.route = err.route.clone();
+        }
+        e.error = Some(err.into());
+        e
+    };
     let parsed = match target::parse(&head) {
         Ok(p) => p,
-        Err(e) => {
-            refused(&e);
-            return 0;
-        }
+        Err(err) => return Ok(refuse(e, &err)),
     };
     let normalized = if parsed.target.form == Form::Connect {
         std::borrow::Cow::Borrowed("/")
     } else {
         match tollgate_rules::path::normalize(parsed.path, state.config.path_normalization) {
             Ok(p) => p,
-            Err(e) => {
-                println!("decision: refused, 400 bad_request");
-                println!("reason:   bad request path: {e}");
-                return 0;
+            Err(why) => {
+                let err = ProxyError::new(
+                    crate::errors::Code::BadRequest,
+                    format!("bad request path: {why}"),
+                    None,
+                );
+                return Ok(refuse(e, &err));
             }
         }
     };
     if normalized != parsed.path && parsed.target.form != Form::Connect {
-        println!("path:     {} (normalised from {})", normalized, parsed.path);
+        e.normalized_path = Some(normalized.to_string());
     }
     let facts = RequestFacts {
         host: &parsed.target.host,
         port: parsed.target.port,
         scheme: parsed.target.scheme,
         path: &normalized,
-        method: &method,
+        method,
         client,
     };
-    let plan = match plan(&state, &parsed.target, &facts) {
+    let plan = match plan(state, &parsed.target, &facts) {
         Ok(p) => p,
-        Err(e) => {
-            refused(&e);
-            return 0;
-        }
+        Err(err) => return Ok(refuse(e, &err)),
     };
-    describe(&state, &plan);
-    dial(&state, &plan)
+    describe(state, &plan, &mut e);
+    match resolve(state, &plan) {
+        Ok(addr) => e.dial = Some(addr),
+        Err(Some(err)) => return Ok(refuse(e, &err)),
+        Err(None) => {}
+    }
+    Ok(e)
 }
 
-fn describe(state: &State, plan: &Plan<'_, '_>) {
+fn describe(state: &State, plan: &Plan<'_, '_>, e: &mut Explanation) {
     let route = plan.route;
-    match state.routes.iter().position(|r| std::ptr::eq(r, route)) {
-        Some(i) => println!("route:    {} (routes[{i}])", route.name),
-        None => println!("route:    (none matches; default_action: pass lets it through)"),
-    }
-    match (&route.action, plan.step) {
-        (RouteAction::Inject(i), _) => {
-            println!(
-                "action:   inject credential {:?} as `{}: {}<token>`",
-                i.credential, i.header, i.prefix
-            );
-            if let Some(c) = state.config.credentials.get(&i.credential) {
-                println!(
-                    "token:    client_credentials from {} as client {:?}{}",
-                    c.token_url,
-                    c.client_id,
-                    if c.scopes.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", scope {:?}", c.scopes.join(" "))
-                    }
-                );
-            }
-            println!(
-                "replay:   {}",
-                if i.replay_on_401 {
-                    "once after an upstream 401, with a fresh token"
-                } else {
-                    "off"
-                }
-            );
-        }
-        (_, Step::Tunnel) => println!("action:   pass (CONNECT tunnel, bytes untouched)"),
-        _ => println!("action:   pass (forwarded without a credential)"),
+    e.route = route.label().map(str::to_owned);
+    e.route_index = state.routes.iter().position(|r| std::ptr::eq(r, route));
+    e.action = Some(route.action_name());
+    e.decision = if plan.step == Step::Tunnel {
+        "tunnel"
+    } else {
+        "forward"
+    };
+    if let RouteAction::Inject(i) = &route.action {
+        e.credential = Some(i.credential.clone());
+        e.header = Some(format!("{}: {}<token>", i.header, i.prefix));
+        e.token_url = state
+            .config
+            .credentials
+            .get(&i.credential)
+            .map(|c| c.token_url.to_string());
+        e.replay_on_401 = Some(i.replay_on_401);
     }
     let d = &plan.dial;
-    let how = if plan.step == Step::Tunnel {
-        "tunnel".to_owned()
+    e.transport = Some(if plan.step == Step::Tunnel {
+        "tunnel (bytes untouched)".to_owned()
     } else if d.scheme == Scheme::Https {
         format!(
             "TLS, SNI {}, trusting system roots{}",
@@ -166,59 +226,90 @@ fn describe(state: &State, plan: &Plan<'_, '_>) {
         )
     } else {
         "plain HTTP".to_owned()
-    };
+    });
     let scheme = if plan.step == Step::Tunnel {
         "tcp"
     } else {
         d.scheme.as_str()
     };
-    println!(
-        "upstream: {scheme}://{} ({how})",
-        join_host_port(d.host, d.port)
-    );
+    e.upstream = Some(format!("{scheme}://{}", join_host_port(d.host, d.port)));
 }
 
-/// Resolves as the proxy would, to show the address and the address guards.
-fn dial(state: &State, plan: &Plan<'_, '_>) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
+/// Resolves as the proxy would. `Err(Some)`: the address guards refuse it; `Err(None)`:
+/// it does not resolve here (which says nothing about the proxy's network).
+fn resolve(state: &State, plan: &Plan<'_, '_>) -> Result<String, Option<ProxyError>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tollgate route: {e}");
-            return 1;
-        }
-    };
+        .map_err(|_| None)?;
     let own = OwnListeners::new(&[state.config.listen.proxy, state.config.listen.admin]);
     let allow = state.config.allow_private_networks;
-    let shown = rt.block_on(async {
+    rt.block_on(async {
         let dns = Dns::system();
-        match dns.resolve(plan.dial.host).await {
-            Err(e) => format!("dial:     unknown ({e})"),
-            Ok((addrs, _)) => {
-                match upstream::choose_addr(
-                    &addrs,
-                    plan.dial.port,
-                    allow,
-                    &own,
-                    plan.dial.host,
-                    plan.route.label(),
-                ) {
-                    Ok(a) => format!("dial:     {a}"),
-                    Err(e) => format!(
-                        "dial:     refused, {} {}: {}{}",
-                        e.code.status(),
-                        e.code.as_str(),
-                        e.message,
-                        e.detail.map(|d| format!(" ({d})")).unwrap_or_default()
-                    ),
-                }
-            }
+        let (addrs, _) = dns.resolve(plan.dial.host).await.map_err(|_| None)?;
+        upstream::choose_addr(
+            &addrs,
+            plan.dial.port,
+            allow,
+            &own,
+            plan.dial.host,
+            plan.route.label(),
+        )
+        .map(|a| a.to_string())
+        .map_err(Some)
+    })
+}
+
+fn print_text(e: &Explanation) {
+    println!("request:  {}", e.request);
+    if let Some(p) = &e.normalized_path {
+        println!("path:     {p} (normalised)");
+    }
+    match (&e.route, e.route_index) {
+        (Some(r), Some(i)) => println!("route:    {r} (routes[{i}])"),
+        (Some(r), None) => println!("route:    {r}"),
+        (None, _) if e.action.is_some() => {
+            println!("route:    (none matches; default_action: pass lets it through)")
         }
-    });
-    println!("{shown}");
-    0
+        (None, _) => println!("route:    (none matches)"),
+    }
+    if e.action.is_some() {
+        match (e.action, &e.credential) {
+            (Some("inject"), Some(c)) => {
+                println!(
+                    "action:   inject credential {c:?} as `{}`",
+                    e.header.as_deref().unwrap_or_default()
+                );
+                if let Some(u) = &e.token_url {
+                    println!("token:    from {u}");
+                }
+                println!(
+                    "replay:   {}",
+                    if e.replay_on_401 == Some(true) {
+                        "once after an upstream 401, with a fresh token"
+                    } else {
+                        "off"
+                    }
+                );
+            }
+            _ if e.upstream.as_deref().is_some_and(|u| u.starts_with("tcp:")) => {
+                println!("action:   pass (CONNECT tunnel, bytes untouched)")
+            }
+            _ => println!("action:   pass (forwarded without a credential)"),
+        }
+        if let (Some(u), Some(t)) = (&e.upstream, &e.transport) {
+            println!("upstream: {u} ({t})");
+        }
+    }
+    if let Some(err) = &e.error {
+        println!("decision: denied, {} {}", err.status, err.code);
+        println!("reason:   {}", err.message);
+        return;
+    }
+    match &e.dial {
+        Some(a) => println!("dial:     {a}"),
+        None => println!("dial:     unknown (does not resolve here)"),
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ fn main() -> ExitCode {
             url,
             method,
             client,
-        } => tollgate::explain::route(&config.path(), &url, &method, client),
+            format,
+        } => tollgate::explain::route(&config.path(), &url, &method, client, format),
         Command::Token {
             config,
             credential,

@@ -33,11 +33,16 @@ routes:
     action: deny
 ";
 
+/// `tollgate route` with `args`; it must exit 0 (forwarded or tunnelled) or 1 (refused).
 fn explain(args: &[&str]) -> (String, CmdOutput) {
     let file = ConfigFile::new(CONFIG);
     let out = route(&file, args);
     let text = out.combined();
-    out.assert_code(0);
+    assert!(
+        matches!(out.code, Some(0) | Some(1)),
+        "exit code {:?}:\n{text}",
+        out.code
+    );
     assert!(
         !text.contains("route-cli-secret-9931"),
         "route printed a secret:\n{text}"
@@ -65,7 +70,10 @@ fn assert_mentions_any(text: &str, words: &[&str]) {
 
 #[test]
 fn inject_route_names_route_action_credential_and_upstream() {
-    let (text, _) = explain(&["http://api.billing.test/v2/invoices?x=1"]);
+    let (text, out) = explain(&["http://api.billing.test/v2/invoices?x=1"]);
+    // Its upstream is on loopback and allow_private_networks is off: refused at the dial.
+    out.assert_code(1);
+    assert_mentions(&text, &["private_address"]);
     assert_mentions(
         &text,
         &["billing-api", "inject", "billing-cred", "127.0.0.1:18443"],
@@ -93,7 +101,8 @@ fn pass_route_without_upstream_dials_the_requested_authority() {
 
 #[test]
 fn unmatched_destination_is_denied() {
-    let (text, _) = explain(&["http://unknown.test/"]);
+    let (text, out) = explain(&["http://unknown.test/"]);
+    out.assert_code(1);
     assert_mentions_any(&text, &["no_route", "no route", "denied", "deny"]);
     assert!(!text.contains("billing-api"), "{text}");
 }
@@ -135,4 +144,51 @@ fn default_action_pass_is_explained() {
     let out = route(&file, &["http://anything.test/"]);
     out.assert_code(0);
     assert_mentions(&out.combined().to_lowercase(), &["pass"]);
+}
+
+#[test]
+fn json_format_says_the_same_and_refusals_exit_1() {
+    let file = ConfigFile::new(&format!("allow_private_networks: true\n{CONFIG}"));
+    let out = route(
+        &file,
+        &[
+            "--format",
+            "json",
+            "http://api.billing.test/v2/a/../invoices",
+        ],
+    );
+    let text = out.combined();
+    out.assert_code(0);
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["decision"], "forward", "{v}");
+    assert_eq!(v["route"], "billing-api");
+    assert_eq!(v["action"], "inject");
+    assert_eq!(v["credential"], "billing-cred");
+    assert_eq!(v["upstream"], "https://127.0.0.1:18443");
+    assert_eq!(
+        v["normalized_path"], "/v2/invoices",
+        "what is routed is what is sent"
+    );
+    assert!(v["error"].is_null());
+    let (_, out) = explain(&["--format", "json", "http://x.evil.test/"]);
+    out.assert_code(1);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["decision"], "refused");
+    assert_eq!(v["route"], "evil");
+    assert_eq!(v["error"]["code"], "denied");
+    assert_eq!(v["error"]["status"], 403);
+    let (_, out) = explain(&[
+        "--format",
+        "json",
+        "--method",
+        "CONNECT",
+        "tenants.test:443",
+        "--client",
+        "10.1.2.3",
+    ]);
+    out.assert_code(0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["decision"], "tunnel", "{v}");
+    assert_eq!(v["upstream"], "tcp://tenants.test:443", "{v}");
 }
