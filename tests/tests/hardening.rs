@@ -191,7 +191,21 @@ async fn via_is_sent_and_our_own_via_is_a_loop() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_open_files_limit_is_raised() {
-    let tg = Tollgate::start(LOOP).await;
+    // Start it with a low soft limit (the usual 1024 is often raised already by the
+    // environment the tests run in), through a shell that lowers it first.
+    let dir = tollgate_tests::tempdir();
+    let wrapper = dir.path().join("low-nofile.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nulimit -Sn 256\nexec '{}' \"$@\"\n",
+            tollgate_tests::process::binary().display()
+        ),
+    )
+    .expect("wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let tg = Tollgate::launch(Launch::new().binary(wrapper), LOOP).await;
     let pid = tg.pid().expect("running");
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
     let line = limits
@@ -203,6 +217,10 @@ async fn the_open_files_limit_is_raised() {
         .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
         .collect();
     assert_eq!(nums.len(), 2, "{line}");
+    assert_ne!(
+        nums[0], "256",
+        "still the soft limit it was started with: {line}"
+    );
     assert_eq!(
         nums[0], nums[1],
         "soft limit raised to the hard limit: {line}"
