@@ -548,6 +548,17 @@ impl Idp {
         self.fault_json(json!({ "delay_ms": ms })).await;
     }
 
+    /// Delay each answer by `ms` after the token was issued (0 turns it off).
+    pub async fn delay_after(&self, ms: u64) {
+        self.fault_json(json!({ "delay_after_ms": ms })).await;
+    }
+
+    /// Change successful token responses until cleared: each field set to its value, or
+    /// removed when it is `null` (`{"token_type": "mac"}`, `{"expires_in": 0}`).
+    pub async fn rewrite(&self, fields: Value) {
+        self.fault_json(json!({ "rewrite": fields })).await;
+    }
+
     /// Remove the fault (the delay stays; use [`Idp::delay`]`(0)`).
     pub async fn clear_fault(&self) {
         self.fault_json(json!({ "clear": true })).await;

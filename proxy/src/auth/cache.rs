@@ -37,7 +37,8 @@ use tokio::time::Instant;
 use tollgate_rules::Credential;
 
 use super::client::{
-    build_request, parse_response, ReqwestEndpoint, TokenEndpoint, TransportError, REQUEST_TIMEOUT,
+    build_request, check_token_type, parse_response, ReqwestEndpoint, TokenEndpoint, TokenType,
+    TransportError, REQUEST_TIMEOUT,
 };
 use super::error::{sanitize, AuthError, Failure, Outcome, TokenError};
 use super::jwt::jwt_times;
@@ -516,7 +517,11 @@ impl Shared {
         let request = build_request(&cred.def, &material);
         drop(material);
         let endpoint = Arc::clone(&cred.endpoint.read().unwrap_or_else(PoisonError::into_inner));
+        // The token's lifetime counts from here, when the request is sent: the endpoint
+        // starts the clock when it issues the token, which may be well before its answer
+        // reaches us (a slow network, a busy endpoint). SPEC "Tokens".
         let started = Instant::now();
+        let sent_at = SystemTime::now();
         let span = tracing::info_span!(
             target: "tollgate::auth",
             "token request",
@@ -542,7 +547,8 @@ impl Shared {
                 status,
                 reason: Arc::from("the body is larger than 1 MiB"),
             }),
-            Ok(Ok(resp)) => parse_response(&resp, SystemTime::now()),
+            Ok(Ok(resp)) => parse_response(&resp, SystemTime::now())
+                .and_then(|r| check_token_type(&r.token_type, TokenType::Bearer).map(|()| r)),
         };
         let resp = match parsed {
             Ok(resp) => resp,
@@ -565,18 +571,11 @@ impl Shared {
             }
         };
         cred.m.outcome(Outcome::Success).inc();
-        let now_unix = SystemTime::now()
+        let sent_unix = sent_at
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         let jwt = resp.claims.as_ref().map(jwt_times).unwrap_or_default();
-        let (lifetime, source) = schedule::lifetime(resp.expires_in, jwt, now_unix);
-        if !resp.token_type.eq_ignore_ascii_case("bearer") {
-            tracing::warn!(
-                credential = %cred.name,
-                token_type = %resp.token_type,
-                "token endpoint sent a token_type other than Bearer; injecting it as configured anyway"
-            );
-        }
+        let (lifetime, source) = schedule::lifetime(resp.expires_in, jwt, sent_unix);
         tracing::debug!(
             credential = %cred.name,
             lifetime_secs = lifetime.as_secs(),
@@ -584,7 +583,7 @@ impl Shared {
             "fetched a token"
         );
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let token = Token::new(resp.access_token, id, received, &Schedule::new(lifetime));
+        let token = Token::new(resp.access_token, id, started, &Schedule::new(lifetime));
         let fetched = Fetched {
             token,
             token_type: resp.token_type,
@@ -674,3 +673,7 @@ pub(crate) async fn wait(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod answer_tests;

@@ -191,8 +191,7 @@ fn basic_auth(client_id: &str, secret: &str) -> String {
 #[derive(Clone)]
 pub(crate) struct TokenResponse {
     pub access_token: String,
-    /// As sent (sanitized); empty when absent. `Bearer` is expected, others are
-    /// accepted (and warned about by the cache).
+    /// As sent (sanitized); empty when absent. Judged by [`check_token_type`], not here.
     pub token_type: String,
     pub expires_in: Option<Duration>,
     pub scope: Option<String>,
@@ -267,34 +266,71 @@ pub(crate) fn parse_response(
         .get("scope")
         .and_then(Value::as_str)
         .map(|s| sanitize(s, 1000).to_string());
+    let expires_in = match obj.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(expires_in(v).map_err(invalid)?),
+    };
     Ok(TokenResponse {
         claims: jwt::decode_claims(access_token),
         access_token: access_token.clone(),
         token_type,
-        expires_in: obj.get("expires_in").and_then(expires_in),
+        expires_in,
         scope,
     })
 }
 
-/// `expires_in` as a number or a numeric string (some servers quote it); fractions are
-/// dropped; negative, non-finite or unparsable values count as absent.
-fn expires_in(v: &Value) -> Option<Duration> {
-    let secs = match v {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(float_secs)),
-        Value::String(s) => {
-            let s = s.trim();
-            s.parse::<u64>()
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().and_then(float_secs))
-        }
-        _ => None,
-    }?;
-    Some(Duration::from_secs(secs))
+/// The token types tollgate can send. Only `Bearer` (RFC 6750) for now; DPoP-bound
+/// credentials will expect `DPoP` (RFC 9449).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenType {
+    Bearer,
 }
 
-fn float_secs(f: f64) -> Option<u64> {
+impl TokenType {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Bearer => "Bearer",
+        }
+    }
+}
+
+/// RFC 6749 §7.1: a client must not use a token whose type it does not understand. The
+/// type is compared case-insensitively (§5.1); an absent `token_type` is taken as the
+/// expected one (some servers omit it, and the request asked for nothing else).
+pub(crate) fn check_token_type(sent: &str, expected: TokenType) -> Result<(), Failure> {
+    if sent.is_empty() || sent.eq_ignore_ascii_case(expected.as_str()) {
+        Ok(())
+    } else {
+        Err(Failure::UnsupportedTokenType {
+            sent: sanitize(sent, 40),
+            expected: expected.as_str(),
+        })
+    }
+}
+
+/// `expires_in` as a positive number of seconds, or a numeric string (some servers quote
+/// it); fractions are dropped. Zero (a token already expired), negative, non-finite and
+/// unparsable values are an invalid answer, not a reason to guess a lifetime.
+fn expires_in(v: &Value) -> Result<Duration, &'static str> {
+    let secs = match v {
+        Value::Number(n) => match n.as_u64() {
+            Some(s) => Some(s as f64),
+            None => n.as_f64(),
+        },
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let Some(secs) = secs.filter(|f| f.is_finite()) else {
+        return Err("expires_in is not a number");
+    };
+    if secs < 0.0 {
+        return Err("expires_in is negative");
+    }
+    if secs < 1.0 {
+        return Err("expires_in is 0: the token is already expired");
+    }
     // `as` saturates: 1e300 becomes u64::MAX (and the lifetime is capped later).
-    (f.is_finite() && f >= 0.0).then_some(f as u64)
+    Ok(Duration::from_secs(secs as u64))
 }
 
 /// RFC 6749 §5.2 `error` and `error_description` from a body, if it is such JSON.
@@ -582,30 +618,67 @@ mod tests {
     fn expires_in_forms() {
         let e = |v: &str| {
             parse(&ok(&format!(r#"{{"access_token":"a","expires_in":{v}}}"#)))
-                .unwrap()
-                .expires_in
+                .map(|t| t.expires_in)
+                .map_err(|f| match f {
+                    Failure::InvalidResponse { reason, .. } => reason.to_string(),
+                    other => panic!("{other:?}"),
+                })
         };
-        assert_eq!(e("\"3600\""), Some(Duration::from_secs(3600)));
-        assert_eq!(e("\" 60 \""), Some(Duration::from_secs(60)));
-        assert_eq!(e("59.9"), Some(Duration::from_secs(59)));
-        assert_eq!(e("\"59.9\""), Some(Duration::from_secs(59)));
-        assert_eq!(e("0"), Some(Duration::ZERO));
-        assert_eq!(e("-5"), None);
-        assert_eq!(e("\"soon\""), None);
-        assert_eq!(e("null"), None);
-        assert_eq!(e("1e300"), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(e("3600"), Ok(Some(Duration::from_secs(3600))));
+        assert_eq!(e("\"3600\""), Ok(Some(Duration::from_secs(3600))));
+        assert_eq!(e("\" 60 \""), Ok(Some(Duration::from_secs(60))));
+        assert_eq!(e("59.9"), Ok(Some(Duration::from_secs(59))));
+        assert_eq!(e("\"59.9\""), Ok(Some(Duration::from_secs(59))));
+        assert_eq!(e("null"), Ok(None));
+        assert_eq!(e("1e300"), Ok(Some(Duration::from_secs(u64::MAX))));
         assert_eq!(
             e("184467440737095516150000"),
-            Some(Duration::from_secs(u64::MAX))
+            Ok(Some(Duration::from_secs(u64::MAX)))
+        );
+        // Not silently a default lifetime: the answer is unusable.
+        let expired = Err("expires_in is 0: the token is already expired".to_string());
+        assert_eq!(e("0"), expired);
+        assert_eq!(e("\"0\""), expired);
+        assert_eq!(e("0.5"), expired);
+        assert_eq!(e("-5"), Err("expires_in is negative".into()));
+        assert_eq!(e("\"-1\""), Err("expires_in is negative".into()));
+        assert_eq!(e("\"soon\""), Err("expires_in is not a number".into()));
+        assert_eq!(e("\"inf\""), Err("expires_in is not a number".into()));
+        assert_eq!(e("true"), Err("expires_in is not a number".into()));
+        assert_eq!(e("[60]"), Err("expires_in is not a number".into()));
+        // Absent: the lifetime comes from elsewhere (JWT exp, default).
+        assert_eq!(
+            parse(&ok(r#"{"access_token":"a"}"#)).unwrap().expires_in,
+            None
         );
     }
 
     #[test]
-    fn lenient_token_type() {
+    fn token_type_is_kept_as_sent_and_judged_apart() {
         let t = parse(&ok(r#"{"access_token":"a","token_type":"mac"}"#)).unwrap();
         assert_eq!(t.token_type, "mac");
         let t = parse(&ok(r#"{"access_token":"a"}"#)).unwrap();
         assert_eq!(t.token_type, "");
+        for fine in ["Bearer", "bearer", "BEARER", ""] {
+            assert_eq!(check_token_type(fine, TokenType::Bearer), Ok(()), "{fine}");
+        }
+        for other in ["mac", "DPoP", "N_A", "Bearer2", "Basic"] {
+            assert_eq!(
+                check_token_type(other, TokenType::Bearer),
+                Err(Failure::UnsupportedTokenType {
+                    sent: Arc::from(other),
+                    expected: "Bearer"
+                }),
+                "{other}"
+            );
+        }
+        // A hostile type is tamed before it reaches a message.
+        let Err(Failure::UnsupportedTokenType { sent, .. }) =
+            check_token_type("x\r\nInjected: 1", TokenType::Bearer)
+        else {
+            panic!()
+        };
+        assert_eq!(&*sent, "x  Injected: 1");
     }
 
     #[test]

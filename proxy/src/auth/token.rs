@@ -32,10 +32,11 @@ pub struct TokenData {
 pub const BEARER_PREFIX: &str = "Bearer ";
 
 impl Token {
-    /// A token that arrived at `received`, with the given schedule. `id` is unique per
-    /// cache (compare-and-invalidate uses it).
-    pub(crate) fn new(value: String, id: u64, received: Instant, schedule: &Schedule) -> Self {
-        let at = |d: Duration| received.checked_add(d).unwrap_or(received);
+    /// A token whose lifetime started at `start` (when its token request was sent, not
+    /// when the answer arrived), with the given schedule. `id` is unique per cache
+    /// (compare-and-invalidate uses it).
+    pub(crate) fn new(value: String, id: u64, start: Instant, schedule: &Schedule) -> Self {
+        let at = |d: Duration| start.checked_add(d).unwrap_or(start);
         let bearer = prefixed(BEARER_PREFIX, &value);
         Token(Arc::new(TokenData {
             value: value.into_boxed_str(),
