@@ -32,6 +32,18 @@ pub enum AuthError {
         path: PathBuf,
         reason: String,
     },
+    /// Another file the credential reads: `value_file`, `service_account_file`,
+    /// `certificate_file`.
+    #[error("credential \"{credential}\": {key} {}: {reason}", path.display())]
+    File {
+        credential: String,
+        key: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    /// OIDC discovery of its `issuer` failed or found something unusable.
+    #[error("credential \"{credential}\": {reason}")]
+    Discovery { credential: String, reason: String },
     #[error("credential \"{credential}\": cannot build the token endpoint client: {reason}")]
     Client { credential: String, reason: String },
     #[error("registering the token metrics: {0}")]

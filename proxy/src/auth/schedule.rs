@@ -38,6 +38,8 @@ pub enum LifetimeSource {
     ExpiresIn,
     JwtExp,
     Default,
+    /// A static credential: until its file changes.
+    Static,
 }
 
 impl LifetimeSource {
@@ -46,6 +48,7 @@ impl LifetimeSource {
             LifetimeSource::ExpiresIn => "expires_in",
             LifetimeSource::JwtExp => "jwt_exp",
             LifetimeSource::Default => "default",
+            LifetimeSource::Static => "static",
         }
     }
 }
