@@ -160,7 +160,8 @@ pub(crate) const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:
 ///
 /// Form fields, in this order: `grant_type`; the grant's own (`assertion`, or
 /// `subject_token`, `subject_token_type`, `requested_token_type`); `scope` (scopes joined
-/// by spaces, omitted when none); `audience`; `resource`; the extra `params`; then the
+/// by spaces, omitted when none, and for `jwt_bearer`, whose assertion carries them);
+/// `audience`; `resource`; the extra `params`; then the
 /// client authentication: for `client_secret_post` `client_id` and `client_secret`, for
 /// assertions `client_id`, `client_assertion_type` and `client_assertion`.
 /// `client_secret_basic` sends `Authorization: Basic base64(id ":" secret)` with id and
@@ -194,7 +195,10 @@ pub(crate) fn build_request(
             }
         }
     }
-    if !def.scopes.is_empty() {
+    // A JWT bearer grant carries its scopes in the assertion (Google: only `grant_type`
+    // and `assertion` in the form).
+    let scopes_in_form = !matches!(grant, GrantForm::JwtBearer { .. });
+    if scopes_in_form && !def.scopes.is_empty() {
         form.append_pair("scope", &def.scopes.join(" "));
     }
     if let Some(audience) = &def.audience {
@@ -806,10 +810,10 @@ mod tests {
             None,
         );
         assert_eq!(req.url, url);
+        // The scopes are in the assertion, not the form.
         assert_eq!(
             req.body,
-            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=h.c.s\
-             &scope=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform"
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=h.c.s"
         );
         assert_eq!(req.header("authorization"), None);
         assert_eq!(req.headers.len(), 2);

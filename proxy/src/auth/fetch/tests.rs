@@ -428,7 +428,11 @@ async fn a_service_account_signs_a_jwt_bearer_grant() {
     assert_eq!(info.token.secret(), "ya29.c.token");
     let req = fake.last_request();
     assert_eq!(req.url.as_str(), "https://oauth2.googleapis.com/token");
-    assert_eq!(names(&req), ["grant_type", "assertion", "scope"]);
+    assert_eq!(
+        names(&req),
+        ["grant_type", "assertion"],
+        "scopes go in the assertion"
+    );
     assert_eq!(
         field(&req, "grant_type").unwrap(),
         "urn:ietf:params:oauth:grant-type:jwt-bearer"
