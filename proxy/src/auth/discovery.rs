@@ -346,4 +346,65 @@ mod tests {
         let body = json!({"issuer": "http://127.0.0.1:9000", "token_endpoint": "http://127.0.0.1:9000/token"});
         assert!(judge(body.to_string().as_bytes(), &iss, &def, None).is_ok());
     }
+
+    /// Serves `response` (raw HTTP) to connections until dropped; returns the issuer URL.
+    async fn serve(response: String) -> (Url, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(response.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            }
+        });
+        (Url::parse(&format!("http://{addr}")).unwrap(), task)
+    }
+
+    async fn discover_at(response: String) -> Result<Discovered, String> {
+        let (issuer, task) = serve(response).await;
+        let mut def = oauth(&credential("x"));
+        def.endpoint = Endpoint::Issuer(issuer.clone());
+        let r = tokio::task::spawn_blocking(move || discover(&issuer, &def, None, None))
+            .await
+            .unwrap();
+        task.abort();
+        r
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn fetching_is_bounded_and_never_follows_redirects() {
+        let ok = |body: &str| {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        // A redirect is not followed (the document must be at the issuer).
+        let e = discover_at(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.ends_with("answered 302 Found"), "{e}");
+        assert!(e.starts_with("discovery at http://127.0.0.1:"), "{e}");
+        // More than 1 MiB is refused.
+        let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(MAX_BODY));
+        let e = discover_at(ok(&huge)).await.unwrap_err();
+        assert!(e.ends_with("the document is larger than 1 MiB"), "{e}");
+        // Nothing listening: a clear reason.
+        let issuer = Url::parse("http://127.0.0.1:9").unwrap();
+        let mut def = oauth(&credential("x"));
+        def.endpoint = Endpoint::Issuer(issuer.clone());
+        let e = tokio::task::spawn_blocking(move || discover(&issuer, &def, None, None))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(e.ends_with("connection refused"), "{e}");
+    }
 }
