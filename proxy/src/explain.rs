@@ -208,7 +208,13 @@ fn describe(state: &State, plan: &Plan<'_, '_>, e: &mut Explanation) {
             .config
             .credentials
             .get(&i.credential)
-            .map(|c| c.token_url.to_string());
+            .and_then(|c| c.oauth2())
+            .and_then(|o| match &o.endpoint {
+                // An issuer's token URL is known only after discovery; see
+                // `Credential::describe` for a line that covers every kind.
+                tollgate_rules::Endpoint::TokenUrl(u) => Some(u.to_string()),
+                _ => None,
+            });
         e.replay_on_401 = Some(i.replay_on_401);
     }
     let d = &plan.dial;

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tollgate_rules::{load::ProcessEnv, AuthMethod, Config, SecretSource};
+use tollgate_rules::{load::ProcessEnv, AuthMethod, Config, Grant};
 
 /// How often watched files are checked for changes.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -23,21 +23,32 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
 }
 
-/// The files a config depends on (the config itself first).
+/// The files a config depends on (the config itself first). Files a credential reads
+/// afresh for every token request (`client_assertion_file`, `subject_token_file`: renewed
+/// by someone else, often hourly) are not among them: a change there needs no reload.
 fn watched_files(path: &Path, config: &Config) -> Vec<PathBuf> {
     let mut files = vec![path.to_path_buf()];
     for c in config.credentials.values() {
-        match &c.auth {
-            AuthMethod::ClientSecretBasic(SecretSource::File(p))
-            | AuthMethod::ClientSecretPost(SecretSource::File(p)) => files.push(p.clone()),
-            AuthMethod::PrivateKeyJwt {
-                private_key_file, ..
-            } => files.push(private_key_file.clone()),
-            _ => {}
-        }
-        if let Some(ca) = &c.ca_file {
-            files.push(ca.clone());
-        }
+        let per_request: Vec<&Path> = match c.oauth2() {
+            Some(o) => {
+                let mut v = Vec::new();
+                if let Grant::TokenExchange(t) = &o.grant {
+                    v.push(t.subject_token_file.as_path());
+                }
+                if let Some(AuthMethod::ClientAssertionFile(p)) = o.grant.client().map(|c| &c.auth)
+                {
+                    v.push(p.as_path());
+                }
+                v
+            }
+            None => Vec::new(),
+        };
+        files.extend(
+            c.files()
+                .into_iter()
+                .filter(|f| !per_request.contains(f))
+                .map(Path::to_path_buf),
+        );
     }
     for r in &config.routes {
         if let Some(ca) = &r.upstream_ca_file {

@@ -9,7 +9,8 @@
 //! collected problem, not a serde error that hides the rest.
 //!
 //! The only values serde rejects on its own are enums (`action`, `auth_method`,
-//! `signing_alg`, `default_action`), booleans and integers.
+//! `signing_alg`, `default_action`, `kind`, `grant`, `basic_encoding`), booleans and
+//! integers.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -121,6 +122,40 @@ pub enum AuthMethodFile {
     ClientSecretPost,
     /// `private_key_jwt`
     PrivateKeyJwt,
+    /// `client_assertion_file`
+    ClientAssertionFile,
+}
+
+/// `kind:` of a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KindFile {
+    /// `oauth2` (the default)
+    Oauth2,
+    /// `static`
+    Static,
+}
+
+/// `grant:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantFile {
+    /// `client_credentials` (the default)
+    ClientCredentials,
+    /// `jwt_bearer`
+    JwtBearer,
+    /// `token_exchange`
+    TokenExchange,
+}
+
+/// `basic_encoding:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BasicEncodingFile {
+    /// `form_urlencoded` (the default)
+    FormUrlencoded,
+    /// `raw`
+    Raw,
 }
 
 /// `signing_alg:`.
@@ -132,15 +167,30 @@ pub enum SigningAlgFile {
     /// `RS256`
     #[serde(rename = "RS256")]
     Rs256,
+    /// `PS256`
+    #[serde(rename = "PS256")]
+    Ps256,
 }
 
 /// One entry of `credentials:`.
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialFile {
-    /// `token_url:` (required).
+    /// `kind:` `oauth2` (default) or `static`.
+    #[serde(default)]
+    pub kind: Option<KindFile>,
+    /// `value_file:` (`kind: static`).
+    #[serde(default)]
+    pub value_file: Option<String>,
+    /// `grant:`.
+    #[serde(default)]
+    pub grant: Option<GrantFile>,
+    /// `token_url:` (this or `issuer` is required, except for `jwt_bearer`).
     #[serde(default)]
     pub token_url: Option<String>,
+    /// `issuer:` (OIDC discovery).
+    #[serde(default)]
+    pub issuer: Option<String>,
     /// `client_id:` (required).
     #[serde(default)]
     pub client_id: Option<String>,
@@ -150,9 +200,15 @@ pub struct CredentialFile {
     /// `client_secret_file:`.
     #[serde(default)]
     pub client_secret_file: Option<String>,
+    /// `client_secret_files:` current and previous.
+    #[serde(default)]
+    pub client_secret_files: Option<Vec<String>>,
     /// `auth_method:`.
     #[serde(default)]
     pub auth_method: Option<AuthMethodFile>,
+    /// `basic_encoding:` (client_secret_basic).
+    #[serde(default)]
+    pub basic_encoding: Option<BasicEncodingFile>,
     /// `private_key_file:` (private_key_jwt).
     #[serde(default)]
     pub private_key_file: Option<String>,
@@ -162,6 +218,33 @@ pub struct CredentialFile {
     /// `key_id:` (private_key_jwt).
     #[serde(default)]
     pub key_id: Option<String>,
+    /// `certificate_file:` (private_key_jwt).
+    #[serde(default)]
+    pub certificate_file: Option<String>,
+    /// `x5t:` also send the SHA-1 thumbprint (private_key_jwt with certificate_file).
+    #[serde(default)]
+    pub x5t: Option<bool>,
+    /// `assertion_audience:` (private_key_jwt, jwt_bearer).
+    #[serde(default)]
+    pub assertion_audience: Option<String>,
+    /// `client_assertion_file:` (auth_method client_assertion_file).
+    #[serde(default)]
+    pub client_assertion_file: Option<String>,
+    /// `service_account_file:` (jwt_bearer).
+    #[serde(default)]
+    pub service_account_file: Option<String>,
+    /// `target_audience:` (jwt_bearer).
+    #[serde(default)]
+    pub target_audience: Option<String>,
+    /// `subject_token_file:` (token_exchange).
+    #[serde(default)]
+    pub subject_token_file: Option<String>,
+    /// `subject_token_type:` (token_exchange).
+    #[serde(default)]
+    pub subject_token_type: Option<String>,
+    /// `requested_token_type:` (token_exchange).
+    #[serde(default)]
+    pub requested_token_type: Option<String>,
     /// `scopes:`.
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
@@ -183,17 +266,32 @@ impl fmt::Debug for CredentialFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Written by hand so that `client_secret` never shows.
         f.debug_struct("CredentialFile")
+            .field("kind", &self.kind)
+            .field("value_file", &self.value_file)
+            .field("grant", &self.grant)
             .field("token_url", &self.token_url)
+            .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
             .field(
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("client_secret_file", &self.client_secret_file)
+            .field("client_secret_files", &self.client_secret_files)
             .field("auth_method", &self.auth_method)
+            .field("basic_encoding", &self.basic_encoding)
             .field("private_key_file", &self.private_key_file)
             .field("signing_alg", &self.signing_alg)
             .field("key_id", &self.key_id)
+            .field("certificate_file", &self.certificate_file)
+            .field("x5t", &self.x5t)
+            .field("assertion_audience", &self.assertion_audience)
+            .field("client_assertion_file", &self.client_assertion_file)
+            .field("service_account_file", &self.service_account_file)
+            .field("target_audience", &self.target_audience)
+            .field("subject_token_file", &self.subject_token_file)
+            .field("subject_token_type", &self.subject_token_type)
+            .field("requested_token_type", &self.requested_token_type)
             .field("scopes", &self.scopes)
             .field("audience", &self.audience)
             .field("resource", &self.resource)
@@ -318,4 +416,10 @@ pub const RESERVED_PARAMS: &[&str] = &[
     "scope",
     "audience",
     "resource",
+    "assertion",
+    "subject_token",
+    "subject_token_type",
+    "requested_token_type",
+    "actor_token",
+    "actor_token_type",
 ];

@@ -50,4 +50,12 @@ pub use convert::{
 };
 pub use load::{load, load_str, ConfigErrors, Env, Problem, ProcessEnv};
 pub use matcher::{Decision, RequestFacts, Router};
+
+/// Checks a token endpoint URL the way `token_url:` is checked (https, or http on a
+/// loopback host; no user info or fragment), for URLs found at run time: a discovered
+/// `token_endpoint`, a service account's `token_uri`. The error may quote the URL (with
+/// any user info redacted).
+pub fn parse_endpoint_url(s: &str) -> Result<url::Url, String> {
+    values::parse_token_url(s)
+}
 pub use model::*;

@@ -423,6 +423,16 @@ pub(crate) fn parse_token_url(s: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// An OIDC issuer (`issuer:`): a token URL's rules, and no query (OpenID Connect
+/// Discovery §3: the issuer is an https URL with no query or fragment).
+pub(crate) fn parse_issuer(s: &str) -> Result<Url, String> {
+    let url = parse_token_url(s).map_err(|e| e.replace("token_url", "issuer"))?;
+    if url.query().is_some() {
+        return Err("an issuer has no query (`?...`)".to_owned());
+    }
+    Ok(url)
+}
+
 /// Headers that cannot carry a token (framing, hop-by-hop, or never forwarded).
 const FORBIDDEN_HEADERS: &[&str] = &[
     "host",

@@ -20,6 +20,24 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
+/// The OAuth 2 settings of a credential (panics for a static one).
+fn oauth(c: &Credential) -> &OAuth2 {
+    c.oauth2().expect("an OAuth 2 credential")
+}
+
+/// The client of a client_credentials or token_exchange credential.
+fn client(c: &Credential) -> &Client {
+    oauth(c).grant.client().expect("a client")
+}
+
+/// The configured `token_url`.
+fn token_url(c: &Credential) -> &str {
+    match &oauth(c).endpoint {
+        Endpoint::TokenUrl(u) => u.as_str(),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn ok(text: &str) -> Config {
     match load_str("t.yaml", text, &env) {
         Ok(c) => c,
@@ -101,11 +119,14 @@ fn defaults() {
     assert!(!c.allow_private_networks);
     let cred = &c.credentials["billing"];
     assert!(matches!(
-        cred.auth,
-        AuthMethod::ClientSecretBasic(SecretSource::Inline(_))
+        client(cred).auth,
+        AuthMethod::ClientSecretBasic {
+            secret: SecretSource::Inline(_),
+            encoding: BasicEncoding::FormUrlencoded
+        }
     ));
-    assert!(cred.scopes.is_empty() && cred.params.is_empty());
-    assert_eq!(cred.audience, None);
+    assert!(oauth(cred).scopes.is_empty() && oauth(cred).params.is_empty());
+    assert_eq!(oauth(cred).audience, None);
     let r = &c.routes[0];
     let inject = r.inject().unwrap();
     assert_eq!(inject.header, "Authorization");
@@ -138,28 +159,21 @@ fn the_spec_example_parses() {
     assert_eq!(c.default_action, DefaultAction::Deny);
     let cred = &c.credentials["billing"];
     assert_eq!(cred.name, "billing");
+    assert_eq!(token_url(cred), "https://idp.example.com/oauth2/token");
+    assert_eq!(client(cred).client_id, "billing-egress");
     assert_eq!(
-        cred.token_url.as_str(),
-        "https://idp.example.com/oauth2/token"
+        client(cred).auth,
+        AuthMethod::ClientSecretBasic {
+            secret: SecretSource::File(PathBuf::from("/var/run/secrets/billing/secret")),
+            encoding: BasicEncoding::FormUrlencoded
+        }
     );
-    assert_eq!(cred.client_id, "billing-egress");
-    assert_eq!(
-        cred.auth,
-        AuthMethod::ClientSecretBasic(SecretSource::File(PathBuf::from(
-            "/var/run/secrets/billing/secret"
-        )))
-    );
-    assert_eq!(cred.scopes, ["invoices:read", "invoices:write"]);
-    assert_eq!(
-        cred.audience.as_deref(),
-        Some("https://billing.example.com")
-    );
-    assert_eq!(
-        cred.resource.as_deref(),
-        Some("https://billing.example.com")
-    );
-    assert_eq!(cred.params.get("tenant").map(String::as_str), Some("eu"));
-    assert_eq!(cred.ca_file, Some(PathBuf::from("/etc/ssl/idp-ca.pem")));
+    let o = oauth(cred);
+    assert_eq!(o.scopes, ["invoices:read", "invoices:write"]);
+    assert_eq!(o.audience.as_deref(), Some("https://billing.example.com"));
+    assert_eq!(o.resource.as_deref(), Some("https://billing.example.com"));
+    assert_eq!(o.params.get("tenant").map(String::as_str), Some("eu"));
+    assert_eq!(o.ca_file, Some(PathBuf::from("/etc/ssl/idp-ca.pem")));
 
     let r = &c.routes[0];
     assert_eq!(r.name, "billing");
@@ -255,20 +269,22 @@ routes:
     assert_eq!(c.default_action, DefaultAction::Pass);
     assert!(c.allow_private_networks);
     let post = &c.credentials["post"];
-    assert_eq!(post.client_id, "12345");
-    match &post.auth {
+    assert_eq!(client(post).client_id, "12345");
+    match &client(post).auth {
         AuthMethod::ClientSecretPost(SecretSource::Inline(s)) => assert_eq!(s.expose(), SECRET),
         other => panic!("{other:?}"),
     }
     let jwt = &c.credentials["jwt"];
-    assert_eq!(jwt.token_url.as_str(), "https://idp.example.com/token");
+    assert_eq!(token_url(jwt), "https://idp.example.com/token");
     assert_eq!(
-        jwt.auth,
-        AuthMethod::PrivateKeyJwt {
+        client(jwt).auth,
+        AuthMethod::PrivateKeyJwt(PrivateKeyJwt {
             private_key_file: "key.pem".into(),
             signing_alg: Some(SigningAlg::Es256),
-            key_id: Some("k1".into())
-        }
+            key_id: Some("k1".into()),
+            certificate: None,
+            assertion_audience: None,
+        })
     );
     let r = &c.routes[0];
     assert_eq!(r.name, "Mixed");
@@ -304,11 +320,11 @@ fn substitution_applies_to_every_string_value() {
         "{CRED}    scopes: [\"${{IDP}}\"]\n    params: {{ tenant: \"x-${{PORT}}\" }}\n"
     ));
     let cred = &c.credentials["billing"];
-    assert_eq!(cred.scopes, ["idp.example.com"]);
-    assert_eq!(cred.params["tenant"], "x-8443");
+    assert_eq!(oauth(cred).scopes, ["idp.example.com"]);
+    assert_eq!(oauth(cred).params["tenant"], "x-8443");
     // `$${` escapes; a lone `$` stays.
     let c = ok("credentials:\n  c:\n    token_url: https://h/t\n    client_id: a$b$${IDP}\n    client_secret: x\n");
-    assert_eq!(c.credentials["c"].client_id, "a$b${IDP}");
+    assert_eq!(client(&c.credentials["c"]).client_id, "a$b${IDP}");
 }
 
 #[test]
@@ -466,7 +482,7 @@ fn unknown_enum_values() {
     one(
         &format!("{CRED}    auth_method: private_key_jwt\n    signing_alg: HS256\n"),
         "7:18",
-        "unknown variant `HS256`, expected `ES256` or `RS256`",
+        "unknown variant `HS256`, expected one of `ES256`, `RS256`, `PS256`",
     );
 }
 
@@ -500,9 +516,9 @@ fn missing_credential_keys() {
     assert_eq!(
         problems("credentials:\n  c:\n    auth_method: client_secret_post\n"),
         [
-            "2:3: credentials.c: missing `token_url`",
+            "2:3: credentials.c: missing `token_url` (or `issuer`, to find it by OIDC discovery)",
             "2:3: credentials.c: missing `client_id`",
-            "2:3: credentials.c: client_secret_post needs `client_secret` or `client_secret_file`",
+            "2:3: credentials.c: client_secret_post needs `client_secret`, `client_secret_file` or `client_secret_files`",
         ]
     );
 }
@@ -542,12 +558,12 @@ fn secret_source_checks() {
     one(
         "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n    client_secret: b\n    client_secret_file: /f\n",
         "6:5",
-        "either `client_secret` or `client_secret_file`, not both",
+        "give only one of `client_secret`, `client_secret_file` and `client_secret_files`",
     );
     one(
         "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n",
         "2:3",
-        "client_secret_basic needs `client_secret` or `client_secret_file`",
+        "client_secret_basic needs `client_secret`, `client_secret_file` or `client_secret_files`",
     );
     one(
         "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n    auth_method: private_key_jwt\n",
@@ -651,7 +667,10 @@ fn route_credential_checks() {
     );
     // A credential that exists but is itself broken is not also "not defined".
     let ps = problems("credentials:\n  c:\n    client_id: a\n    client_secret: b\nroutes:\n  - name: r\n    match: { hosts: [a.com] }\n    action: inject\n    credential: c\n");
-    assert_eq!(ps, ["2:3: credentials.c: missing `token_url`"]);
+    assert_eq!(
+        ps,
+        ["2:3: credentials.c: missing `token_url` (or `issuer`, to find it by OIDC discovery)"]
+    );
 }
 
 #[test]

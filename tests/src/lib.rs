@@ -10,6 +10,8 @@
 //! - [`clients`]: curl, Python (urllib, requests) and Node (global-agent, undici) runners.
 //! - [`idp::Idp`] / [`idp::ProtectedUpstream`]: the real OAuth2 server (oidc-provider) and
 //!   the token-validating upstream of `tests/idp/` (needs `npm ci --prefix tests/idp`).
+//! - [`providers::Providers`]: local stand-ins for the token endpoints of Auth0, Okta,
+//!   Entra ID, Cognito, Google and Keycloak, each checking its documented request shape.
 //!
 //! Everything binds 127.0.0.1 only; every test gets its own ports and temp dir.
 //! The binary is `target/debug/tollgate` (build it with `cargo build -p tollgate`) or
@@ -31,6 +33,7 @@ pub mod echo;
 pub mod http1;
 pub mod idp;
 pub mod process;
+pub mod providers;
 pub mod raw;
 pub mod tls;
 pub mod upstream;

@@ -152,9 +152,14 @@ of its `items`, when listed): otherwise the pod would start with a missing file.
 {{- if kindIs "map" $creds }}
 {{- range $name, $c := $creds }}
 {{- if kindIs "map" $c }}
-{{- range $k := list "client_secret_file" "private_key_file" "ca_file" }}
+{{- range $k := list "client_secret_file" "private_key_file" "ca_file" "value_file" "certificate_file" "service_account_file" "client_assertion_file" "subject_token_file" }}
 {{- if hasKey $c $k }}
 {{- $paths = append $paths (list (printf "credentials.%s.%s" $name $k) (toString (get $c $k))) }}
+{{- end }}
+{{- end }}
+{{- if kindIs "slice" (get $c "client_secret_files") }}
+{{- range $i, $f := get $c "client_secret_files" }}
+{{- $paths = append $paths (list (printf "credentials.%s.client_secret_files[%d]" $name $i) (toString $f)) }}
 {{- end }}
 {{- end }}
 {{- end }}

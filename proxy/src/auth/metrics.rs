@@ -14,6 +14,9 @@
 //! - `tollgate_token_expiry_seconds{credential}`: the Unix time, in seconds, at which
 //!   the cached token expires; 0 when none is cached. Seconds left:
 //!   `tollgate_token_expiry_seconds - time()` in PromQL.
+//! - `tollgate_token_client_secret_in_use{credential}`: for credentials with
+//!   `client_secret_files`, which one got the last token: 1 (the current secret) or 2
+//!   (the previous one: it cannot be revoked yet). Absent for other credentials.
 //!
 //! Per-credential handles are resolved once ([`CredMetrics`]), so the hot path
 //! increments an atomic without hashing labels. The cache counters are striped over
@@ -31,8 +34,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
-    Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry,
 };
 
 use super::error::Outcome;
@@ -174,6 +177,7 @@ pub(crate) struct Metrics {
     duration: HistogramVec,
     cache: Arc<CacheFamily>,
     expiry: GaugeVec,
+    secret_in_use: IntGaugeVec,
 }
 
 /// One credential's handles.
@@ -182,6 +186,8 @@ pub(crate) struct CredMetrics {
     outcomes: [IntCounter; 4],
     pub duration: Histogram,
     pub expiry: Gauge,
+    /// The family, and this credential's label: its series exists only once set.
+    secret_in_use: (IntGaugeVec, String),
 }
 
 impl CredMetrics {
@@ -193,6 +199,14 @@ impl CredMetrics {
             Outcome::NetworkError => 3,
         };
         &self.outcomes[i]
+    }
+
+    /// Which of `client_secret_files` got the last token (1-based).
+    pub(crate) fn secret_in_use(&self, position: usize) {
+        let (family, name) = &self.secret_in_use;
+        family
+            .with_label_values(&[name.as_str()])
+            .set(i64::try_from(position).unwrap_or(0));
     }
 }
 
@@ -224,11 +238,19 @@ impl Metrics {
             ),
             &["credential"],
         )?;
+        let secret_in_use = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_token_client_secret_in_use",
+                "Which of client_secret_files got the last token: 1 (current) or 2 (previous).",
+            ),
+            &["credential"],
+        )?;
         Ok(Metrics {
             requests,
             duration,
             cache,
             expiry,
+            secret_in_use,
         })
     }
 
@@ -238,6 +260,7 @@ impl Metrics {
         registry.register(Box::new(self.duration.clone()))?;
         registry.register(Box::new(CacheCollector(Arc::clone(&self.cache))))?;
         registry.register(Box::new(self.expiry.clone()))?;
+        registry.register(Box::new(self.secret_in_use.clone()))?;
         Ok(())
     }
 
@@ -249,6 +272,7 @@ impl Metrics {
             outcomes: Outcome::ALL.map(outcome),
             duration: self.duration.with_label_values(&[name]),
             expiry: self.expiry.with_label_values(&[name]),
+            secret_in_use: (self.secret_in_use.clone(), name.to_owned()),
         }
     }
 
@@ -260,5 +284,6 @@ impl Metrics {
         }
         let _ = self.duration.remove_label_values(&[name]);
         let _ = self.expiry.remove_label_values(&[name]);
+        let _ = self.secret_in_use.remove_label_values(&[name]);
     }
 }
