@@ -54,6 +54,8 @@ pub struct Explanation {
     /// e.g. `Authorization: Bearer <token>`.
     pub header: Option<String>,
     pub token_url: Option<String>,
+    /// How the credential gets its token (grant, endpoint, auth method), or its static file.
+    pub token: Option<String>,
     pub replay_on_401: Option<bool>,
     /// `https://host:port`, `http://...`, or `tcp://host:port` for a tunnel.
     pub upstream: Option<String>,
@@ -204,6 +206,11 @@ fn describe(state: &State, plan: &Plan<'_, '_>, e: &mut Explanation) {
     if let RouteAction::Inject(i) = &route.action {
         e.credential = Some(i.credential.clone());
         e.header = Some(format!("{}: {}<token>", i.header, i.prefix));
+        e.token = state
+            .config
+            .credentials
+            .get(&i.credential)
+            .map(|c| c.describe());
         e.token_url = state
             .config
             .credentials
@@ -286,8 +293,8 @@ fn print_text(e: &Explanation) {
                     "action:   inject credential {c:?} as `{}`",
                     e.header.as_deref().unwrap_or_default()
                 );
-                if let Some(u) = &e.token_url {
-                    println!("token:    from {u}");
+                if let Some(t) = &e.token {
+                    println!("token:    {t}");
                 }
                 println!(
                     "replay:   {}",

@@ -57,6 +57,8 @@ impl State {
         for r in &mut self.routes {
             if let crate::route::RouteAction::Inject(i) = &mut r.action {
                 i.handle = tokens.handle(&i.credential);
+                // A static credential would come back the same: never replay its 401.
+                i.replay_on_401 &= i.handle.as_ref().is_none_or(|h| h.replays_after_401());
             }
         }
     }

@@ -228,7 +228,6 @@ async fn a_static_value_is_injected_and_follows_its_file() {
 /// Passes once the data path consults `CredHandle::replays_after_401` (SPEC: a static
 /// credential's 401 is passed through and counted, never replayed).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the data path to consult CredHandle::replays_after_401 (lead, issue 12)"]
 async fn a_static_value_is_never_replayed_after_a_401() {
     let up = RecordingUpstream::start().await;
     up.set_reply(Reply {
