@@ -54,6 +54,9 @@ pub enum Command {
         /// Client (source) IP address
         #[arg(long)]
         client: Option<std::net::IpAddr>,
+        /// The authenticated caller's name (e.g. system:serviceaccount:billing:api)
+        #[arg(long)]
+        caller: Option<String>,
         /// Output format
         #[arg(long, value_enum, default_value_t = crate::explain::Format::Text)]
         format: crate::explain::Format,

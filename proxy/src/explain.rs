@@ -94,7 +94,14 @@ pub enum Format {
 
 /// Explains a request; exits 0 when it would be forwarded or tunnelled, 1 when refused,
 /// 2 for a bad URL, 78 for a bad config.
-pub fn route(path: &Path, url: &str, method: &str, client: Option<IpAddr>, format: Format) -> i32 {
+pub fn route(
+    path: &Path,
+    url: &str,
+    method: &str,
+    client: Option<IpAddr>,
+    caller: Option<&str>,
+    format: Format,
+) -> i32 {
     let Some(config) = commands::load(path) else {
         return EX_CONFIG;
     };
@@ -105,7 +112,7 @@ pub fn route(path: &Path, url: &str, method: &str, client: Option<IpAddr>, forma
         return EX_CONFIG;
     };
     let method = method.to_ascii_uppercase();
-    let e = match explain(&state, url, &method, client) {
+    let e = match explain(&state, url, &method, client, caller) {
         Ok(e) => e,
         Err(why) => {
             eprintln!("tollgate route: {why}");
@@ -129,6 +136,7 @@ pub fn explain(
     url: &str,
     method: &str,
     client: Option<IpAddr>,
+    caller: Option<&str>,
 ) -> Result<Explanation, String> {
     let line = request_line(url, method)?;
     let head = match parse_request(&mut bytes::BytesMut::from(line.as_str())) {
@@ -137,8 +145,11 @@ pub fn explain(
     };
     let mut e = Explanation {
         request: format!(
-            "{method} {url}{}",
-            client.map(|c| format!(" from {c}")).unwrap_or_default()
+            "{method} {url}{}{}",
+            client.map(|c| format!(" from {c}")).unwrap_or_default(),
+            caller
+                .map(|c| format!(" as caller {c:?}"))
+                .unwrap_or_default()
         ),
         ..Explanation::default()
     };
@@ -179,6 +190,7 @@ pub fn explain(
         path: &normalized,
         method,
         client,
+        caller,
     };
     let plan = match plan(state, &parsed.target, &facts) {
         Ok(p) => p,

@@ -12,6 +12,7 @@
 pub mod access;
 pub mod admin;
 pub mod auth;
+pub mod callers;
 pub mod cli;
 pub mod commands;
 pub mod conn;

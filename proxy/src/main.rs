@@ -23,8 +23,16 @@ fn main() -> ExitCode {
             url,
             method,
             client,
+            caller,
             format,
-        } => tollgate::explain::route(&config.path(), &url, &method, client, format),
+        } => tollgate::explain::route(
+            &config.path(),
+            &url,
+            &method,
+            client,
+            caller.as_deref(),
+            format,
+        ),
         Command::Token {
             config,
             credential,

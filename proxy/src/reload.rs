@@ -55,6 +55,18 @@ fn watched_files(path: &Path, config: &Config) -> Vec<PathBuf> {
             files.push(ca.clone());
         }
     }
+    if let Some(c) = &config.callers {
+        if let Some(tollgate_rules::JwtCallers {
+            keys: tollgate_rules::JwksSource::File(p),
+            ..
+        }) = &c.jwt
+        {
+            files.push(p.clone());
+        }
+        if let Some(b) = &c.basic {
+            files.push(b.htpasswd_file.clone());
+        }
+    }
     files
 }
 

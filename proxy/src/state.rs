@@ -14,6 +14,8 @@ pub struct State {
     pub routes: Vec<CompiledRoute>,
     /// What requests that `default_action: pass` lets through use.
     pub default_route: CompiledRoute,
+    /// `callers:` (JWKS, htpasswd, verification cache); `None` without that section.
+    pub callers: Option<crate::callers::Callers>,
 }
 
 impl State {
@@ -36,6 +38,13 @@ impl State {
                 Err(e) => problems.push(e),
             }
         }
+        let callers = match crate::callers::Callers::load(&config) {
+            Ok(c) => c,
+            Err(ps) => {
+                problems.extend(ps);
+                None
+            }
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -45,6 +54,7 @@ impl State {
             router,
             routes,
             default_route,
+            callers,
         })
     }
 }

@@ -51,6 +51,54 @@ pub struct ConfigFile {
     /// `routes:` in file order.
     #[serde(default)]
     pub routes: Option<Vec<RouteFile>>,
+    /// `callers:`.
+    #[serde(default)]
+    pub callers: Option<CallersFile>,
+}
+
+/// `callers:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallersFile {
+    /// `callers.jwt:`.
+    #[serde(default)]
+    pub jwt: Option<JwtCallersFile>,
+    /// `callers.basic:`.
+    #[serde(default)]
+    pub basic: Option<BasicCallersFile>,
+    /// `callers.required:`.
+    #[serde(default)]
+    pub required: Option<bool>,
+}
+
+/// `callers.jwt:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtCallersFile {
+    /// `issuer:` (required).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// `audiences:` (required, non-empty).
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
+    /// `jwks_file:`.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// `jwks_url:`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// `identity_claim:`.
+    #[serde(default)]
+    pub identity_claim: Option<String>,
+}
+
+/// `callers.basic:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicCallersFile {
+    /// `htpasswd_file:` (required).
+    #[serde(default)]
+    pub htpasswd_file: Option<String>,
 }
 
 /// `listen:`.
@@ -314,6 +362,9 @@ pub struct RouteFile {
     /// `clients:` source CIDRs.
     #[serde(default)]
     pub clients: Option<Vec<String>>,
+    /// `callers:` caller names and `prefix*` patterns.
+    #[serde(default)]
+    pub callers: Option<Vec<String>>,
     /// `action:` (required).
     #[serde(default)]
     pub action: Option<ActionFile>,

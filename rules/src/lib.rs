@@ -27,6 +27,7 @@
 //!     path: "/",
 //!     method: "CONNECT",
 //!     client: None,
+//!     caller: None,
 //! };
 //! assert!(matches!(router.decide(&config, &facts), Decision::Route(0, r) if r.name == "github"));
 //! # Ok::<(), tollgate_rules::ConfigErrors>(())
@@ -46,10 +47,11 @@ pub mod units;
 mod values;
 
 pub use convert::{
-    DEFAULT_ADMIN_ADDR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER, DEFAULT_PREFIX, DEFAULT_PROXY_ADDR,
+    DEFAULT_ADMIN_ADDR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER, DEFAULT_IDENTITY_CLAIM,
+    DEFAULT_PREFIX, DEFAULT_PROXY_ADDR,
 };
 pub use load::{load, load_str, ConfigErrors, Env, Problem, ProcessEnv};
-pub use matcher::{Decision, RequestFacts, Router};
+pub use matcher::{Admission, CallerRank, Decision, RequestFacts, Router};
 
 /// Checks a token endpoint URL the way `token_url:` is checked (https, or http on a
 /// loopback host; no user info or fragment), for URLs found at run time: a discovered

@@ -30,6 +30,69 @@ pub struct Config {
     pub credentials: BTreeMap<String, Credential>,
     /// Routes in file order (index = tie-breaker for matching).
     pub routes: Vec<Route>,
+    /// `callers:` how workloads prove who they are; `None` when the file has no
+    /// `callers:` section (then no route may list `callers`).
+    pub callers: Option<Callers>,
+}
+
+/// `callers:`: the identities of the workloads that use the proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Callers {
+    /// `callers.jwt:` `Proxy-Authorization: Bearer <JWT>` (and Basic with user `token`).
+    pub jwt: Option<JwtCallers>,
+    /// `callers.basic:` `Proxy-Authorization: Basic` checked against an htpasswd file.
+    pub basic: Option<BasicCallers>,
+    /// `callers.required:` every request must authenticate (default false).
+    pub required: bool,
+}
+
+/// `callers.jwt:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtCallers {
+    /// `issuer:` the exact `iss` a token must carry.
+    pub issuer: String,
+    /// `audiences:` a token's `aud` must contain one of these. Never empty.
+    pub audiences: Vec<String>,
+    /// `jwks_file:` or `jwks_url:`.
+    pub keys: JwksSource,
+    /// `identity_claim:` the claim that names the caller; default `sub`.
+    pub identity_claim: String,
+}
+
+/// Where the keys that sign caller tokens come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JwksSource {
+    /// `jwks_file:` a JWK Set on disk, re-read when it changes.
+    File(PathBuf),
+    /// `jwks_url:` https (http only on a loopback host), fetched and refreshed.
+    Url(url::Url),
+}
+
+/// `callers.basic:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BasicCallers {
+    /// `htpasswd_file:` `user:bcrypt-hash` lines (`htpasswd -B`).
+    pub htpasswd_file: PathBuf,
+}
+
+/// One entry of a route's `callers:`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CallerPattern {
+    /// A caller name, compared exactly.
+    Exact(String),
+    /// `prefix*`: any caller whose name starts with the prefix (`*` alone: any
+    /// authenticated caller).
+    Prefix(String),
+}
+
+impl CallerPattern {
+    /// Does the caller named `caller` match?
+    pub fn matches(&self, caller: &str) -> bool {
+        match self {
+            CallerPattern::Exact(name) => name == caller,
+            CallerPattern::Prefix(prefix) => caller.starts_with(prefix.as_str()),
+        }
+    }
 }
 
 /// `listen:`.
@@ -602,6 +665,8 @@ pub struct Route {
     pub matcher: RouteMatch,
     /// Empty = any client.
     pub clients: Vec<ipnet::IpNet>,
+    /// `callers:`; empty = anyone (authenticated or not).
+    pub callers: Vec<CallerPattern>,
     /// `action:` (with the inject settings).
     pub action: Action,
     /// `upstream:`; `None` means the requested scheme://host:port.

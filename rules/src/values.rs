@@ -520,6 +520,28 @@ pub(crate) fn check_scope(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `routes[].callers` entries: a caller name, or a prefix ending in one `*`.
+pub(crate) fn parse_caller_pattern(s: &str) -> Result<crate::model::CallerPattern, String> {
+    use crate::model::CallerPattern;
+    if s.is_empty() {
+        return Err("empty caller name".to_owned());
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("caller {} cannot contain whitespace", shown(s)));
+    }
+    if s.len() > 1024 {
+        return Err("caller name longer than 1024 bytes".to_owned());
+    }
+    match s.find('*') {
+        None => Ok(CallerPattern::Exact(s.to_owned())),
+        Some(i) if i == s.len() - 1 => Ok(CallerPattern::Prefix(s[..i].to_owned())),
+        Some(_) => Err(format!(
+            "caller pattern {} may have `*` only at its end (`system:serviceaccount:billing:*`)",
+            shown(s)
+        )),
+    }
+}
+
 /// Names of routes and credentials: used in logs, metrics and errors.
 pub(crate) fn check_name(s: &str) -> Result<(), String> {
     if s.is_empty() {

@@ -985,3 +985,126 @@ fn timeouts_and_replay_buffer() {
         assert!(e.contains(want), "want {want:?} in:\n{e}");
     }
 }
+
+// ------------------------------------------------------------------ callers
+
+#[test]
+fn callers_section_parses_with_defaults() {
+    let c = ok("callers:
+  jwt:
+    issuer: https://kubernetes.default.svc.cluster.local
+    audiences: [tollgate, tollgate]
+    jwks_file: /etc/tollgate/jwks.json
+  basic:
+    htpasswd_file: /etc/tollgate/callers.htpasswd
+routes:
+  - name: r
+    match: { hosts: [a.test] }
+    callers: [\"system:serviceaccount:billing:*\", legacy-batch, legacy-batch, \"*\"]
+    action: pass
+");
+    let callers = c.callers.expect("callers");
+    assert!(!callers.required);
+    let jwt = callers.jwt.expect("jwt");
+    assert_eq!(jwt.issuer, "https://kubernetes.default.svc.cluster.local");
+    assert_eq!(jwt.audiences, ["tollgate"]);
+    assert_eq!(jwt.keys, JwksSource::File("/etc/tollgate/jwks.json".into()));
+    assert_eq!(jwt.identity_claim, DEFAULT_IDENTITY_CLAIM);
+    assert_eq!(
+        callers.basic.expect("basic").htpasswd_file,
+        PathBuf::from("/etc/tollgate/callers.htpasswd")
+    );
+    assert_eq!(
+        c.routes[0].callers,
+        [
+            CallerPattern::Prefix("system:serviceaccount:billing:".into()),
+            CallerPattern::Exact("legacy-batch".into()),
+            CallerPattern::Prefix(String::new()),
+        ]
+    );
+    let c = ok("callers:
+  required: true
+  jwt:
+    issuer: i
+    audiences: [a]
+    jwks_url: http://127.0.0.1:8080/jwks
+    identity_claim: email
+");
+    let callers = c.callers.expect("callers");
+    assert!(callers.required);
+    let jwt = callers.jwt.expect("jwt");
+    assert_eq!(jwt.identity_claim, "email");
+    assert!(matches!(jwt.keys, JwksSource::Url(u) if u.as_str() == "http://127.0.0.1:8080/jwks"));
+    assert!(ok("").callers.is_none());
+}
+
+#[test]
+fn callers_problems_are_located() {
+    one(
+        "callers:\n  required: true\n",
+        "1:1",
+        "needs `jwt` or `basic`",
+    );
+    one(
+        "callers:\n  jwt:\n    audiences: [a]\n    jwks_file: f\n",
+        "2:3",
+        "missing `issuer`",
+    );
+    one(
+        "callers:\n  jwt:\n    issuer: i\n    jwks_file: f\n",
+        "2:3",
+        "missing `audiences`",
+    );
+    one(
+        "callers:\n  jwt:\n    issuer: i\n    audiences: []\n    jwks_file: f\n",
+        "4:16",
+        "at least one audience",
+    );
+    one(
+        "callers:\n  jwt:\n    issuer: i\n    audiences: [a]\n",
+        "2:3",
+        "missing `jwks_file` or `jwks_url`",
+    );
+    one(
+        "callers:\n  jwt:\n    issuer: i\n    audiences: [a]\n    jwks_file: f\n    jwks_url: https://x/j\n",
+        "6:5",
+        "not both",
+    );
+    one(
+        "callers:\n  jwt:\n    issuer: i\n    audiences: [a]\n    jwks_url: http://idp.test/jwks\n",
+        "5:15",
+        "jwks_url",
+    );
+    one(
+        "callers:\n  jwt:\n    issuer: i\n    audiences: [a]\n    jwks_url: http://idp.test/jwks\n",
+        "5:15",
+        "must use https",
+    );
+    one("callers:\n  basic: {}\n", "2:3", "missing `htpasswd_file`");
+    one("callers:\n  basic:\n    htpasswd: f\n", "3:5", "htpasswd");
+}
+
+#[test]
+fn route_callers_problems_are_located() {
+    let base = "callers:\n  basic: { htpasswd_file: f }\nroutes:\n  - name: r\n    match: { hosts: [a.test] }\n    action: pass\n";
+    one(
+        &format!("{base}    callers: []\n"),
+        "7:14",
+        "omit the key to match any caller",
+    );
+    one(
+        &format!("{base}    callers: [\"a*b\"]\n"),
+        "7:15",
+        "`*` only at its end",
+    );
+    one(
+        &format!("{base}    callers: [\"a b\"]\n"),
+        "7:15",
+        "whitespace",
+    );
+    one(
+        "routes:\n  - name: r\n    match: { hosts: [a.test] }\n    action: pass\n    callers: [a]\n",
+        "5:5",
+        "no `callers:` section",
+    );
+}

@@ -7,6 +7,7 @@
 //! - [`tls::TestCa`]: a CA made at run time with rcgen, for TLS upstreams and `--cacert`.
 //! - [`echo::EchoServer`]: raw TCP echo for CONNECT tunnels.
 //! - [`raw`]: a raw-socket client for exact bytes (malformed requests, CONNECT + payload).
+//! - [`callers`]: caller JWTs signed at test time, their JWK Sets, htpasswd lines.
 //! - [`clients`]: curl, Python (urllib, requests) and Node (global-agent, undici) runners.
 //! - [`idp::Idp`] / [`idp::ProtectedUpstream`]: the real OAuth2 server (oidc-provider) and
 //!   the token-validating upstream of `tests/idp/` (needs `npm ci --prefix tests/idp`).
@@ -28,6 +29,7 @@
 //!
 //! A failing test prints the proxy's captured output (stdout and stderr) after its panic.
 
+pub mod callers;
 pub mod clients;
 pub mod echo;
 pub mod http1;

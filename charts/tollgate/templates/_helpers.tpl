@@ -165,6 +165,17 @@ of its `items`, when listed): otherwise the pod would start with a missing file.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- $callers := get $cfg "callers" }}
+{{- if kindIs "map" $callers }}
+{{- $basic := get $callers "basic" }}
+{{- if and (kindIs "map" $basic) (hasKey $basic "htpasswd_file") }}
+{{- $paths = append $paths (list "callers.basic.htpasswd_file" (toString (get $basic "htpasswd_file"))) }}
+{{- end }}
+{{- $jwt := get $callers "jwt" }}
+{{- if and (kindIs "map" $jwt) (hasKey $jwt "jwks_file") }}
+{{- $paths = append $paths (list "callers.jwt.jwks_file" (toString (get $jwt "jwks_file"))) }}
+{{- end }}
+{{- end }}
 {{- $routes := get $cfg "routes" }}
 {{- if kindIs "slice" $routes }}
 {{- range $i, $r := $routes }}

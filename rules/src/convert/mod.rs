@@ -64,10 +64,12 @@ fn child(base: &[Seg], seg: impl Into<Seg>) -> YPath {
     p
 }
 
+mod callers;
 mod credential;
 mod route;
 mod timeouts;
 
+pub use callers::DEFAULT_IDENTITY_CLAIM;
 use credential::credential;
 use route::route;
 
@@ -306,13 +308,24 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
         }
     }
 
+    let callers = callers::callers(c, f.callers);
+
     // Routes, in file order.
     let mut routes = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, rf) in f.routes.unwrap_or_default().into_iter().enumerate() {
         let base = path!["routes", i];
         match route(c, &base, rf, &declared, &mut names, i) {
-            Some(r) => routes.push(r),
+            Some(r) => {
+                if !r.callers.is_empty() && matches!(callers, Some(None)) {
+                    c.node_err(
+                        &child(&base, "callers"),
+                        "a route lists `callers` but there is no `callers:` section saying how callers authenticate",
+                    );
+                    all_ok = false;
+                }
+                routes.push(r)
+            }
             None => all_ok = false,
         }
     }
@@ -334,6 +347,7 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
         },
         credentials,
         routes,
+        callers: callers?,
     };
     (all_ok && c.problems.is_empty()).then_some(config)
 }

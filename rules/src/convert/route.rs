@@ -140,6 +140,11 @@ pub(super) fn route(
         ok = false;
     }
 
+    let callers = super::callers::route_callers(c, base, &f.callers);
+    if callers.is_none() {
+        ok = false;
+    }
+
     let action = match f.action {
         None => {
             c.node_err(base, "missing `action` (inject, pass or deny)");
@@ -286,6 +291,7 @@ pub(super) fn route(
         name: name?,
         matcher: matcher?,
         clients,
+        callers: callers.unwrap_or_default(),
         action: action?,
         upstream,
         upstream_ca_file,
