@@ -82,6 +82,8 @@ fn route(i: usize) -> impl Strategy<Value = Route> {
             upstream: None,
             upstream_ca_file: None,
             timeouts: RouteTimeouts::default(),
+            connect: Connect::Tunnel,
+            connect_at: None,
         })
 }
 
@@ -109,6 +111,7 @@ fn config() -> impl Strategy<Value = Config> {
             replay_buffer: DEFAULT_REPLAY_BUFFER,
             credentials: BTreeMap::new(),
             routes,
+            interception: None,
         })
 }
 
