@@ -6,8 +6,10 @@
 //! [`plan`](Interceptor::plan) is [`ConnectPlan::Intercept`] (callers and `clients` are
 //! checked before the 200, like any request):
 //!
-//! 1. answer `200`, then peek the first byte: [`classify`];
-//! 2. [`FirstBytes::Http`]: serve HTTP/1 on the stream as is; [`FirstBytes::Tls`]:
+//! 1. answer `200`, then read the first bytes (bounded by a timeout) and [`classify`]
+//!    them; wrap the connection as [`Prefixed`]`::new(bytes_read, conn)` so nothing read
+//!    is lost (bytes the client sent right after the CONNECT head belong there too);
+//! 2. [`FirstBytes::Http`]: serve HTTP/1 on that stream; [`FirstBytes::Tls`]:
 //!    [`Interceptor::accept`]`(R.name, connect_host, stream, HANDSHAKE_TIMEOUT)` and serve
 //!    HTTP/1 on [`Accepted::stream`]; on error close (it is logged and counted);
 //!    [`FirstBytes::Unknown`]: close;
@@ -29,6 +31,7 @@
 //!   [`check_sni`]; `interceptor.rs`: [`Interceptor`], what the CONNECT path holds;
 //! - `check.rs`: [`prepare`] and [`check`]; `plan.rs`: [`ConnectPlan`], what a CONNECT to
 //!   a route does and why (also for `tollgate route`);
+//! - `prefixed.rs`: [`Prefixed`], a stream that gives back the bytes read to classify it;
 //! - `init.rs`: `tollgate ca init`; `metrics.rs`: the `tollgate_interception_*` metrics.
 
 mod authority;
@@ -41,6 +44,7 @@ mod leaf;
 mod metrics;
 mod pem;
 mod plan;
+mod prefixed;
 mod tls;
 
 #[cfg(test)]
@@ -56,6 +60,7 @@ pub use interceptor::{AcceptError, Accepted, Interceptor, LeafError};
 pub use leaf::Validity;
 pub use metrics::{HandshakeOutcome, LeafOutcome};
 pub use plan::{plan, ConnectPlan, Refusal, TlsPlan};
+pub use prefixed::Prefixed;
 pub use tls::{
     check_sni, classify, FirstBytes, HandshakeFailure, SniCheck, ALPN, HANDSHAKE_TIMEOUT,
 };

@@ -788,11 +788,18 @@ async fn a_real_handshake_over_a_duplex_stream() {
     let ca = Spec::default().write(&dir, "");
     let (i, reg) = interceptor_with(&ca, 8);
     let (client, server) = tokio::io::duplex(64 * 1024);
+    // What the CONNECT path does after the 200: read, classify, give the bytes back.
     let srv = {
         let i = Arc::clone(&i);
         tokio::spawn(async move {
+            let mut server = server;
+            let mut first = vec![0u8; 16];
+            let n = server.read(&mut first).await.expect("first bytes");
+            first.truncate(n);
+            assert_eq!(classify(&first), FirstBytes::Tls);
+            let stream = Prefixed::new(first, server);
             let accepted = i
-                .accept("billing", "api.example.com", server, HANDSHAKE_TIMEOUT)
+                .accept("billing", "api.example.com", stream, HANDSHAKE_TIMEOUT)
                 .await
                 .expect("accepted");
             assert_eq!(accepted.sni, SniCheck::Matches);
