@@ -14,8 +14,9 @@
 //!    HTTP/1 on [`Accepted::stream`]; on error close (it is logged and counted);
 //!    [`FirstBytes::Unknown`]: close;
 //! 3. inside, every request goes through the normal pipeline with the CONNECT authority as
-//!    its target; a `Host` that names another host, or [`Accepted::sni`] being
-//!    [`SniCheck::Mismatch`], gets 421 `misdirected` and nothing is forwarded.
+//!    its target; a `Host` that does not agree with it ([`host_agrees`]), or
+//!    [`Accepted::sni`] being [`SniCheck::Mismatch`], gets 421 `misdirected` and nothing
+//!    is forwarded.
 //!
 //! At start-up and on every reload: [`prepare`] the config (its problems are FILE:LINE:COL
 //! and reject the config), then [`Interceptor::install`] the result. `tollgate check`
@@ -62,5 +63,6 @@ pub use metrics::{HandshakeOutcome, LeafOutcome};
 pub use plan::{plan, ConnectPlan, Refusal, TlsPlan};
 pub use prefixed::Prefixed;
 pub use tls::{
-    check_sni, classify, FirstBytes, HandshakeFailure, SniCheck, ALPN, HANDSHAKE_TIMEOUT,
+    check_sni, classify, host_agrees, FirstBytes, HandshakeFailure, SniCheck, ALPN,
+    HANDSHAKE_TIMEOUT,
 };

@@ -83,6 +83,36 @@ pub fn check_sni(connect_host: &str, sni: Option<&str>) -> SniCheck {
     }
 }
 
+/// Does a request's `Host` inside a tunnel agree with the CONNECT authority? The host
+/// must be the same (case, one trailing dot and IPv6 brackets aside); a port, when the
+/// `Host` has one, must be the CONNECT port (clients leave out the scheme's default
+/// port, so a missing port agrees). A `Host` that does not agree gets 421 `misdirected`.
+pub fn host_agrees(connect_host: &str, connect_port: u16, host_header: &str) -> bool {
+    let (host, port) = split_host_port(host_header);
+    if let Some(p) = port {
+        if p.parse::<u16>().ok() != Some(connect_port) {
+            return false;
+        }
+    }
+    check_sni(connect_host, Some(host)) == SniCheck::Matches
+}
+
+/// `host[:port]` or `[v6][:port]`, the port as written.
+fn split_host_port(s: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((h, tail)) => (h, tail.strip_prefix(':')),
+            None => (s, None),
+        };
+    }
+    match s.rsplit_once(':') {
+        // More than one colon and no brackets: a bare IPv6 address, no port.
+        Some((h, _)) if h.contains(':') => (s, None),
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    }
+}
+
 /// Always the same certificate: the one made for the CONNECT host, whatever the SNI.
 #[derive(Debug)]
 struct Fixed(Arc<CertifiedKey>);
@@ -234,6 +264,22 @@ mod tests {
             check_sni("api.example.com", Some("evil.example.com")),
             SniCheck::Mismatch("evil.example.com".to_owned())
         );
+    }
+
+    #[test]
+    fn host_headers_against_the_connect_authority() {
+        assert!(host_agrees("api.example.com", 443, "api.example.com"));
+        assert!(host_agrees("api.example.com", 443, "API.example.com:443"));
+        assert!(host_agrees("api.example.com", 8081, "api.example.com:8081"));
+        assert!(!host_agrees("api.example.com", 8081, "api.example.com:80"));
+        assert!(!host_agrees("api.example.com", 443, "evil.example.com"));
+        assert!(!host_agrees("api.example.com", 443, "api.example.com:x"));
+        assert!(host_agrees("2001:db8::1", 443, "[2001:db8::1]:443"));
+        assert!(host_agrees("[2001:db8::1]", 443, "[2001:db8::1]"));
+        assert!(host_agrees("2001:db8::1", 443, "2001:db8::1"));
+        assert!(!host_agrees("2001:db8::1", 443, "[2001:db8::2]:443"));
+        assert!(host_agrees("10.1.2.3", 443, "10.1.2.3:443"));
+        assert!(!host_agrees("api.example.com", 443, ""));
     }
 
     #[test]
