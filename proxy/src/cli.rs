@@ -1,4 +1,4 @@
-//! The command line of SPEC: `run`, `check`, `route`, `token`, `demo`.
+//! The command line of SPEC: `run`, `check`, `route`, `token`, `demo`, `ca init`.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -70,10 +70,34 @@ pub enum Command {
         #[arg(long)]
         show: bool,
     },
+    /// The interception CA for `connect: intercept` routes.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Zero-setup tour on loopback: token endpoint, upstream, proxy, and traffic.
     Demo {
         /// Exit after the tour instead of staying up for you to try it.
         #[arg(long)]
         once: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Write a new interception CA: DIR/ca.crt (0644) and DIR/ca.key (0600), ECDSA P-256.
+    Init {
+        /// Directory to write ca.crt and ca.key into (created if missing)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Name-constrain the CA to the hosts of this config's `connect: intercept` routes
+        #[arg(long, value_name = "FILE")]
+        for_config: Option<PathBuf>,
+        /// Replace existing ca.crt / ca.key
+        #[arg(long)]
+        force: bool,
+        /// How long the CA is valid, e.g. 365d or 2years
+        #[arg(long, value_name = "DURATION", default_value = "365d", value_parser = humantime::parse_duration)]
+        lifetime: std::time::Duration,
     },
 }

@@ -41,10 +41,25 @@ pub fn prepare(path: &Path, config: Config, metrics: &Metrics) -> Option<State> 
     }
 }
 
+/// Print what is wrong with the config's interception CA; `false` when anything is.
+fn interception_ok(path: &Path, config: &Config) -> bool {
+    let problems = crate::intercept::check(config);
+    for p in &problems {
+        println!("{p}");
+    }
+    if !problems.is_empty() {
+        eprintln!("{}: the interception CA cannot be used", path.display());
+    }
+    problems.is_empty()
+}
+
 pub fn check(path: &Path) -> i32 {
     let Some(config) = load(path) else {
         return EX_CONFIG;
     };
+    if !interception_ok(path, &config) {
+        return EX_CONFIG;
+    }
     let (routes, credentials) = (config.routes.len(), config.credentials.len());
     let Ok(metrics) = Metrics::new() else {
         return 1;
@@ -65,6 +80,9 @@ pub fn run(path: &Path) -> i32 {
     let Some(config) = load(path) else {
         return EX_CONFIG;
     };
+    if !interception_ok(path, &config) {
+        return EX_CONFIG;
+    }
     let metrics = match Metrics::new() {
         Ok(m) => Arc::new(m),
         Err(e) => {

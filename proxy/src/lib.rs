@@ -20,6 +20,7 @@ pub mod demo;
 pub mod errors;
 pub mod explain;
 pub mod http1;
+pub mod intercept;
 pub mod metrics;
 pub mod plan;
 pub mod reload;

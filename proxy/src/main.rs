@@ -8,7 +8,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
-use tollgate::cli::{Cli, Command};
+use tollgate::cli::{CaCommand, Cli, Command};
 
 fn main() -> ExitCode {
     // reqwest (token endpoint, OTLP export) is built without a default TLS provider.
@@ -39,6 +39,15 @@ fn main() -> ExitCode {
             show,
         } => tollgate::commands::token(&config.path(), &credential, show),
         Command::Demo { once } => tollgate::demo::run(once),
+        Command::Ca {
+            command:
+                CaCommand::Init {
+                    out,
+                    for_config,
+                    force,
+                    lifetime,
+                },
+        } => tollgate::intercept::init::run(&out, for_config.as_deref(), force, lifetime),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

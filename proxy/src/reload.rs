@@ -5,6 +5,7 @@
 //! one keeps serving. Listener addresses and thread counts need a restart.
 
 use crate::auth::TokenCache;
+use crate::intercept::Interceptor;
 use crate::metrics::Metrics;
 use crate::state::State;
 use arc_swap::ArcSwap;
@@ -21,6 +22,8 @@ pub struct Reloader {
     pub state: Arc<ArcSwap<State>>,
     pub tokens: Arc<TokenCache>,
     pub metrics: Arc<Metrics>,
+    /// Gets each new config's interception CA (a changed CA file reloads like any other).
+    pub interceptor: Arc<Interceptor>,
 }
 
 /// The files a config depends on (the config itself first). Files a credential reads
@@ -67,6 +70,10 @@ fn watched_files(path: &Path, config: &Config) -> Vec<PathBuf> {
             files.push(b.htpasswd_file.clone());
         }
     }
+    if let Some(i) = &config.interception {
+        files.push(i.ca_cert_file.clone());
+        files.push(i.ca_key_file.clone());
+    }
     files
 }
 
@@ -93,15 +100,19 @@ impl Reloader {
                     );
                 }
                 let credentials = config.credentials.clone();
-                match State::build(config, &self.metrics, None) {
-                    Err(problems) => Err(problems),
-                    Ok(mut new) => match self.tokens.reconfigure(&credentials) {
-                        Err(e) => Err(vec![e.to_string()]),
-                        Ok(()) => {
-                            new.bind(&self.tokens);
-                            self.state.store(Arc::new(new));
-                            Ok(())
-                        }
+                match crate::intercept::prepare(&config) {
+                    Err(problems) => Err(problems.iter().map(ToString::to_string).collect()),
+                    Ok(intercept) => match State::build(config, &self.metrics, None) {
+                        Err(problems) => Err(problems),
+                        Ok(mut new) => match self.tokens.reconfigure(&credentials) {
+                            Err(e) => Err(vec![e.to_string()]),
+                            Ok(()) => {
+                                new.bind(&self.tokens);
+                                self.interceptor.install(intercept);
+                                self.state.store(Arc::new(new));
+                                Ok(())
+                            }
+                        },
                     },
                 }
             }

@@ -9,8 +9,8 @@
 //! collected problem, not a serde error that hides the rest.
 //!
 //! The only values serde rejects on its own are enums (`action`, `auth_method`,
-//! `signing_alg`, `default_action`, `kind`, `grant`, `basic_encoding`), booleans and
-//! integers.
+//! `signing_alg`, `default_action`, `kind`, `grant`, `basic_encoding`, `connect`), booleans
+//! and integers.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -54,6 +54,9 @@ pub struct ConfigFile {
     /// `callers:`.
     #[serde(default)]
     pub callers: Option<CallersFile>,
+    /// `interception:` the CA that signs leaf certificates for intercepted CONNECT tunnels.
+    #[serde(default)]
+    pub interception: Option<InterceptionFile>,
 }
 
 /// `callers:`.
@@ -99,6 +102,21 @@ pub struct BasicCallersFile {
     /// `htpasswd_file:` (required).
     #[serde(default)]
     pub htpasswd_file: Option<String>,
+}
+
+/// `interception:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterceptionFile {
+    /// `interception.ca_cert_file:` (required) PEM CA certificate.
+    #[serde(default)]
+    pub ca_cert_file: Option<String>,
+    /// `interception.ca_key_file:` (required) PEM private key of that CA.
+    #[serde(default)]
+    pub ca_key_file: Option<String>,
+    /// `interception.leaf_lifetime:` (humantime) how long issued leaf certificates are valid.
+    #[serde(default)]
+    pub leaf_lifetime: Option<String>,
 }
 
 /// `listen:`.
@@ -389,6 +407,21 @@ pub struct RouteFile {
     /// `timeouts:` for this route's upstream (connect, read, upstream_idle, tunnel_idle).
     #[serde(default)]
     pub timeouts: Option<TimeoutsFile>,
+    /// `connect:` what a CONNECT to this route does.
+    #[serde(default)]
+    pub connect: Option<ConnectFile>,
+}
+
+/// `routes[].connect:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectFile {
+    /// `tunnel` (the default for pass routes)
+    Tunnel,
+    /// `refuse` (the default for inject routes)
+    Refuse,
+    /// `intercept` (inject routes only)
+    Intercept,
 }
 
 /// `routes[].match:`.

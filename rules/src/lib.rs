@@ -48,9 +48,9 @@ mod values;
 
 pub use convert::{
     DEFAULT_ADMIN_ADDR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER, DEFAULT_IDENTITY_CLAIM,
-    DEFAULT_PREFIX, DEFAULT_PROXY_ADDR,
+    DEFAULT_LEAF_LIFETIME, DEFAULT_PREFIX, DEFAULT_PROXY_ADDR, MAX_LEAF_LIFETIME, MIN_LEAF_LIFETIME,
 };
-pub use load::{load, load_str, ConfigErrors, Env, Problem, ProcessEnv};
+pub use load::{load, load_str, ConfigErrors, Env, Location, Problem, ProcessEnv};
 pub use matcher::{Admission, CallerRank, Decision, RequestFacts, Router};
 
 /// Checks a token endpoint URL the way `token_url:` is checked (https, or http on a

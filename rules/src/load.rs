@@ -42,6 +42,32 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Where a key sits in the config file, kept in the model for problems found after
+/// validation (by the proxy, reading the files a key names): `FILE:LINE:COL` of the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file name, as in [`Problem::file`].
+    pub file: String,
+    /// 1-based line of the key.
+    pub line: usize,
+    /// 1-based column of the key, in characters.
+    pub column: usize,
+    /// The key's path, as problems start their message: `interception.ca_cert_file`.
+    pub key: String,
+}
+
+impl Location {
+    /// A problem at this key: `FILE:LINE:COL: key: message`.
+    pub fn problem(&self, message: impl AsRef<str>) -> Problem {
+        Problem {
+            file: self.file.clone(),
+            line: self.line,
+            column: self.column,
+            message: format!("{}: {}", self.key, message.as_ref()),
+        }
+    }
+}
+
 /// Every problem found, in file order. Never empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<Problem>);
@@ -78,7 +104,7 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
 /// Validate config text; `file` is the name used in problems.
 ///
 /// A syntax error, a value of the wrong type, an unknown key or an unknown enum value
-/// (`action`, `auth_method`, `signing_alg`, `default_action`) stops parsing: it is
+/// (`action`, `auth_method`, `signing_alg`, `default_action`, `connect`) stops parsing: it is
 /// reported alone. Once the text parses, every semantic problem is collected, in file
 /// order. A file with no document at all (empty, or only comments) is the all-defaults
 /// config: no routes, so every request gets `default_action`.
@@ -129,6 +155,7 @@ fn serde_problem(file: &str, e: &serde_yaml::Error) -> Problem {
         "CredentialFile",
         "RouteFile",
         "MatchFile",
+        "InterceptionFile",
     ] {
         message = message.replace(&format!("struct {name}"), "a mapping");
     }

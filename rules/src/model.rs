@@ -33,6 +33,9 @@ pub struct Config {
     /// `callers:` how workloads prove who they are; `None` when the file has no
     /// `callers:` section (then no route may list `callers`).
     pub callers: Option<Callers>,
+    /// `interception:` the CA for `connect: intercept` routes; `None` when not configured
+    /// (plain HTTP inside such tunnels still works; TLS inside them is closed).
+    pub interception: Option<Interception>,
 }
 
 /// `callers:`: the identities of the workloads that use the proxy.
@@ -91,6 +94,53 @@ impl CallerPattern {
         match self {
             CallerPattern::Exact(name) => name == caller,
             CallerPattern::Prefix(prefix) => caller.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// `interception:`: the CA that signs a leaf certificate for each intercepted CONNECT host.
+/// The files are read by the proxy (and re-read when they change), not by validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interception {
+    /// PEM CA certificate (`ca_cert_file:`), optionally followed by the chain above it.
+    pub ca_cert_file: PathBuf,
+    /// PEM private key of that CA (`ca_key_file:`).
+    pub ca_key_file: PathBuf,
+    /// How long a leaf certificate is valid (`leaf_lifetime:`, default 24 h), capped by the
+    /// CA's own expiry.
+    pub leaf_lifetime: Duration,
+    /// Where the file keys are, so problems with the files point at them.
+    pub sites: InterceptionSites,
+}
+
+/// Positions of the `interception` keys that name files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterceptionSites {
+    /// The `interception.ca_cert_file` key.
+    pub ca_cert_file: crate::load::Location,
+    /// The `interception.ca_key_file` key.
+    pub ca_key_file: crate::load::Location,
+}
+
+/// What a CONNECT to a route does (`connect:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Connect {
+    /// Answer 200 and relay the bytes untouched. Pass routes only; their default.
+    Tunnel,
+    /// Answer 403 `connect_not_allowed`. The default for inject routes; deny routes always.
+    Refuse,
+    /// Answer 200 and serve the requests inside the tunnel like any other (plain HTTP, or
+    /// TLS terminated with a leaf certificate from `interception`). Inject routes only.
+    Intercept,
+}
+
+impl Connect {
+    /// `"tunnel"`, `"refuse"` or `"intercept"`, as in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Connect::Tunnel => "tunnel",
+            Connect::Refuse => "refuse",
+            Connect::Intercept => "intercept",
         }
     }
 }
@@ -675,6 +725,11 @@ pub struct Route {
     pub upstream_ca_file: Option<PathBuf>,
     /// `timeouts:` of this route.
     pub timeouts: RouteTimeouts,
+    /// `connect:` what a CONNECT to this route does (defaults by action).
+    pub connect: Connect,
+    /// Where `connect:` is written, when it is (problems found later, such as an
+    /// interception CA that may not sign for the route's hosts, point at it).
+    pub connect_at: Option<crate::load::Location>,
 }
 
 impl Route {
@@ -691,6 +746,13 @@ impl Config {
     /// The credential an inject route uses (always present in a validated config).
     pub fn credential_for(&self, route: &Route) -> Option<&Credential> {
         self.credentials.get(&route.inject()?.credential)
+    }
+
+    /// The routes with `connect: intercept`, in file order.
+    pub fn intercepting_routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes
+            .iter()
+            .filter(|r| r.connect == Connect::Intercept)
     }
 }
 

@@ -105,6 +105,8 @@ fn route(i: usize) -> impl Strategy<Value = Route> {
                 upstream: None,
                 upstream_ca_file: None,
                 timeouts: RouteTimeouts::default(),
+                connect: Connect::Tunnel,
+                connect_at: None,
             },
         )
 }
@@ -158,6 +160,7 @@ fn config() -> impl Strategy<Value = Config> {
                 }),
                 required: required == 1,
             }),
+            interception: None,
         })
 }
 

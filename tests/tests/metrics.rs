@@ -52,6 +52,11 @@ fn expected_labels(sample: &str) -> Option<BTreeSet<&'static str>> {
         "tollgate_token_cache_total" => ["credential", "result"].into(),
         "tollgate_replays_total" => ["route", "outcome"].into(),
         "tollgate_config_reloads_total" => ["outcome"].into(),
+        "tollgate_interception_leaves_total" => ["outcome"].into(),
+        "tollgate_interception_handshakes_total" => ["route", "outcome"].into(),
+        "tollgate_interception_leaf_cache_hosts" | "tollgate_interception_ca_expiry_seconds" => {
+            BTreeSet::new()
+        }
         _ => return None,
     };
     if sample.ends_with("_bucket") {
@@ -87,6 +92,14 @@ fn assert_bounded(scrape: &Scrape, routes: &[&str]) {
                 }
                 "outcome" if s.name.starts_with("tollgate_config_reloads") => {
                     ["applied", "rejected"].contains(&v.as_str())
+                }
+                "outcome" if s.name.starts_with("tollgate_interception_leaves") => {
+                    ["hit", "issued", "renewed", "evicted", "refused", "failed"]
+                        .contains(&v.as_str())
+                }
+                "outcome" if s.name.starts_with("tollgate_interception_handshakes") => {
+                    ["ok", "untrusted", "failed", "timeout", "no_ca", "refused"]
+                        .contains(&v.as_str())
                 }
                 "outcome" if s.name.starts_with("tollgate_replays") => {
                     ["replayed", "second_401", "body_too_large", "no_replay"].contains(&v.as_str())

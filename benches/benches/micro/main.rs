@@ -3,6 +3,8 @@
 //! - `token_cache_hit/*`: token-cache hits, one thread and 2 or 8 contending (`token_cache.rs`);
 //! - `inject/*`: building the injected header and rewriting a request head (`inject.rs`);
 //! - `callers_cold/*`, `callers_warm/*`: caller authentication, cold and cached (`callers.rs`).
+//! - `intercept/*`: issuing a leaf certificate, the first CONNECT to a new host, a leaf
+//!   cache hit, and a whole TLS handshake with an intercepted host (`intercept.rs`).
 //!
 //! `cargo bench -p tollgate-benches --bench micro` runs them all; a filter runs some,
 //! e.g. `cargo bench -p tollgate-benches --bench micro -- token_cache_hit`.
@@ -12,6 +14,7 @@ use criterion::{criterion_group, criterion_main};
 mod callers;
 mod common;
 mod inject;
+mod intercept;
 mod routing;
 mod token_cache;
 
@@ -20,6 +23,7 @@ criterion_group!(
     routing::routing,
     token_cache::token_cache,
     inject::inject,
-    callers::callers
+    callers::callers,
+    intercept::intercept
 );
 criterion_main!(benches);

@@ -54,6 +54,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "tollgate.configDir" -}}/etc/tollgate{{- end }}
 {{- define "tollgate.configPath" -}}/etc/tollgate/tollgate.yaml{{- end }}
 {{- define "tollgate.secretsDir" -}}/var/run/secrets/tollgate{{- end }}
+{{- define "tollgate.interceptionDir" -}}/var/run/secrets/tollgate-interception{{- end }}
 
 {{/*
 The user's config (values.config: a mapping, or the whole tollgate.yaml as a string) as
@@ -102,6 +103,16 @@ user set them (tollgate's default, 127.0.0.1, is unreachable from outside the po
 {{- if and (not (hasKey $cfg "threads")) (not (kindIs "invalid" .Values.threads)) }}
 {{- $_ := set $cfg "threads" (int .Values.threads) }}
 {{- end }}
+{{- with .Values.interception.caSecret }}
+{{- $i := get $cfg "interception" | default dict }}
+{{- if not (kindIs "map" $i) }}
+{{- fail "config.interception: must be a mapping (ca_cert_file, ca_key_file, leaf_lifetime)" }}
+{{- end }}
+{{- $dir := include "tollgate.interceptionDir" $ }}
+{{- if not (hasKey $i "ca_cert_file") }}{{ $_ := set $i "ca_cert_file" (printf "%s/tls.crt" $dir) }}{{ end }}
+{{- if not (hasKey $i "ca_key_file") }}{{ $_ := set $i "ca_key_file" (printf "%s/tls.key" $dir) }}{{ end }}
+{{- $_ := set $cfg "interception" $i }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
@@ -142,7 +153,8 @@ hash goes into the pod template, so changing them (and only them) rolls the pods
 {{/*
 Every file path in the config must be absolute (the pod's working directory is /), and
 one that points into the credential Secrets' mount must name a mounted Secret (and one
-of its `items`, when listed): otherwise the pod would start with a missing file.
+of its `items`, when listed), one into the interception CA's mount needs
+interception.caSecret: otherwise the pod would start with a missing file.
 */}}
 {{- define "tollgate.checkSecretPaths" -}}
 {{- $cfg := fromYaml (include "tollgate.config" .) }}
@@ -184,11 +196,26 @@ of its `items`, when listed): otherwise the pod would start with a missing file.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- $icpt := get $cfg "interception" }}
+{{- if kindIs "map" $icpt }}
+{{- range $k := list "ca_cert_file" "ca_key_file" }}
+{{- if hasKey $icpt $k }}
+{{- $paths = append $paths (list (printf "interception.%s" $k) (toString (get $icpt $k))) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- range $p := $paths }}
 {{- $where := index $p 0 }}
 {{- $path := index $p 1 }}
 {{- if and (not (hasPrefix "/" $path)) (not (contains "${" $path)) }}
 {{- fail (printf "config %s: `%s` is relative (to the pod's working directory, /); use an absolute path, e.g. %s<name>/<key> with credentialSecrets.<name>" $where $path $root) }}
+{{- end }}
+{{- $idir := printf "%s/" (include "tollgate.interceptionDir" $) }}
+{{- if and (hasPrefix $idir $path) (not $.Values.interception.caSecret) }}
+{{- fail (printf "config %s: %s is in no mounted Secret: set interception.caSecret (an existing kubernetes.io/tls Secret)" $where $path) }}
+{{- end }}
+{{- if and (hasPrefix $idir $path) (not (has (trimPrefix $idir $path) (list "tls.crt" "tls.key"))) }}
+{{- fail (printf "config %s: %s: the interception Secret is mounted with tls.crt and tls.key only" $where $path) }}
 {{- end }}
 {{- if hasPrefix $root $path }}
 {{- $rest := trimPrefix $root $path }}

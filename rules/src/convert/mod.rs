@@ -5,9 +5,11 @@
 //! when nothing at all was wrong. `credential.rs` and `route.rs` hold the per-entry
 //! checks; this file the [`Checker`] and the top level.
 
-use crate::file::{ConfigFile, DefaultActionFile, PathNormalizationFile};
-use crate::load::{Env, Problem};
-use crate::model::{Config, DefaultAction, Listen, PathNormalization};
+use crate::file::{ConfigFile, DefaultActionFile, InterceptionFile, PathNormalizationFile};
+use crate::load::{Env, Location, Problem};
+use crate::model::{
+    Config, DefaultAction, Interception, InterceptionSites, Listen, PathNormalization,
+};
 use crate::pos::{display, Pos, PosIndex, Seg, YPath};
 use crate::values::{self, shown};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,6 +30,14 @@ pub const DEFAULT_PREFIX: &str = "Bearer ";
 pub const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Largest accepted `drain_timeout`.
 const MAX_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `interception.leaf_lifetime` when the file does not say.
+pub const DEFAULT_LEAF_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Shortest accepted `interception.leaf_lifetime` (leaves are renewed at 3/4 of it).
+pub const MIN_LEAF_LIFETIME: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// Longest accepted `interception.leaf_lifetime`: 397 days, the CA/Browser Forum limit
+/// that Apple and Chrome also apply to TLS server certificates.
+pub const MAX_LEAF_LIFETIME: std::time::Duration = std::time::Duration::from_secs(397 * 86400);
 
 /// Largest accepted `threads`.
 pub const MAX_THREADS: u64 = 4096;
@@ -107,6 +117,17 @@ impl<'a> Checker<'a> {
             column: pos.column,
             message,
         });
+    }
+
+    /// Where the key at `path` is, for problems found after validation.
+    fn location(&self, path: &[Seg]) -> Location {
+        let pos = self.index.key(path);
+        Location {
+            file: self.file.to_owned(),
+            line: pos.line,
+            column: pos.column,
+            key: display(path),
+        }
     }
 
     /// A problem with the value at `path`.
@@ -203,6 +224,62 @@ fn with_written(msg: String, raw: &str, expanded: &str) -> String {
     } else {
         format!("{msg} (after substituting `${{...}}` in {})", shown(raw))
     }
+}
+
+/// `interception:`. The files are not opened here (the proxy reads and checks them).
+fn interception(c: &mut Checker<'_>, f: InterceptionFile) -> Option<Interception> {
+    let base = path!["interception"];
+    let file = |c: &mut Checker<'_>, key: &str, raw: &Option<String>| match raw {
+        Some(raw) => c.file_path(&child(&base, key), raw),
+        None => {
+            c.node_err(
+                &base,
+                format!("missing `{key}` (`interception` needs `ca_cert_file` and `ca_key_file`)"),
+            );
+            None
+        }
+    };
+    let ca_cert_file = file(c, "ca_cert_file", &f.ca_cert_file);
+    let ca_key_file = file(c, "ca_key_file", &f.ca_key_file);
+    if let (Some(cert), Some(key)) = (&ca_cert_file, &ca_key_file) {
+        if cert == key {
+            c.value_err(
+                &child(&base, "ca_key_file"),
+                "must not be the certificate file: tollgate reads the certificate and the key from separate files",
+            );
+        }
+    }
+    let lp = child(&base, "leaf_lifetime");
+    let leaf_lifetime = match &f.leaf_lifetime {
+        None => Some(DEFAULT_LEAF_LIFETIME),
+        Some(raw) => c
+            .text(&lp, raw)
+            .and_then(|t| match crate::units::parse_duration(&t) {
+                Ok(d) if (MIN_LEAF_LIFETIME..=MAX_LEAF_LIFETIME).contains(&d) => Some(d),
+                Ok(_) => {
+                    c.value_err(
+                        &lp,
+                        "must be between 10m and 397d (leaves are renewed when 3/4 of it has passed)",
+                    );
+                    None
+                }
+                Err(e) => {
+                    c.value_err(&lp, format!("{t:?} is not a duration like 24h or 7d: {e}"));
+                    None
+                }
+            }),
+    };
+    let sites = InterceptionSites {
+        ca_cert_file: c.location(&child(&base, "ca_cert_file")),
+        ca_key_file: c.location(&child(&base, "ca_key_file")),
+    };
+    let (ca_cert_file, ca_key_file, leaf_lifetime) = (ca_cert_file?, ca_key_file?, leaf_lifetime?);
+    (ca_cert_file != ca_key_file).then_some(Interception {
+        ca_cert_file,
+        ca_key_file,
+        leaf_lifetime,
+        sites,
+    })
 }
 
 /// The whole conversion. Returns `None` when any problem was recorded.
@@ -330,7 +407,13 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
         }
     }
 
+    let interception = match f.interception {
+        None => Some(None),
+        Some(i) => interception(c, i).map(Some),
+    };
+
     let config = Config {
+        interception: interception?,
         listen: Listen {
             proxy: proxy?,
             admin: admin?,
