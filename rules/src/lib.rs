@@ -48,7 +48,8 @@ mod values;
 
 pub use convert::{
     DEFAULT_ADMIN_ADDR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER, DEFAULT_IDENTITY_CLAIM,
-    DEFAULT_LEAF_LIFETIME, DEFAULT_PREFIX, DEFAULT_PROXY_ADDR, MAX_LEAF_LIFETIME, MIN_LEAF_LIFETIME,
+    DEFAULT_LEAF_LIFETIME, DEFAULT_PREFIX, DEFAULT_PROXY_ADDR, MAX_LEAF_LIFETIME,
+    MIN_LEAF_LIFETIME,
 };
 pub use load::{load, load_str, ConfigErrors, Env, Location, Problem, ProcessEnv};
 pub use matcher::{Admission, CallerRank, Decision, RequestFacts, Router};

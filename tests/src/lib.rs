@@ -40,7 +40,7 @@ pub mod raw;
 pub mod tls;
 pub mod upstream;
 
-pub use clients::{curl, curl_via, node, python, ClientResponse};
+pub use clients::{curl, curl_via, node, node_env, python, python_env, try_curl, ClientResponse};
 pub use echo::EchoServer;
 pub use idp::{
     Fault, Idp, IdpOptions, IdpStats, ProtectedUpstream, TokenRequest, UpstreamOptions,
