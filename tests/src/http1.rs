@@ -192,7 +192,9 @@ impl<S: AsyncRead + Unpin> Wire<S> {
 
     /// Read a body with the given framing (chunked is decoded; trailers are dropped).
     pub async fn read_body(&mut self, kind: BodyKind) -> Result<Vec<u8>, String> {
-        self.read_body_and_trailers(kind).await.map(|(body, _)| body)
+        self.read_body_and_trailers(kind)
+            .await
+            .map(|(body, _)| body)
     }
 
     /// Read a body with the given framing; chunked is decoded and its trailer fields are
@@ -266,7 +268,10 @@ mod tests {
     async fn reads_chunked_body_and_keeps_leftover() {
         let data: &[u8] = b"4\r\nabcd\r\n2;ext=1\r\nef\r\n0\r\nT: 1\r\n\r\nNEXT";
         let mut wire = Wire::new(data);
-        let (body, trailers) = wire.read_body_and_trailers(BodyKind::Chunked).await.unwrap();
+        let (body, trailers) = wire
+            .read_body_and_trailers(BodyKind::Chunked)
+            .await
+            .unwrap();
         assert_eq!(body, b"abcdef");
         assert_eq!(trailers, vec![("T".to_string(), "1".to_string())]);
         assert_eq!(wire.buf, b"NEXT");

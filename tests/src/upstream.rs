@@ -275,7 +275,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 if i > 0 {
                     tokio::time::sleep(Scripted::PAUSE).await;
                 }
-                if wire.stream.write_all(piece).await.is_err() || wire.stream.flush().await.is_err() {
+                if wire.stream.write_all(piece).await.is_err() || wire.stream.flush().await.is_err()
+                {
                     return;
                 }
             }

@@ -7,9 +7,7 @@ use nix::sys::signal::Signal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tollgate_tests::{
-    RawConn, RecordingUpstream, Scripted, SlowUpstream, Tollgate, SLOW_BODY,
-};
+use tollgate_tests::{RawConn, RecordingUpstream, Scripted, SlowUpstream, Tollgate, SLOW_BODY};
 
 fn config(extra: &str) -> String {
     format!(
@@ -73,7 +71,10 @@ async fn a_get_on_a_reused_connection_the_upstream_closed_is_retried_on_a_fresh_
         .await;
     let first = conn.read_response("GET").await;
     let second = conn.read_response("GET").await;
-    assert_eq!((first.status, first.body_text().as_str()), (200, "answer to /first"));
+    assert_eq!(
+        (first.status, first.body_text().as_str()),
+        (200, "answer to /first")
+    );
     assert_eq!(
         (second.status, second.body_text().as_str()),
         (200, "answer to /second"),
@@ -110,7 +111,10 @@ async fn a_failed_retry_is_not_retried_again() {
         } else {
             Vec::new()
         };
-        Some(Scripted { pieces, close: true })
+        Some(Scripted {
+            pieces,
+            close: true,
+        })
     });
     let tg = Tollgate::start(&config("")).await;
     let mut conn = RawConn::connect(tg.proxy).await;
@@ -152,7 +156,11 @@ async fn an_upstream_dying_mid_body_closes_the_client_connection_without_a_secon
         let mut conn = RawConn::connect(tg.proxy).await;
         conn.send(get(&up, path).as_bytes()).await;
         let all = all_until_closed(&mut conn).await;
-        assert_eq!(all.matches("HTTP/1.1 ").count(), 1, "answered twice: {all:?}");
+        assert_eq!(
+            all.matches("HTTP/1.1 ").count(),
+            1,
+            "answered twice: {all:?}"
+        );
         assert!(all.starts_with("HTTP/1.1 200 "), "{all:?}");
         assert!(
             all.ends_with(&format!("\r\n\r\n{body}")),
@@ -196,7 +204,11 @@ async fn a_response_that_forbids_reuse_is_not_reused_and_one_that_allows_it_is()
     ] {
         conn.send(get(&up, path).as_bytes()).await;
         let resp = conn.read_response("GET").await;
-        assert_eq!((resp.status, resp.body_text().as_str()), (200, "ok"), "{path}");
+        assert_eq!(
+            (resp.status, resp.body_text().as_str()),
+            (200, "ok"),
+            "{path}"
+        );
         // Each request dials anew unless the previous response allowed reuse.
         expected += 1;
         assert_eq!(up.connections(), expected, "after {path}");
@@ -212,7 +224,11 @@ async fn a_response_that_forbids_reuse_is_not_reused_and_one_that_allows_it_is()
     let mut other = RawConn::connect(tg.proxy).await;
     other.send(get(&up, "/keep").as_bytes()).await;
     assert_eq!(other.read_response("GET").await.status, 200);
-    assert_eq!(up.connections(), before, "the pooled connection was not reused");
+    assert_eq!(
+        up.connections(),
+        before,
+        "the pooled connection was not reused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -232,7 +248,10 @@ async fn a_stalled_request_head_gets_408_and_an_idle_client_is_closed() {
     idle.send(get(&up, "/once").as_bytes()).await;
     assert_eq!(idle.read_response("GET").await.status, 200);
     assert_eq!(all_until_closed(&mut idle).await, "");
-    assert!(up.requests().len() == 1, "only the complete request went upstream");
+    assert!(
+        up.requests().len() == 1,
+        "only the complete request went upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -252,7 +271,11 @@ async fn an_upstream_read_timeout_before_the_response_is_504_and_after_it_closes
     let mut conn = RawConn::connect(tg.proxy).await;
     conn.send(req(slow_body.port()).as_bytes()).await;
     let all = all_until_closed(&mut conn).await;
-    assert_eq!(all.matches("HTTP/1.1 ").count(), 1, "answered twice: {all:?}");
+    assert_eq!(
+        all.matches("HTTP/1.1 ").count(),
+        1,
+        "answered twice: {all:?}"
+    );
     assert!(
         all.starts_with("HTTP/1.1 200 ") && all.ends_with(SLOW_BODY.0),
         "the first part of the body, then the close: {all:?}"

@@ -1,5 +1,5 @@
-//! Reproducers for data-path bugs found by the differential test (not committed: they
-//! fail until the fix in `proxy/src/conn/` lands).
+//! Regressions found by the differential test: each failed on the data path as first
+//! written, and passes since the fix in `proxy/src/conn/`.
 
 use tollgate_tests::{RawConn, RecordingUpstream, Scripted, Tollgate};
 
@@ -34,8 +34,10 @@ async fn a_failed_upstream_response_does_not_poison_the_next_request() {
     for bad in ["/garbage", "/switch"] {
         let mut conn = RawConn::connect(tg.proxy).await;
         conn.send(
-            format!("POST http://{host}{bad} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "POST http://{host}{bad} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
         )
         .await;
         let resp = conn.read_response("POST").await;

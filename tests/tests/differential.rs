@@ -111,7 +111,9 @@ impl Known {
             Known::Via => {
                 for s in &mut t.upstream {
                     if !take_via(&mut s.headers) {
-                        return Err(format!("tollgate forwarded a request without its Via: {s:#?}"));
+                        return Err(format!(
+                            "tollgate forwarded a request without its Via: {s:#?}"
+                        ));
                     }
                 }
                 for h in upstream_responses(t) {
@@ -182,10 +184,8 @@ impl Known {
             Known::InterimToHttp10 => {
                 let mut took = false;
                 for (a, b) in t.client.iter().zip(r.client.iter_mut()) {
-                    if let (
-                        Got::Upstream { interim: a, .. },
-                        Got::Upstream { interim: b, .. },
-                    ) = (a, b)
+                    if let (Got::Upstream { interim: a, .. }, Got::Upstream { interim: b, .. }) =
+                        (a, b)
                     {
                         if a.is_empty() && !b.is_empty() {
                             b.clear();
@@ -306,12 +306,9 @@ struct Blob(Vec<u8>);
 
 impl std::fmt::Debug for Blob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let h = self
-            .0
-            .iter()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-            });
+        let h = self.0.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+        });
         let head = String::from_utf8_lossy(&self.0[..self.0.len().min(40)]).into_owned();
         write!(f, "{} bytes fnv {h:016x} {head:?}", self.0.len())
     }
@@ -389,13 +386,20 @@ impl Observed {
         self.upstream.is_empty()
             && matches!(
                 self.client.as_slice(),
-                [Got::Proxy { status: 400..=499, .. }] | [Got::Broken(Broken::Ended)]
+                [Got::Proxy {
+                    status: 400..=499,
+                    ..
+                }] | [Got::Broken(Broken::Ended)]
             )
     }
 
     /// Forwarded and answered by the upstream.
     fn forwarded(&self) -> bool {
-        !self.upstream.is_empty() && self.client.iter().all(|g| matches!(g, Got::Upstream { .. }))
+        !self.upstream.is_empty()
+            && self
+                .client
+                .iter()
+                .all(|g| matches!(g, Got::Upstream { .. }))
     }
 }
 
@@ -612,13 +616,10 @@ fn upstream_responses(o: &mut Observed) -> impl Iterator<Item = &mut Vec<(String
         End::Open(g) => Some(g.as_mut()),
         _ => None,
     };
-    o.client
-        .iter_mut()
-        .chain(probe)
-        .filter_map(|g| match g {
-            Got::Upstream { headers, .. } => Some(headers),
-            _ => None,
-        })
+    o.client.iter_mut().chain(probe).filter_map(|g| match g {
+        Got::Upstream { headers, .. } => Some(headers),
+        _ => None,
+    })
 }
 
 /// Takes the documented differences out of `t` (tollgate) and `r` (the reference), then
@@ -649,7 +650,9 @@ fn oracle(case: &Case, t: &Observed) -> Result<(), String> {
         return Err(format!("tollgate did not refuse a hostile request: {t:#?}"));
     }
     if case.kind == Kind::Refuse && !matches!(t.end, End::Closed | End::Gone) {
-        return Err(format!("tollgate kept the connection of a refused request: {t:#?}"));
+        return Err(format!(
+            "tollgate kept the connection of a refused request: {t:#?}"
+        ));
     }
     if t.chunked_to_http10 {
         return Err("tollgate sent a chunked response to an HTTP/1.0 client".into());
@@ -736,10 +739,7 @@ async fn tollgate_and_pingora_proxy_agree_on_generated_requests() {
     let from = env_or("DIFF_FROM", 0) as usize;
     for (i, case) in cases(seed, n).iter().enumerate().skip(from) {
         *labels.entry(case.label).or_default() += 1;
-        let (t, r) = tokio::join!(
-            run(case, tg.proxy, &up_t),
-            run(case, reference.addr, &up_r)
-        );
+        let (t, r) = tokio::join!(run(case, tg.proxy, &up_t), run(case, reference.addr, &up_r));
         let verdict = oracle(case, &t).and_then(|()| compare(case, t, r, &mut tally));
         if let Err(why) = verdict {
             failures.push(format!(

@@ -227,7 +227,9 @@ fn path(rng: &mut Rng) -> String {
     }
     if rng.chance(40) {
         p.push('?');
-        let q = ["a=1", "b=x%20y", "c=/s:t@u", "d=e+f", "empty=", "k", "x=%3F%26"];
+        let q = [
+            "a=1", "b=x%20y", "c=/s:t@u", "d=e+f", "empty=", "k", "x=%3F%26",
+        ];
         for i in 0..rng.range(1, 3) {
             if i > 0 {
                 p.push('&');
@@ -330,7 +332,9 @@ fn valid_request(rng: &mut Rng, version: &'static str, target_path: Option<Strin
     let method = if target_path.is_some() {
         "GET"
     } else {
-        *rng.pick(&["GET", "GET", "HEAD", "POST", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
+        *rng.pick(&[
+            "GET", "GET", "HEAD", "POST", "POST", "PUT", "DELETE", "OPTIONS", "PATCH",
+        ])
     };
     let auth = authority(rng);
     let path = target_path.unwrap_or_else(|| path(rng));
@@ -496,13 +500,29 @@ pub fn valid(rng: &mut Rng) -> Case {
 
 /// Upstream response shapes, chosen by the request path `/r/<shape>/<seed>`.
 pub const SHAPES: [&str; 14] = [
-    "length", "chunked", "close", "head", "204", "304", "1xx", "http1.0", "hop", "both",
-    "status", "truncated", "garbage", "101",
+    "length",
+    "chunked",
+    "close",
+    "head",
+    "204",
+    "304",
+    "1xx",
+    "http1.0",
+    "hop",
+    "both",
+    "status",
+    "truncated",
+    "garbage",
+    "101",
 ];
 
 /// A request for an upstream response shape, from an HTTP/1.1 or HTTP/1.0 client.
 pub fn response_case(rng: &mut Rng, shape: &'static str, version: Option<&'static str>) -> Case {
-    let version = version.unwrap_or(if rng.chance(35) { "HTTP/1.0" } else { "HTTP/1.1" });
+    let version = version.unwrap_or(if rng.chance(35) {
+        "HTTP/1.0"
+    } else {
+        "HTTP/1.1"
+    });
     let seed = rng.next() % 1_000_000;
     let mut req = valid_request(rng, version, Some(format!("/r/{shape}/{seed}")));
     if shape == "head" {
@@ -514,7 +534,8 @@ pub fn response_case(rng: &mut Rng, shape: &'static str, version: Option<&'stati
         // tollgate keeps it, and then answers the next request with the leftovers of the
         // failed upstream connection: bug 1 of the report, `connection_loop_bugs.rs`).
         req.method = "POST".into();
-        req.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("connection"));
+        req.headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("connection"));
         req.headers.push(("Content-Length".into(), b"0".to_vec()));
         req.headers.push(("Connection".into(), b"close".to_vec()));
         req.keep_alive = false;
@@ -694,113 +715,290 @@ fn post(target_abs: bool, extra: &str, body: &str) -> Vec<u8> {
 /// The hostile requests: label, what a correct proxy must do, the bytes, and the
 /// documented difference the reference shows on it (if any).
 pub const HOSTILE: [(&str, Kind, Make, Option<Known>); 28] = [
-    ("hostile/cl+te", Kind::Refuse, |r| {
-        post(r.chance(50), "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: api.test\r\n\r\n")
-    }, None),
-    ("hostile/te+cl", Kind::Refuse, |r| {
-        post(r.chance(50), "Transfer-Encoding: chunked\r\nContent-Length: 40\r\n", "5\r\nhello\r\n0\r\n\r\n")
-    }, None),
-    ("hostile/two-lengths", Kind::Refuse, |r| {
-        post(r.chance(50), "Content-Length: 3\r\nContent-Length: 5\r\n", "abcde")
-    }, None),
-    ("hostile/length-list", Kind::Refuse, |_| post(false, "Content-Length: 3, 5\r\n", "abcde"), None),
-    ("hostile/length-sign", Kind::Refuse, |r| {
-        let v = *r.pick(&["+5", "-5", "0x5", "5x", "5 5", "", "99999999999999999999"]);
-        post(false, &format!("Content-Length: {v}\r\n"), "hello")
-    }, None),
-    ("hostile/te-not-chunked-last", Kind::Refuse, |r| {
-        let v = *r.pick(&["gzip", "chunked, gzip", "xchunked", "chunked;q=1"]);
-        post(false, &format!("Transfer-Encoding: {v}\r\n"), "5\r\nhello\r\n0\r\n\r\n")
-    }, None),
-    ("hostile/te-http1.0", Kind::Refuse, |_| {
-        b"POST /h HTTP/1.0\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec()
-    }, None),
-    ("hostile/chunk-size", Kind::Refuse, |r| {
-        let v = *r.pick(&["zz", "-1", "0x5", "11111111111111111", "5 5", " 5", "5\x00"]);
-        post(false, "Transfer-Encoding: chunked\r\n", &format!("{v}\r\nhello\r\n0\r\n\r\n"))
-    }, Some(Known::ChunkedStrictness)),
-    ("hostile/chunk-overrun", Kind::Refuse, |_| {
-        post(false, "Transfer-Encoding: chunked\r\n", "5\r\nhelloEXTRA\r\n0\r\n\r\n")
-    }, None),
-    ("hostile/chunk-bare-lf", Kind::Refuse, |r| {
-        let body = *r.pick(&["5\nhello\r\n0\r\n\r\n", "5\r\nhello\n0\r\n\r\n", "5\r\nhello\r\n0\n\n", "5;e\nhello\r\n0\r\n\r\n"]);
-        post(false, "Transfer-Encoding: chunked\r\n", body)
-    }, Some(Known::ChunkedStrictness)),
-    ("hostile/chunk-ext-ctl", Kind::Refuse, |_| {
-        post(false, "Transfer-Encoding: chunked\r\n", "5;a\x01b\r\nhello\r\n0\r\n\r\n")
-    }, Some(Known::ChunkedStrictness)),
-    ("hostile/trailer-bare-lf", Kind::Refuse, |_| {
-        post(false, "Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\nX-T: a\nb\r\n\r\n")
-    }, Some(Known::ChunkedStrictness)),
-    ("hostile/head-bare-lf", Kind::Either, |r| {
-        if r.chance(50) {
-            b"GET /lf HTTP/1.1\nHost: api.test\n\n".to_vec()
-        } else {
-            b"GET /lf HTTP/1.1\r\nHost: api.test\nX-A: b\r\n\r\n".to_vec()
-        }
-    }, None),
-    ("hostile/obs-fold", Kind::Refuse, |_| {
-        b"GET /f HTTP/1.1\r\nHost: api.test\r\nX-Folded: a\r\n  b\r\n\r\n".to_vec()
-    }, None),
-    ("hostile/nul", Kind::Refuse, |r| {
-        if r.chance(50) {
-            b"GET /n HTTP/1.1\r\nHost: api.test\r\nX-Nul: a\x00b\r\n\r\n".to_vec()
-        } else {
-            b"GET /n\x00x HTTP/1.1\r\nHost: api.test\r\n\r\n".to_vec()
-        }
-    }, Some(Known::RequestLine)),
-    ("hostile/bare-cr", Kind::Refuse, |_| {
-        b"GET /cr HTTP/1.1\r\nHost: api.test\r\nX-Cr: a\rb\r\n\r\n".to_vec()
-    }, None),
-    ("hostile/space-before-colon", Kind::Refuse, |_| {
-        b"GET /s HTTP/1.1\r\nHost : api.test\r\n\r\n".to_vec()
-    }, None),
-    ("hostile/oversized-head", Kind::Refuse, |r| {
-        // Beyond both limits (pingora's is 1 MiB).
-        let n = r.range(1_100_000, 1_200_000);
-        format!("GET /big HTTP/1.1\r\nHost: api.test\r\nX-Big: {}\r\n\r\n", "a".repeat(n)).into_bytes()
-    }, None),
-    ("hostile/oversized-head-70k", Kind::Refuse, |r| {
-        let n = r.range(66_000, 80_000);
-        format!("GET /big HTTP/1.1\r\nHost: api.test\r\nX-Big: {}\r\n\r\n", "a".repeat(n)).into_bytes()
-    }, Some(Known::HeadLimits)),
-    ("hostile/too-many-fields", Kind::Refuse, |r| {
-        let n = r.range(129, 250);
-        let fields: String = (0..n).map(|i| format!("X-F{i}: v\r\n")).collect();
-        format!("GET /many HTTP/1.1\r\nHost: api.test\r\n{fields}\r\n").into_bytes()
-    }, Some(Known::HeadLimits)),
-    ("hostile/host-mismatch", Kind::Refuse, |r| {
-        let host = *r.pick(&["other.test", "api.test:81", "api.test.evil"]);
-        format!("GET http://api.test/m HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
-    }, None),
-    ("hostile/host-spelling", Kind::Valid, |r| {
-        // The same authority written differently: tollgate compares hosts as hosts.
-        let (target, host) = *r.pick(&[
-            ("http://api.test/m", "API.test"),
-            ("http://api.test/m", "api.test:80"),
-            ("http://api.test:80/m", "api.test"),
-        ]);
-        format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
-    }, Some(Known::HostSpelling)),
-    ("hostile/two-hosts", Kind::Refuse, |_| {
-        b"GET /h HTTP/1.1\r\nHost: api.test\r\nHost: api.test\r\n\r\n".to_vec()
-    }, None),
-    ("hostile/userinfo", Kind::Refuse, |_| {
-        b"GET http://user:pw@api.test/u HTTP/1.1\r\n\r\n".to_vec()
-    }, None),
-    ("hostile/bad-version", Kind::Refuse, |r| {
-        let line = *r.pick(&["GET / HTTP/1.2", "GET / HTTP/2.0", "GET /", "GET / http/1.1", "GET  / HTTP/1.1"]);
-        format!("{line}\r\nHost: api.test\r\n\r\n").into_bytes()
-    }, Some(Known::RequestLine)),
-    ("hostile/connection-names-host", Kind::Valid, |_| {
-        b"GET /c HTTP/1.1\r\nHost: api.test\r\nConnection: host\r\n\r\n".to_vec()
-    }, Some(Known::ConnectionNamesHost)),
-    ("hostile/two-connection-fields", Kind::Valid, |r| {
-        // `close` in the second of two fields.
-        let first = *r.pick(&["x-hop", "keep-alive"]);
-        format!("GET /cc HTTP/1.1\r\nHost: api.test\r\nConnection: {first}\r\nConnection: close\r\n\r\n").into_bytes()
-    }, Some(Known::FirstConnectionField)),
-    ("hostile/fragment", Kind::Refuse, |_| {
-        b"GET /a#frag HTTP/1.1\r\nHost: api.test\r\n\r\n".to_vec()
-    }, Some(Known::Fragment)),
+    (
+        "hostile/cl+te",
+        Kind::Refuse,
+        |r| {
+            post(
+                r.chance(50),
+                "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: api.test\r\n\r\n",
+            )
+        },
+        None,
+    ),
+    (
+        "hostile/te+cl",
+        Kind::Refuse,
+        |r| {
+            post(
+                r.chance(50),
+                "Transfer-Encoding: chunked\r\nContent-Length: 40\r\n",
+                "5\r\nhello\r\n0\r\n\r\n",
+            )
+        },
+        None,
+    ),
+    (
+        "hostile/two-lengths",
+        Kind::Refuse,
+        |r| {
+            post(
+                r.chance(50),
+                "Content-Length: 3\r\nContent-Length: 5\r\n",
+                "abcde",
+            )
+        },
+        None,
+    ),
+    (
+        "hostile/length-list",
+        Kind::Refuse,
+        |_| post(false, "Content-Length: 3, 5\r\n", "abcde"),
+        None,
+    ),
+    (
+        "hostile/length-sign",
+        Kind::Refuse,
+        |r| {
+            let v = *r.pick(&["+5", "-5", "0x5", "5x", "5 5", "", "99999999999999999999"]);
+            post(false, &format!("Content-Length: {v}\r\n"), "hello")
+        },
+        None,
+    ),
+    (
+        "hostile/te-not-chunked-last",
+        Kind::Refuse,
+        |r| {
+            let v = *r.pick(&["gzip", "chunked, gzip", "xchunked", "chunked;q=1"]);
+            post(
+                false,
+                &format!("Transfer-Encoding: {v}\r\n"),
+                "5\r\nhello\r\n0\r\n\r\n",
+            )
+        },
+        None,
+    ),
+    (
+        "hostile/te-http1.0",
+        Kind::Refuse,
+        |_| {
+            b"POST /h HTTP/1.0\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec()
+        },
+        None,
+    ),
+    (
+        "hostile/chunk-size",
+        Kind::Refuse,
+        |r| {
+            let v = *r.pick(&["zz", "-1", "0x5", "11111111111111111", "5 5", " 5", "5\x00"]);
+            post(
+                false,
+                "Transfer-Encoding: chunked\r\n",
+                &format!("{v}\r\nhello\r\n0\r\n\r\n"),
+            )
+        },
+        Some(Known::ChunkedStrictness),
+    ),
+    (
+        "hostile/chunk-overrun",
+        Kind::Refuse,
+        |_| {
+            post(
+                false,
+                "Transfer-Encoding: chunked\r\n",
+                "5\r\nhelloEXTRA\r\n0\r\n\r\n",
+            )
+        },
+        None,
+    ),
+    (
+        "hostile/chunk-bare-lf",
+        Kind::Refuse,
+        |r| {
+            let body = *r.pick(&[
+                "5\nhello\r\n0\r\n\r\n",
+                "5\r\nhello\n0\r\n\r\n",
+                "5\r\nhello\r\n0\n\n",
+                "5;e\nhello\r\n0\r\n\r\n",
+            ]);
+            post(false, "Transfer-Encoding: chunked\r\n", body)
+        },
+        Some(Known::ChunkedStrictness),
+    ),
+    (
+        "hostile/chunk-ext-ctl",
+        Kind::Refuse,
+        |_| {
+            post(
+                false,
+                "Transfer-Encoding: chunked\r\n",
+                "5;a\x01b\r\nhello\r\n0\r\n\r\n",
+            )
+        },
+        Some(Known::ChunkedStrictness),
+    ),
+    (
+        "hostile/trailer-bare-lf",
+        Kind::Refuse,
+        |_| {
+            post(
+                false,
+                "Transfer-Encoding: chunked\r\n",
+                "5\r\nhello\r\n0\r\nX-T: a\nb\r\n\r\n",
+            )
+        },
+        Some(Known::ChunkedStrictness),
+    ),
+    (
+        "hostile/head-bare-lf",
+        Kind::Either,
+        |r| {
+            if r.chance(50) {
+                b"GET /lf HTTP/1.1\nHost: api.test\n\n".to_vec()
+            } else {
+                b"GET /lf HTTP/1.1\r\nHost: api.test\nX-A: b\r\n\r\n".to_vec()
+            }
+        },
+        None,
+    ),
+    (
+        "hostile/obs-fold",
+        Kind::Refuse,
+        |_| b"GET /f HTTP/1.1\r\nHost: api.test\r\nX-Folded: a\r\n  b\r\n\r\n".to_vec(),
+        None,
+    ),
+    (
+        "hostile/nul",
+        Kind::Refuse,
+        |r| {
+            if r.chance(50) {
+                b"GET /n HTTP/1.1\r\nHost: api.test\r\nX-Nul: a\x00b\r\n\r\n".to_vec()
+            } else {
+                b"GET /n\x00x HTTP/1.1\r\nHost: api.test\r\n\r\n".to_vec()
+            }
+        },
+        Some(Known::RequestLine),
+    ),
+    (
+        "hostile/bare-cr",
+        Kind::Refuse,
+        |_| b"GET /cr HTTP/1.1\r\nHost: api.test\r\nX-Cr: a\rb\r\n\r\n".to_vec(),
+        None,
+    ),
+    (
+        "hostile/space-before-colon",
+        Kind::Refuse,
+        |_| b"GET /s HTTP/1.1\r\nHost : api.test\r\n\r\n".to_vec(),
+        None,
+    ),
+    (
+        "hostile/oversized-head",
+        Kind::Refuse,
+        |r| {
+            // Beyond both limits (pingora's is 1 MiB).
+            let n = r.range(1_100_000, 1_200_000);
+            format!(
+                "GET /big HTTP/1.1\r\nHost: api.test\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(n)
+            )
+            .into_bytes()
+        },
+        None,
+    ),
+    (
+        "hostile/oversized-head-70k",
+        Kind::Refuse,
+        |r| {
+            let n = r.range(66_000, 80_000);
+            format!(
+                "GET /big HTTP/1.1\r\nHost: api.test\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(n)
+            )
+            .into_bytes()
+        },
+        Some(Known::HeadLimits),
+    ),
+    (
+        "hostile/too-many-fields",
+        Kind::Refuse,
+        |r| {
+            let n = r.range(129, 250);
+            let fields: String = (0..n).map(|i| format!("X-F{i}: v\r\n")).collect();
+            format!("GET /many HTTP/1.1\r\nHost: api.test\r\n{fields}\r\n").into_bytes()
+        },
+        Some(Known::HeadLimits),
+    ),
+    (
+        "hostile/host-mismatch",
+        Kind::Refuse,
+        |r| {
+            let host = *r.pick(&["other.test", "api.test:81", "api.test.evil"]);
+            format!("GET http://api.test/m HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
+        },
+        None,
+    ),
+    (
+        "hostile/host-spelling",
+        Kind::Valid,
+        |r| {
+            // The same authority written differently: tollgate compares hosts as hosts.
+            let (target, host) = *r.pick(&[
+                ("http://api.test/m", "API.test"),
+                ("http://api.test/m", "api.test:80"),
+                ("http://api.test:80/m", "api.test"),
+            ]);
+            format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
+        },
+        Some(Known::HostSpelling),
+    ),
+    (
+        "hostile/two-hosts",
+        Kind::Refuse,
+        |_| b"GET /h HTTP/1.1\r\nHost: api.test\r\nHost: api.test\r\n\r\n".to_vec(),
+        None,
+    ),
+    (
+        "hostile/userinfo",
+        Kind::Refuse,
+        |_| b"GET http://user:pw@api.test/u HTTP/1.1\r\n\r\n".to_vec(),
+        None,
+    ),
+    (
+        "hostile/bad-version",
+        Kind::Refuse,
+        |r| {
+            let line = *r.pick(&[
+                "GET / HTTP/1.2",
+                "GET / HTTP/2.0",
+                "GET /",
+                "GET / http/1.1",
+                "GET  / HTTP/1.1",
+            ]);
+            format!("{line}\r\nHost: api.test\r\n\r\n").into_bytes()
+        },
+        Some(Known::RequestLine),
+    ),
+    (
+        "hostile/connection-names-host",
+        Kind::Valid,
+        |_| b"GET /c HTTP/1.1\r\nHost: api.test\r\nConnection: host\r\n\r\n".to_vec(),
+        Some(Known::ConnectionNamesHost),
+    ),
+    (
+        "hostile/two-connection-fields",
+        Kind::Valid,
+        |r| {
+            // `close` in the second of two fields.
+            let first = *r.pick(&["x-hop", "keep-alive"]);
+            format!("GET /cc HTTP/1.1\r\nHost: api.test\r\nConnection: {first}\r\nConnection: close\r\n\r\n").into_bytes()
+        },
+        Some(Known::FirstConnectionField),
+    ),
+    (
+        "hostile/fragment",
+        Kind::Refuse,
+        |_| b"GET /a#frag HTTP/1.1\r\nHost: api.test\r\n\r\n".to_vec(),
+        Some(Known::Fragment),
+    ),
 ];
