@@ -234,7 +234,8 @@ fn path(rng: &mut Rng) -> String {
             if i > 0 {
                 p.push('&');
             }
-            p.push_str(*rng.pick(&q));
+            let s: &&str = rng.pick(&q);
+            p.push_str(s);
         }
     }
     p
