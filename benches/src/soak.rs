@@ -253,9 +253,9 @@ async fn client(
 /// How a hostile client leaves.
 #[derive(Clone, Copy)]
 enum Leave {
-    MidHead,
-    MidBody,
-    MidResponse,
+    Head,
+    Body,
+    Response,
 }
 
 /// Connects, starts a request, and leaves part way through, every `every`, until `stop`.
@@ -268,18 +268,18 @@ async fn leaver(
     stop: Arc<AtomicBool>,
 ) {
     let (bytes, read_first): (Vec<u8>, bool) = match how {
-        Leave::MidHead => (
+        Leave::Head => (
             format!("GET /head HTTP/1.1\r\nHost: {host}\r\nX-Partial: abc").into_bytes(),
             false,
         ),
-        Leave::MidBody => {
+        Leave::Body => {
             let mut b =
                 format!("POST /body HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100000\r\n\r\n")
                     .into_bytes();
             b.extend_from_slice(&[b'b'; 4096]);
             (b, false)
         }
-        Leave::MidResponse => (
+        Leave::Response => (
             format!("GET /big HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes(),
             true,
         ),
@@ -464,10 +464,10 @@ fn soak(o: &Options, bin: &Path, dir: &Path) -> Result<(), String> {
                         stop.clone(),
                     )));
                     for (how, host) in [
-                        (Leave::MidHead, &pass_host),
-                        (Leave::MidBody, &pass_host),
-                        (Leave::MidResponse, &pass_host),
-                        (Leave::MidBody, &inject_host),
+                        (Leave::Head, &pass_host),
+                        (Leave::Body, &pass_host),
+                        (Leave::Response, &pass_host),
+                        (Leave::Body, &inject_host),
                     ] {
                         tasks.push(tokio::task::spawn_local(leaver(
                             proxy,
@@ -598,9 +598,9 @@ fn report(
         "client side: {} ok responses, {} /big read whole; left mid-head {}, mid-body {}, mid-response {}",
         tally.ok.load(Ordering::Relaxed),
         tally.big_ok.load(Ordering::Relaxed),
-        left(Leave::MidHead as usize),
-        left(Leave::MidBody as usize),
-        left(Leave::MidResponse as usize)
+        left(Leave::Head as usize),
+        left(Leave::Body as usize),
+        left(Leave::Response as usize)
     );
     println!(
         "proxy side: {:.0} requests counted, client disconnects head {:.0} / body {:.0} / response {:.0}, replays {:.0}",
