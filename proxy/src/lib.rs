@@ -29,6 +29,7 @@ pub mod rewrite;
 pub mod route;
 pub mod server;
 pub mod state;
+pub mod status;
 pub mod target;
 pub mod telemetry;
 pub mod tunnel;

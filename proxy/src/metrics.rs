@@ -2,11 +2,14 @@
 //! the config, actions, status codes and fixed outcome words; never a client id, token or
 //! secret. Token metrics are registered by `auth` on the same registry.
 
+use dashmap::DashMap;
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
     Registry,
 };
-use std::sync::OnceLock;
+use std::sync::atomic::AtomicU16;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
 
 /// The label used when no route matched (`default_action` decided).
 pub const NO_ROUTE: &str = "-";
@@ -121,6 +124,9 @@ pub struct RouteMetrics {
     requests: Box<[OnceLock<IntCounter>]>,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
+    /// The status of the route's last answered request (the status page), kept across
+    /// reloads; 0 before the first.
+    pub last_status: Arc<AtomicU16>,
 }
 
 impl RouteMetrics {
@@ -129,8 +135,10 @@ impl RouteMetrics {
         requests: &IntCounterVec,
         request_duration: &HistogramVec,
         upstream_duration: &HistogramVec,
+        last_status: Arc<AtomicU16>,
     ) -> RouteMetrics {
         RouteMetrics {
+            last_status,
             route: route.to_owned(),
             requests_vec: requests.clone(),
             requests: (0..ActionLabel::ALL.len() * CODES.len() * 2)
@@ -183,6 +191,10 @@ pub struct Metrics {
     pub no_route: RouteMetrics,
     /// The same, for requests refused before routing.
     pub unrouted: RouteMetrics,
+    /// Each route's last status (the status page), by route name.
+    last_status: DashMap<String, Arc<AtomicU16>>,
+    /// When the config was last reloaded, and whether it was `applied` or `rejected`.
+    last_reload: Mutex<Option<(SystemTime, &'static str)>>,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> Result<T, String> {
@@ -250,11 +262,24 @@ impl Metrics {
         for h in [&request_duration, &upstream_duration] {
             must(registry.register(Box::new(h.clone())))?;
         }
-        let no_route =
-            RouteMetrics::new(NO_ROUTE, &requests, &request_duration, &upstream_duration);
-        let unrouted =
-            RouteMetrics::new(NO_ROUTE, &requests, &request_duration, &upstream_duration);
+        let last_status: DashMap<String, Arc<AtomicU16>> = DashMap::new();
+        let no_route = RouteMetrics::new(
+            NO_ROUTE,
+            &requests,
+            &request_duration,
+            &upstream_duration,
+            last_status.entry(NO_ROUTE.to_owned()).or_default().clone(),
+        );
+        let unrouted = RouteMetrics::new(
+            NO_ROUTE,
+            &requests,
+            &request_duration,
+            &upstream_duration,
+            last_status.entry(NO_ROUTE.to_owned()).or_default().clone(),
+        );
         Ok(Metrics {
+            last_status,
+            last_reload: Mutex::new(None),
             registry,
             no_route,
             unrouted,
@@ -270,6 +295,23 @@ impl Metrics {
         })
     }
 
+    /// Records a reload's outcome (`applied` or `rejected`) for the status page.
+    pub fn note_reload(&self, outcome: &'static str) {
+        *self
+            .last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((SystemTime::now(), outcome));
+    }
+
+    /// When the config was last reloaded, and the outcome.
+    pub fn last_reload(&self) -> Option<(SystemTime, &'static str)> {
+        *self
+            .last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The series of one route (or of [`NO_ROUTE`]).
     pub fn route(&self, route: &str) -> RouteMetrics {
         RouteMetrics::new(
@@ -277,6 +319,10 @@ impl Metrics {
             &self.requests,
             &self.request_duration,
             &self.upstream_duration,
+            self.last_status
+                .entry(route.to_owned())
+                .or_default()
+                .clone(),
         )
     }
 

@@ -123,6 +123,7 @@ impl Reloader {
                     .config_reloads
                     .with_label_values(&["applied"])
                     .inc();
+                self.metrics.note_reload("applied");
                 tracing::info!(path = %self.path.display(), why, "config reloaded");
                 true
             }
@@ -131,6 +132,7 @@ impl Reloader {
                     .config_reloads
                     .with_label_values(&["rejected"])
                     .inc();
+                self.metrics.note_reload("rejected");
                 for p in &problems {
                     tracing::error!(why, "config reload rejected: {p}");
                 }

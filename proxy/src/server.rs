@@ -97,6 +97,13 @@ pub fn serve(
     .spawn()
     .map_err(|e| format!("cannot start the reload watcher: {e}"))?;
     let pseudonym = Shared::pseudonym();
+    let status = crate::status::Sources {
+        state: state.clone(),
+        tokens: tokens.clone(),
+        metrics: metrics.clone(),
+        config_path: path.to_path_buf(),
+        started: std::time::SystemTime::now(),
+    };
     let shared = Arc::new(Shared {
         state,
         dns: Dns::system(),
@@ -119,7 +126,7 @@ pub fn serve(
 
     let mut admin = Service::new(
         "tollgate admin".to_owned(),
-        Admin::new(listen.proxy, metrics),
+        Admin::new(listen.proxy, metrics, status),
     );
     admin.add_tcp(&listen.admin.to_string());
     admin.threads = Some(1);

@@ -108,6 +108,8 @@ pub(crate) struct CredState {
     /// A background refresher runs for this credential.
     pub(crate) refreshing: AtomicBool,
     pub(crate) m: CredMetrics,
+    /// What the status page shows about the last token requests.
+    last: Mutex<status::Last>,
 }
 
 type FlightResult = Option<Result<Token, TokenError>>;
@@ -435,6 +437,7 @@ impl CredState {
             flight: Mutex::new(Flight::default()),
             refreshing: AtomicBool::new(false),
             m,
+            last: Mutex::new(status::Last::default()),
         })
     }
 }
@@ -547,6 +550,7 @@ async fn run_flight(shared: Arc<Shared>, cred: Arc<CredState>, tx: watch::Sender
         shared.store(&cred, &f.token, f.lifetime);
         f.token
     });
+    status::record(&cred, &result);
     {
         let mut flight = lock(&cred.flight);
         flight.running = None;
@@ -592,6 +596,9 @@ pub(crate) async fn wait(
         Err(_) => Err(cancelled()),
     }
 }
+
+mod status;
+pub use status::CredentialStatus;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
