@@ -74,8 +74,12 @@ pub fn serve(
 
     let open = Arc::new(AtomicUsize::new(0));
     crate::auth::install_crypto_provider();
-    let tokens =
-        TokenCache::new(&state.config.credentials, &metrics.registry).map_err(|e| e.to_string())?;
+    let tokens = TokenCache::with_request_timeout(
+        &state.config.credentials,
+        &metrics.registry,
+        state.config.timeouts.token_request,
+    )
+    .map_err(|e| e.to_string())?;
     let mut state = state;
     state.bind(&tokens);
     // Interception: the CA is loaded here and on every reload.

@@ -158,11 +158,21 @@ impl TokenCache {
         credentials: &BTreeMap<String, Credential>,
         registry: &prometheus::Registry,
     ) -> Result<Arc<Self>, AuthError> {
+        Self::with_request_timeout(credentials, registry, super::client::REQUEST_TIMEOUT)
+    }
+
+    /// Like [`new`](Self::new), each token request bounded by `timeout`
+    /// (`timeouts.token_request`: connect, send and the whole answer).
+    pub fn with_request_timeout(
+        credentials: &BTreeMap<String, Credential>,
+        registry: &prometheus::Registry,
+        timeout: std::time::Duration,
+    ) -> Result<Arc<Self>, AuthError> {
         super::install_crypto_provider();
         Self::with_endpoint_factory(
             credentials,
             registry,
-            Box::new(ReqwestEndpoint::for_credential),
+            Box::new(move |def: &Credential| ReqwestEndpoint::for_credential(def, timeout)),
         )
     }
 
