@@ -1108,3 +1108,122 @@ fn route_callers_problems_are_located() {
         "no `callers:` section",
     );
 }
+
+// ------------------------------------------------------------------ token_store
+
+#[test]
+fn token_store_as_documented() {
+    let c = ok("token_store:
+  redis:
+    url: redis://redis.platform.svc:6379/2
+    username: tollgate
+    password_file: /var/run/secrets/redis/password
+    key_prefix: \"tg:prod:\"
+    timeout: 250ms
+  encryption_key_files: [/keys/new, /keys/old]
+  lock_timeout: 3s
+");
+    let ts = c.token_store.expect("token_store");
+    assert_eq!(
+        ts.redis,
+        RedisStore {
+            tls: false,
+            host: "redis.platform.svc".into(),
+            port: 6379,
+            db: 2,
+            username: Some("tollgate".into()),
+            password_file: Some(PathBuf::from("/var/run/secrets/redis/password")),
+            key_prefix: "tg:prod:".into(),
+            timeout: std::time::Duration::from_millis(250),
+        }
+    );
+    assert_eq!(
+        ts.encryption_key_files,
+        vec![PathBuf::from("/keys/new"), PathBuf::from("/keys/old")]
+    );
+    assert_eq!(ts.lock_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(ts.redis.display_url(), "redis://redis.platform.svc:6379/2");
+}
+
+#[test]
+fn token_store_defaults() {
+    assert_eq!(ok("").token_store, None);
+    let ts = ok("token_store:
+  redis: { url: \"rediss://[::1]\" }
+  encryption_key_files: [k]
+")
+    .token_store
+    .expect("token_store");
+    assert!(ts.redis.tls);
+    assert_eq!(ts.redis.port, DEFAULT_REDIS_PORT);
+    assert_eq!(ts.redis.db, 0);
+    assert_eq!(ts.redis.username, None);
+    assert_eq!(ts.redis.password_file, None);
+    assert_eq!(ts.redis.key_prefix, DEFAULT_KEY_PREFIX);
+    assert_eq!(ts.redis.timeout, DEFAULT_REDIS_TIMEOUT);
+    assert_eq!(ts.lock_timeout, DEFAULT_LOCK_TIMEOUT);
+    assert_eq!(ts.redis.display_url(), "rediss://[::1]:6379/0");
+}
+
+#[test]
+fn token_store_problems_have_positions() {
+    one(
+        "token_store:\n  encryption_key_files: [k]\n",
+        "1:1",
+        "missing `redis`",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\" }\n",
+        "1:1",
+        "missing `encryption_key_files`",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\" }\n  encryption_key_files: []\n",
+        "3:25",
+        "empty list",
+    );
+    one(
+        "token_store:\n  redis:\n    url: redis://:hunter2@h\n  encryption_key_files: [k]\n",
+        "3:10",
+        "password_file",
+    );
+    let ps = problems(
+        "token_store:\n  redis:\n    url: redis://:hunter2@h\n  encryption_key_files: [k]\n",
+    );
+    assert!(!ps.iter().any(|p| p.contains("hunter2")), "{ps:?}");
+    one(
+        "token_store:\n  redis:\n    url: memcached://h\n  encryption_key_files: [k]\n",
+        "3:10",
+        "redis:// or rediss://",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\" }\n  encryption_key_files: [a, b, a]\n",
+        "3:32",
+        "already listed",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\" }\n  encryption_key_files: [k]\n  lock_timeout: 10ms\n",
+        "4:17",
+        "between 100ms and 5m",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\", timeout: soon }\n  encryption_key_files: [k]\n",
+        "2:39",
+        "not a duration",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\", key_prefix: \"a b\" }\n  encryption_key_files: [k]\n",
+        "2:42",
+        "whitespace",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\", pasword_file: x }\n  encryption_key_files: [k]\n",
+        "2:30",
+        "pasword_file",
+    );
+    // Several problems are all reported.
+    let ps = problems(
+        "token_store:\n  redis: { url: \"ftp://h\" }\n  encryption_key_files: []\n  lock_timeout: x\n",
+    );
+    assert_eq!(ps.len(), 3, "{ps:#?}");
+}

@@ -77,11 +77,15 @@ fn child(base: &[Seg], seg: impl Into<Seg>) -> YPath {
 mod callers;
 mod credential;
 mod route;
+mod store;
 mod timeouts;
 
 pub use callers::DEFAULT_IDENTITY_CLAIM;
 use credential::credential;
 use route::route;
+pub use store::{
+    DEFAULT_KEY_PREFIX, DEFAULT_LOCK_TIMEOUT, DEFAULT_REDIS_PORT, DEFAULT_REDIS_TIMEOUT,
+};
 
 /// Collects problems and resolves positions.
 pub(crate) struct Checker<'a> {
@@ -412,6 +416,11 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
         Some(i) => interception(c, i).map(Some),
     };
 
+    let token_store = match f.token_store {
+        None => Some(None),
+        Some(ts) => store::token_store(c, ts).map(Some),
+    };
+
     let config = Config {
         interception: interception?,
         listen: Listen {
@@ -431,6 +440,7 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
         credentials,
         routes,
         callers: callers?,
+        token_store: token_store?,
     };
     (all_ok && c.problems.is_empty()).then_some(config)
 }
