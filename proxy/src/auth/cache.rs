@@ -20,7 +20,9 @@
 //! - **Token store** (optional, `cache/fleet.rs` and `store/`): with `token_store`
 //!   configured, a flight first reads Redis and only the replica holding the lock asks
 //!   the endpoint; a 401 invalidation is shared with every replica. The hit path is
-//!   unchanged: a local hit never touches Redis.
+//!   unchanged: a local hit never touches Redis. `kind: static` credentials never use
+//!   the store (no read, no write, no lock): their value is read from a file on every
+//!   replica, never fetched.
 //! - **Rate limits** (`ratelimit.rs`): no token request is sent while the endpoint's
 //!   rate-limit headers (or a hold shared through the store) say to wait.
 //!
@@ -221,7 +223,7 @@ impl TokenCache {
         let slots = DashMap::new();
         for (name, def) in credentials {
             let cred = CredState::new(name, def, &metrics, &*factory)?;
-            if let Some(fleet) = &fleet {
+            if let Some(fleet) = fleet.as_ref().filter(|_| fleet::shares(def)) {
                 fleet.metrics.credential(name);
             }
             slots.insert(name.clone(), Arc::new(cred));
@@ -434,7 +436,7 @@ impl TokenCache {
                 }
                 Plan::Replace(cred) => {
                     cred.m.expiry.set(0.0);
-                    if let Some(fleet) = &self.shared.fleet {
+                    if let Some(fleet) = self.shared.fleet_for(&cred) {
                         fleet.metrics.credential(name);
                     }
                     if let Some(old) = self.shared.slots.insert(name.clone(), cred) {
@@ -654,7 +656,7 @@ async fn run_flight(
         cred: &cred,
         armed: true,
     };
-    let (result, version) = match shared.fleet.clone() {
+    let (result, version) = match shared.fleet_for(&cred).cloned() {
         Some(fleet) => fleet::flight(&shared, &cred, &fleet, purpose).await,
         None => {
             let (result, version) = shared.ask(&cred).await;

@@ -10,6 +10,7 @@ use super::*;
 use crate::auth::error::sanitize;
 use crate::auth::schedule::{MAX_LIFETIME, MIN_LIFETIME};
 use crate::auth::store::{holder_id, Answer, Found, Keys};
+use tollgate_rules::CredentialKind;
 
 /// First and largest pause between looks at a lock held by another replica (a notice
 /// usually ends the pause first).
@@ -17,6 +18,16 @@ const FIRST_POLL: Duration = Duration::from_millis(10);
 const MAX_POLL: Duration = Duration::from_millis(100);
 
 type Outcome = (Result<Token, TokenError>, u64);
+
+/// Does this credential go through the token store? Not `kind: static`: its value is read
+/// from a file on every replica and never fetched, so there is nothing to share, no lock
+/// to take and nothing to invalidate (it is never replayed either).
+pub(super) fn shares(def: &Credential) -> bool {
+    match def.kind {
+        CredentialKind::OAuth2(_) => true,
+        CredentialKind::Static { .. } => false,
+    }
+}
 
 pub(super) async fn flight(
     shared: &Arc<Shared>,
@@ -216,7 +227,7 @@ fn adopt(
 /// locally after a 401; drop it from Redis (compare-and-delete on its fleet id) and tell
 /// every replica. Never adopted again here.
 pub(super) fn invalidate(shared: &Arc<Shared>, cred: &Arc<CredState>, sent: u64) {
-    let Some(fleet) = &shared.fleet else {
+    let Some(fleet) = shared.fleet_for(cred) else {
         return;
     };
     let Some(fleet_id) = cred.fleet.fleet_id(sent) else {
@@ -231,11 +242,17 @@ pub(super) fn invalidate(shared: &Arc<Shared>, cred: &Arc<CredState>, sent: u64)
 }
 
 impl Shared {
+    /// The token store, for a credential that uses it (see [`shares`]).
+    pub(crate) fn fleet_for(&self, cred: &CredState) -> Option<&Arc<Fleet>> {
+        self.fleet.as_ref().filter(|_| shares(&cred.def))
+    }
+
     /// The configured credential `name`, if `token_key` is its key here (a replica with
-    /// another definition of it uses another key and ignores the notice).
+    /// another definition of it uses another key and ignores the notice). Never a
+    /// static credential: no notice concerns one.
     fn by_key(&self, name: &str, token_key: &str) -> Option<(Arc<CredState>, Arc<Fleet>)> {
-        let fleet = self.fleet.as_ref()?;
         let cred = self.slots.get(name).map(|c| Arc::clone(&c))?;
+        let fleet = self.fleet_for(&cred)?;
         let keys = fleet.keys(&cred.fleet, &cred.name, &cred.def);
         (keys.token == token_key).then(|| (cred, Arc::clone(fleet)))
     }

@@ -6,7 +6,8 @@ use super::*;
 use crate::auth::store::memory::{Fault, MemoryRedis};
 use crate::auth::store::StoreMode;
 use crate::auth::test_support::{
-    credential, metric, replica, FakeEndpoint, Replica, Reply, KEY_A, KEY_B,
+    credential, metric, replica, static_credential, FakeEndpoint, Replica, Reply, TempDir, KEY_A,
+    KEY_B,
 };
 
 fn secs(s: u64) -> Duration {
@@ -478,4 +479,61 @@ async fn debug_and_status_never_show_keys_or_tokens() {
         assert!(!s.contains(KEY_A) && !s.contains(t.secret()), "{s}");
     }
     assert!(status.contains("redis://memory:6379/0"), "{status}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_static_credential_never_touches_the_store() {
+    let fake = FakeEndpoint::new(Reply::token(3600));
+    let redis = MemoryRedis::new();
+    let dir = TempDir::new();
+    let path = dir.write("stripe", "sk_test_one\n");
+    let defs = [static_credential("stripe", &path), credential("billing")];
+    let replicas: Vec<Replica> = (0..2)
+        .map(|_| replica(&fake, &defs, &redis, &[KEY_A]))
+        .collect();
+    settle().await;
+    let ops = [
+        "read",
+        "lock",
+        "put",
+        "hold",
+        "unlock",
+        "invalidate",
+        "reseal",
+    ];
+    let calls = || ops.iter().map(|op| redis.calls(op)).sum::<usize>();
+    for r in &replicas {
+        // Cold, then past its re-check interval (the background refresher runs), then a
+        // 401 invalidation (the data path does not replay static values; nothing is
+        // shared if something asks anyway).
+        let t = r.cache.get("stripe").await.unwrap();
+        assert_eq!(t.secret(), "sk_test_one");
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        let h = r.cache.handle("stripe").unwrap();
+        let _ = r.cache.hit(&h, |_| ());
+        settle().await;
+        let t = r.cache.get("stripe").await.unwrap();
+        r.cache.invalidate("stripe", &t);
+        settle().await;
+        r.cache.get("stripe").await.unwrap();
+    }
+    assert_eq!(calls(), 0, "no Redis operation for a static credential");
+    assert!(redis.keys("tg:").iter().all(|k| !k.contains("stripe")));
+    assert_eq!(fake.calls(), 0);
+    for r in &replicas {
+        let series = r
+            .registry
+            .gather()
+            .into_iter()
+            .filter(|f| f.name() == "tollgate_token_store_total")
+            .flat_map(|f| f.get_metric().to_vec())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == "stripe"))
+            .count();
+        assert_eq!(series, 0, "no token store series for a static credential");
+    }
+    // The OAuth credential next to it still goes through the store.
+    replicas[0].cache.get("billing").await.unwrap();
+    replicas[1].cache.get("billing").await.unwrap();
+    assert_eq!(fake.calls(), 1);
+    assert!(redis.calls("put") >= 1);
 }
