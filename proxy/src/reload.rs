@@ -74,6 +74,10 @@ fn watched_files(path: &Path, config: &Config) -> Vec<PathBuf> {
         files.push(i.ca_cert_file.clone());
         files.push(i.ca_key_file.clone());
     }
+    if let Some(store) = &config.token_store {
+        // Key files take effect on reload (rotation); the Redis password only on restart.
+        files.extend(store.encryption_key_files.iter().cloned());
+    }
     files
 }
 
@@ -99,19 +103,32 @@ impl Reloader {
                         "listen addresses and threads change only on restart; keeping the current ones"
                     );
                 }
+                let old_redis = old.config.token_store.as_ref().map(|t| &t.redis);
+                if config.token_store.as_ref().map(|t| &t.redis) != old_redis {
+                    tracing::warn!(
+                        "token_store.redis changes only on restart; keeping the current Redis connection"
+                    );
+                }
                 let credentials = config.credentials.clone();
+                let token_store = config.token_store.clone();
                 match crate::intercept::prepare(&config) {
                     Err(problems) => Err(problems.iter().map(ToString::to_string).collect()),
                     Ok(intercept) => match State::build(config, &self.metrics, None) {
                         Err(problems) => Err(problems),
-                        Ok(mut new) => match self.tokens.reconfigure(&credentials) {
+                        Ok(mut new) => match self.tokens.reconfigure_store(token_store.as_ref()) {
                             Err(e) => Err(vec![e.to_string()]),
-                            Ok(()) => {
-                                new.bind(&self.tokens);
-                                self.interceptor.install(intercept);
-                                self.state.store(Arc::new(new));
-                                Ok(())
-                            }
+                            Ok(msg) => match self.tokens.reconfigure(&credentials) {
+                                Err(e) => Err(vec![e.to_string()]),
+                                Ok(()) => {
+                                    if !msg.is_empty() {
+                                        tracing::info!("{msg}");
+                                    }
+                                    new.bind(&self.tokens);
+                                    self.interceptor.install(intercept);
+                                    self.state.store(Arc::new(new));
+                                    Ok(())
+                                }
+                            },
                         },
                     },
                 }

@@ -208,22 +208,39 @@ async fn redis_down_falls_back_at_once_and_rejoins() {
     for r in &replicas {
         r.backend.set_fault(Fault::Down);
     }
+    // The dropped connection switches each replica to fallback at once, before any miss.
+    for r in &replicas {
+        let s = r.cache.store_status().unwrap();
+        assert_eq!(s.mode, StoreMode::Fallback);
+        assert_eq!(
+            s.last_error.as_deref(),
+            Some("the connection to Redis was lost")
+        );
+    }
     // Each replica fetches its own token: requests never fail.
     for r in &replicas {
         assert!(r.cache.get("billing").await.is_ok());
     }
     assert_eq!(fake.calls(), 2);
     for r in &replicas {
-        let s = r.cache.store_status().unwrap();
-        assert_eq!(s.mode, StoreMode::Fallback);
-        assert_eq!(s.last_error.as_deref(), Some("connection refused"));
         assert_eq!(metric(&r.registry, "tollgate_token_store_up", &[]), 0.0);
     }
     // Falling back means not waiting for Redis at all: a 401 is local only.
     let t = replicas[0].cache.cached("billing").unwrap();
     assert!(replicas[0].cache.invalidate("billing", &t));
     assert!(replicas[0].cache.get("billing").await.is_ok());
-    assert_eq!(store_count(&replicas[0], "read", "fallback"), 1.0);
+    assert_eq!(store_count(&replicas[0], "read", "fallback"), 2.0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        replicas[0]
+            .cache
+            .store_status()
+            .unwrap()
+            .last_error
+            .as_deref(),
+        Some("connection refused"),
+        "the probe's error"
+    );
     // Redis is back: the probe notices within a second, no restart.
     for r in &replicas {
         r.backend.set_fault(Fault::None);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::envelope::{TOKEN_ID_AT, TOKEN_ID_LEN};
-use super::{Backend, BackendError, BackendResult, Keys, Listener, Raw, Stored, TokenId};
+use super::{Backend, BackendError, BackendResult, Keys, Listener, Lost, Raw, Stored, TokenId};
 use crate::auth::client::BoxFuture;
 
 #[derive(Default)]
@@ -39,6 +39,7 @@ pub(crate) enum Fault {
 pub(crate) struct MemoryBackend {
     redis: Arc<MemoryRedis>,
     fault: Arc<Mutex<Fault>>,
+    lost: Mutex<Option<Lost>>,
 }
 
 impl MemoryRedis {
@@ -51,6 +52,7 @@ impl MemoryRedis {
         Arc::new(MemoryBackend {
             redis: Arc::clone(self),
             fault: Arc::new(Mutex::new(Fault::None)),
+            lost: Mutex::new(None),
         })
     }
 
@@ -144,8 +146,16 @@ impl MemoryRedis {
 }
 
 impl MemoryBackend {
+    /// `Down` also drops the connection (as a killed server would).
     pub(crate) fn set_fault(&self, fault: Fault) {
+        let down = fault == Fault::Down;
         *self.fault.lock().unwrap() = fault;
+        if down {
+            let lost = self.lost.lock().unwrap().clone();
+            if let Some(lost) = lost {
+                lost();
+            }
+        }
     }
 
     /// Runs `f` against the shared state unless the fault says otherwise.
@@ -267,7 +277,8 @@ impl Backend for MemoryBackend {
         tokio::spawn(task);
     }
 
-    fn set_listener(&self, listener: Listener) {
+    fn set_listener(&self, listener: Listener, lost: Lost) {
+        *self.lost.lock().unwrap() = Some(lost);
         self.redis
             .listeners
             .lock()

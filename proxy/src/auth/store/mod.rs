@@ -78,6 +78,8 @@ pub(crate) type BackendResult<T> = Result<T, BackendError>;
 
 /// Receives the payloads published on the events channel.
 pub(crate) type Listener = Arc<dyn Fn(&[u8]) + Send + Sync>;
+/// Called when the connection drops (so the replica falls back before its next miss).
+pub(crate) type Lost = Arc<dyn Fn() + Send + Sync>;
 
 /// The Redis operations the store needs, each one round trip. Arguments are owned so the
 /// futures can run on the backend's own runtime. The caller bounds each with a timeout.
@@ -128,8 +130,9 @@ pub(crate) trait Backend: Send + Sync {
     fn ping(&self) -> BoxFuture<'static, BackendResult<()>>;
     /// Runs a background task (the health probe) where the backend's I/O lives.
     fn spawn(&self, task: BoxFuture<'static, ()>);
-    /// Where published payloads go. Set once, before the first `ping`.
-    fn set_listener(&self, listener: Listener);
+    /// Where published payloads go, and whom to tell when the connection drops. Set
+    /// once, before the first `ping`.
+    fn set_listener(&self, listener: Listener, lost: Lost);
     /// `redis://host:port/db`, for logs and the status (never credentials).
     fn describe(&self) -> String;
 }
@@ -323,7 +326,15 @@ impl Fleet {
                 dispatch(&*sink, &token_prefix, payload);
             }
         });
-        self.backend.set_listener(listener);
+        let health = Arc::downgrade(&self.health);
+        let backend = Arc::downgrade(&self.backend);
+        let timeout = self.op_timeout;
+        let lost: Lost = Arc::new(move || {
+            if let (Some(health), Some(backend)) = (health.upgrade(), backend.upgrade()) {
+                health.failed("the connection to Redis was lost", backend, timeout);
+            }
+        });
+        self.backend.set_listener(listener, lost);
         health::start(
             Arc::clone(&self.health),
             Arc::clone(&self.backend),

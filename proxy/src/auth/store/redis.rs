@@ -22,7 +22,7 @@ use redis::{
 use tollgate_rules::{RedisStore, Secret};
 
 use super::envelope::TOKEN_ID_AT;
-use super::{Backend, BackendError, BackendResult, Keys, Listener, Raw, Stored, TokenId};
+use super::{Backend, BackendError, BackendResult, Keys, Listener, Lost, Raw, Stored, TokenId};
 use crate::auth::client::BoxFuture;
 
 /// Password files are a line at most.
@@ -110,7 +110,7 @@ pub(crate) struct RedisBackend {
     rt: tokio::runtime::Handle,
     conn: ConnectionManager,
     scripts: Arc<Scripts>,
-    listener: Arc<OnceLock<Listener>>,
+    listener: Arc<OnceLock<(Listener, Lost)>>,
     subscribed: Arc<AtomicBool>,
     events: String,
     describe: String,
@@ -165,19 +165,26 @@ impl RedisBackend {
             .spawn(move || rt.block_on(std::future::pending::<()>()))
             .map_err(|e| format!("cannot start the token store's thread: {e}"))?;
 
-        let listener: Arc<OnceLock<Listener>> = Arc::default();
+        let listener: Arc<OnceLock<(Listener, Lost)>> = Arc::default();
         let events = format!("{}events", config.key_prefix);
         let l = Arc::clone(&listener);
         let channel = events.clone();
         let push = move |info: redis::PushInfo| -> Result<(), std::convert::Infallible> {
-            if info.kind == PushKind::Message {
-                if let [Value::BulkString(ch), Value::BulkString(payload)] = info.data.as_slice() {
-                    if ch.as_slice() == channel.as_bytes() {
-                        if let Some(listener) = l.get() {
+            let Some((listener, lost)) = l.get() else {
+                return Ok(());
+            };
+            match info.kind {
+                PushKind::Message => {
+                    if let [Value::BulkString(ch), Value::BulkString(payload)] =
+                        info.data.as_slice()
+                    {
+                        if ch.as_slice() == channel.as_bytes() {
                             listener(payload);
                         }
                     }
                 }
+                PushKind::Disconnection => lost(),
+                _ => {}
             }
             Ok(())
         };
@@ -439,8 +446,8 @@ impl Backend for RedisBackend {
         self.rt.spawn(task);
     }
 
-    fn set_listener(&self, listener: Listener) {
-        let _ = self.listener.set(listener);
+    fn set_listener(&self, listener: Listener, lost: Lost) {
+        let _ = self.listener.set((listener, lost));
     }
 
     fn describe(&self) -> String {
