@@ -191,9 +191,8 @@ async fn the_replaying_replica_never_adopts_the_token_it_revoked() {
     let old = a.cache.get("billing").await.unwrap();
     // The invalidation and the replay's get race: the get must not read the old token
     // back from Redis even if it runs before the delete.
-    a.backend.set_fault(Fault::Slow(Duration::from_millis(100)));
+    a.backend.delay_op("invalidate", Duration::from_millis(100));
     assert!(a.cache.invalidate("billing", &old));
-    a.backend.set_fault(Fault::None);
     let fresh = a.cache.get("billing").await.unwrap();
     assert_ne!(fresh.secret(), old.secret());
     assert_eq!(fake.calls(), 2);

@@ -40,6 +40,8 @@ pub(crate) struct MemoryBackend {
     redis: Arc<MemoryRedis>,
     fault: Arc<Mutex<Fault>>,
     lost: Mutex<Option<Lost>>,
+    /// Extra delay for one operation (by name), to order races.
+    delays: Mutex<HashMap<&'static str, Duration>>,
 }
 
 impl MemoryRedis {
@@ -53,6 +55,7 @@ impl MemoryRedis {
             redis: Arc::clone(self),
             fault: Arc::new(Mutex::new(Fault::None)),
             lost: Mutex::new(None),
+            delays: Mutex::default(),
         })
     }
 
@@ -158,6 +161,11 @@ impl MemoryBackend {
         }
     }
 
+    /// Makes `op` (`read`, `lock`, `put`, `invalidate`, ...) answer after `delay`.
+    pub(crate) fn delay_op(&self, op: &'static str, delay: Duration) {
+        self.delays.lock().unwrap().insert(op, delay);
+    }
+
     /// Runs `f` against the shared state unless the fault says otherwise.
     fn serve<T: Send + 'static>(
         &self,
@@ -165,8 +173,12 @@ impl MemoryBackend {
         f: impl FnOnce(&MemoryRedis) -> T + Send + 'static,
     ) -> BoxFuture<'static, BackendResult<T>> {
         let fault = self.fault.lock().unwrap().clone();
+        let delay = self.delays.lock().unwrap().get(op).copied();
         let redis = Arc::clone(&self.redis);
         Box::pin(async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
             match fault {
                 Fault::Down => return Err(BackendError("connection refused".into())),
                 Fault::Errors => {
