@@ -55,6 +55,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "tollgate.configPath" -}}/etc/tollgate/tollgate.yaml{{- end }}
 {{- define "tollgate.secretsDir" -}}/var/run/secrets/tollgate{{- end }}
 {{- define "tollgate.interceptionDir" -}}/var/run/secrets/tollgate-interception{{- end }}
+{{- define "tollgate.storeDir" -}}/var/run/secrets/tollgate-store{{- end }}
 
 {{/*
 The user's config (values.config: a mapping, or the whole tollgate.yaml as a string) as
@@ -113,6 +114,30 @@ user set them (tollgate's default, 127.0.0.1, is unreachable from outside the po
 {{- if not (hasKey $i "ca_key_file") }}{{ $_ := set $i "ca_key_file" (printf "%s/tls.key" $dir) }}{{ end }}
 {{- $_ := set $cfg "interception" $i }}
 {{- end }}
+{{- $ts := .Values.tokenStore }}
+{{- if and $ts $ts.enabled (not (hasKey $cfg "token_store")) }}
+{{- if not $ts.url }}
+{{- fail "tokenStore.url: required with tokenStore.enabled (redis://HOST:PORT/DB or rediss://...)" }}
+{{- end }}
+{{- if not $ts.encryptionKeySecret.name }}
+{{- fail "tokenStore.encryptionKeySecret.name: required with tokenStore.enabled: an existing Secret holding 32-byte keys (openssl rand -base64 32)" }}
+{{- end }}
+{{- $dir := include "tollgate.storeDir" . }}
+{{- $redis := dict "url" $ts.url }}
+{{- with $ts.username }}{{ $_ := set $redis "username" . }}{{ end }}
+{{- if $ts.passwordSecret.name }}
+{{- $_ := set $redis "password_file" (printf "%s/redis/%s" $dir $ts.passwordSecret.key) }}
+{{- end }}
+{{- with $ts.keyPrefix }}{{ $_ := set $redis "key_prefix" . }}{{ end }}
+{{- with $ts.timeout }}{{ $_ := set $redis "timeout" . }}{{ end }}
+{{- $files := list }}
+{{- range $ts.encryptionKeySecret.keys }}
+{{- $files = append $files (printf "%s/keys/%s" $dir .) }}
+{{- end }}
+{{- $store := dict "redis" $redis "encryption_key_files" $files }}
+{{- with $ts.lockTimeout }}{{ $_ := set $store "lock_timeout" . }}{{ end }}
+{{- $_ := set $cfg "token_store" $store }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
@@ -147,7 +172,13 @@ hash goes into the pod template, so changing them (and only them) rolls the pods
 */}}
 {{- define "tollgate.restartChecksum" -}}
 {{- $cfg := fromYaml (include "tollgate.config" .) }}
-{{- toYaml (dict "listen" $cfg.listen "threads" (get $cfg "threads")) | sha256sum }}
+{{- $restart := dict "listen" $cfg.listen "threads" (get $cfg "threads") }}
+{{- /* token_store.redis (and whether there is a store) is read at start only. */}}
+{{- $ts := get $cfg "token_store" }}
+{{- if kindIs "map" $ts }}
+{{- $_ := set $restart "token_store_redis" (get $ts "redis") }}
+{{- end }}
+{{- toYaml $restart | sha256sum }}
 {{- end }}
 
 {{/*
