@@ -404,6 +404,30 @@ async fn hostile_redis_values_locks_errors_and_stalls() {
         (r, started.elapsed())
     }
 
+    // A wrong password: the replica serves alone, says why, never shows a password.
+    let dir = tempdir();
+    let body = w.config(dir.path(), &[KEY_1], "1s");
+    std::fs::write(dir.path().join("redis-password"), "not-the-password-4411\n")
+        .expect("write the wrong password");
+    let locked_out = Tollgate::start_in(dir, &body).await;
+    assert!(
+        locked_out
+            .wait_for_output("token store unavailable", 1, Duration::from_secs(10))
+            .await,
+        "{}",
+        locked_out.output()
+    );
+    assert_eq!(get(&locked_out, &host, "/alone").await.status, 200);
+    expected += 1;
+    assert_eq!(w.token_requests().await, expected);
+    let out = locked_out.output();
+    assert!(
+        out.contains("WRONGPASS") || out.contains("invalid username-password"),
+        "{out}"
+    );
+    assert_clean(&locked_out, "not-the-password-4411").await;
+    drop(locked_out);
+
     // A value that is not ours: a miss, logged, then overwritten with ours.
     w.redis
         .cli(&["SET", &key, "eyJhbGciOiJub25lIn0.e30.", "PX", "60000"]);
