@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tollgate_tests::redis::{ADMIN_PASSWORD, USER_PASSWORD};
-use tollgate_tests::{raw, tempdir, Idp, ProtectedUpstream, RawResponse, RedisServer, Tollgate};
+use tollgate_tests::{
+    raw, tempdir, Idp, ProtectedUpstream, RawResponse, RecordingUpstream, RedisServer, Tollgate,
+};
 
 const KEY_1: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const KEY_2: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
@@ -618,4 +620,99 @@ async fn the_idps_rate_limit_holds_every_replica_until_it_resets() {
     assert_eq!(get(&a, &host, "/later").await.status, 200);
     assert_eq!(get(&b, &host, "/later").await.status, 200);
     assert_eq!(w.token_requests().await, 2);
+}
+
+/// Calls of the commands the token store sends (all its operations are scripts).
+fn store_commands(redis: &RedisServer) -> u64 {
+    redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter(|l| {
+            ["cmdstat_evalsha:", "cmdstat_eval:", "cmdstat_script"]
+                .iter()
+                .any(|c| l.starts_with(c))
+        })
+        .filter_map(|l| {
+            let calls = l.split_once("calls=")?.1;
+            calls.split(',').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_static_credential_never_reaches_redis() {
+    let w = world().await;
+    let up = RecordingUpstream::start().await;
+    let static_host = format!("127.0.0.1:{}", up.port());
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let dir = tempdir();
+        let value = dir.path().join("stripe-key");
+        std::fs::write(&value, "sk_test_static\n").expect("write the static value");
+        let body = w
+            .config(dir.path(), &[KEY_1], "5s")
+            .replacen(
+                "credentials:\n",
+                &format!(
+                    "credentials:\n  stripe:\n    kind: static\n    value_file: {}\n",
+                    value.display()
+                ),
+                1,
+            )
+            .replacen(
+                "routes:\n",
+                &format!(
+                    "routes:\n  - name: stripe\n    match: {{ hosts: [\"{static_host}\"] }}\n    action: inject\n    credential: stripe\n    header: X-Api-Key\n    prefix: \"\"\n"
+                ),
+                1,
+            );
+        let tg = Tollgate::start_in(dir, &body).await;
+        assert!(
+            tg.wait_for_output("token store connected", 1, Duration::from_secs(10))
+                .await,
+            "{}",
+            tg.output()
+        );
+        replicas.push(tg);
+    }
+    // The OAuth credential next to it goes through the store.
+    for tg in &replicas {
+        let resp = get(tg, &w.up.host(), "/x").await;
+        assert_eq!(resp.status, 200, "{resp:?} {}", tg.output());
+    }
+    assert_eq!(w.token_requests().await, 1, "one token for both replicas");
+    let before = store_commands(&w.redis);
+    assert!(before > 0, "the OAuth credential used the store");
+
+    // Cold, then past its one-second re-check of the file: no store operation at all.
+    for round in 0..2 {
+        for tg in &replicas {
+            let resp = get(tg, &static_host, "/v1/charges").await;
+            assert_eq!(resp.status, 200, "{resp:?} {}", tg.output());
+        }
+        if round == 0 {
+            tokio::time::sleep(Duration::from_millis(1300)).await;
+        }
+    }
+    let seen = up.requests();
+    assert_eq!(seen.len(), 4);
+    assert!(seen
+        .iter()
+        .all(|r| r.header("x-api-key") == Some("sk_test_static")));
+    assert_eq!(
+        store_commands(&w.redis),
+        before,
+        "a static credential sent Redis commands"
+    );
+    assert!(w.redis.scan("*stripe*").is_empty());
+    for tg in &replicas {
+        let metrics = raw::get(tg.admin, "/metrics").await.body_text();
+        assert!(
+            !metrics
+                .lines()
+                .any(|l| l.starts_with("tollgate_token_store_total") && l.contains("stripe")),
+            "{metrics}"
+        );
+        assert_clean(tg, "sk_test_static").await;
+    }
 }
