@@ -6,7 +6,7 @@
 //! and `${VAR}` substitution reading the environment (injected via [`Env`]).
 //!
 //! Two layers (STYLE habit 6): [`mod@file`] holds serde structs that mirror the YAML
-//! (`deny_unknown_fields`); [`model`] holds validated types that never derive
+//! (unknown keys collected as problems); [`model`] holds validated types that never derive
 //! `Deserialize`; [`mod@load`] converts one into the other (the work is in the private
 //! `convert` module, value parsers in `values`, positions of YAML nodes in `pos`) and
 //! collects every problem with its location. [`matcher`] picks the most specific route,
@@ -42,12 +42,17 @@ pub mod matcher;
 pub mod model;
 pub mod path;
 mod pos;
+pub mod source;
 pub mod units;
 mod values;
 
 pub use convert::{
     DEFAULT_ADMIN_ADDR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER, DEFAULT_PREFIX, DEFAULT_PROXY_ADDR,
 };
-pub use load::{load, load_str, ConfigErrors, Env, Problem, ProcessEnv};
+pub use load::{
+    load, load_str, load_str_with_source, load_with_source, ConfigErrors, Env, Loaded, Problem,
+    ProcessEnv,
+};
 pub use matcher::{Decision, RequestFacts, Router};
 pub use model::*;
+pub use source::{FileKind, FileRef, Partial, Setting, Source};

@@ -9,6 +9,7 @@ use crate::file::{ConfigFile, DefaultActionFile, PathNormalizationFile};
 use crate::load::{Env, Problem};
 use crate::model::{Config, DefaultAction, Listen, PathNormalization};
 use crate::pos::{display, Pos, PosIndex, Seg, YPath};
+use crate::source::Partial;
 use crate::values::{self, shown};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -89,8 +90,34 @@ impl<'a> Checker<'a> {
         }
     }
 
-    pub fn into_problems(self) -> Vec<Problem> {
-        self.problems
+    /// The problems recorded, and the position index (kept to locate later problems).
+    pub fn into_parts(self) -> (Vec<Problem>, PosIndex) {
+        (self.problems, self.index)
+    }
+
+    /// A problem made elsewhere (a YAML syntax or type error).
+    pub fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    /// A key no struct of the file accepts, at the key, in serde's words (so that the
+    /// message reads the same as when unknown keys stopped parsing).
+    pub fn unknown_key(&mut self, path: &[Seg], expected: Option<&'static [&'static str]>) {
+        let Some((Seg::Key(key), parent)) = path.split_last() else {
+            return;
+        };
+        let mut message = format!("unknown field `{key}`");
+        match expected.unwrap_or(&[]) {
+            [] => {}
+            [one] => message.push_str(&format!(", expected `{one}`")),
+            [a, b] => message.push_str(&format!(", expected `{a}` or `{b}`")),
+            many => {
+                let list: Vec<String> = many.iter().map(|f| format!("`{f}`")).collect();
+                message.push_str(&format!(", expected one of {}", list.join(", ")));
+            }
+        }
+        let pos = self.index.key(path);
+        self.at(pos, parent, message);
     }
 
     fn at(&mut self, pos: Pos, path: &[Seg], message: impl AsRef<str>) {
@@ -203,8 +230,16 @@ fn with_written(msg: String, raw: &str, expanded: &str) -> String {
     }
 }
 
-/// The whole conversion. Returns `None` when any problem was recorded.
-pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
+/// The whole conversion. The config is `None` when any problem was recorded; the
+/// credentials and routes that were valid on their own come back either way.
+pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> (Option<Config>, Partial) {
+    let mut partial = Partial::default();
+    let config = assemble(c, f, &mut partial);
+    (config, partial)
+}
+
+/// The conversion proper; records each valid credential and route in `partial` too.
+fn assemble(c: &mut Checker<'_>, f: ConfigFile, partial: &mut Partial) -> Option<Config> {
     let listen = f.listen.unwrap_or_default();
     let proxy = match &listen.proxy {
         Some(raw) => c.parse(&path!["listen", "proxy"], raw, values::parse_listen),
@@ -300,6 +335,7 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
         }
         match credential(c, &base, &name, cf) {
             Some(cred) => {
+                partial.credentials.push(cred.clone());
                 credentials.insert(name, cred);
             }
             None => all_ok = false,
@@ -312,7 +348,10 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
     for (i, rf) in f.routes.unwrap_or_default().into_iter().enumerate() {
         let base = path!["routes", i];
         match route(c, &base, rf, &declared, &mut names, i) {
-            Some(r) => routes.push(r),
+            Some(r) => {
+                partial.routes.push((i, r.clone()));
+                routes.push(r);
+            }
             None => all_ok = false,
         }
     }
