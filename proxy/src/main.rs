@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(c) => tollgate::commands::run(&c.path()),
-        Command::Check(c) => tollgate::commands::check(&c.path()),
+        Command::Check { config, format } => tollgate::commands::check(&config.path(), format),
         Command::Route {
             config,
             url,
@@ -31,6 +31,10 @@ fn main() -> ExitCode {
             show,
         } => tollgate::commands::token(&config.path(), &credential, show),
         Command::Demo { once } => tollgate::demo::run(once),
+        Command::Version { format } => tollgate::version::print(format),
+        Command::Completions { shell } => tollgate::docs::completions(shell),
+        Command::Man { out_dir } => tollgate::docs::man(out_dir.as_deref()),
+        Command::Probe { url, timeout } => tollgate::probe::run(&url, timeout),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

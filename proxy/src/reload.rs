@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tollgate_rules::{load::ProcessEnv, AuthMethod, Config, SecretSource};
+use tollgate_rules::Config;
 
 /// How often watched files are checked for changes.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -23,27 +23,10 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
 }
 
-/// The files a config depends on (the config itself first).
+/// The files a config depends on (the config itself first, then [`Config::files`]).
 fn watched_files(path: &Path, config: &Config) -> Vec<PathBuf> {
     let mut files = vec![path.to_path_buf()];
-    for c in config.credentials.values() {
-        match &c.auth {
-            AuthMethod::ClientSecretBasic(SecretSource::File(p))
-            | AuthMethod::ClientSecretPost(SecretSource::File(p)) => files.push(p.clone()),
-            AuthMethod::PrivateKeyJwt {
-                private_key_file, ..
-            } => files.push(private_key_file.clone()),
-            _ => {}
-        }
-        if let Some(ca) = &c.ca_file {
-            files.push(ca.clone());
-        }
-    }
-    for r in &config.routes {
-        if let Some(ca) = &r.upstream_ca_file {
-            files.push(ca.clone());
-        }
-    }
+    files.extend(config.files().iter().map(|f| f.path.to_path_buf()));
     files
 }
 
@@ -60,8 +43,10 @@ fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
 impl Reloader {
     /// Load, validate and apply the config file. Returns whether it was applied.
     pub fn reload(&self, why: &str) -> bool {
-        let outcome = match tollgate_rules::load(&self.path, &ProcessEnv) {
-            Err(errors) => Err(errors.0.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
+        // The same checks as `tollgate check` and start-up: a reload that names a missing
+        // secret file or a bad CA is rejected with FILE:LINE:COL, like a typo.
+        let outcome = match crate::preflight::load(&self.path) {
+            Err(problems) => Err(problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
             Ok(config) => {
                 let old = self.state.load();
                 if config.listen != old.config.listen || config.threads != old.config.threads {

@@ -467,3 +467,281 @@ fn run_refuses_an_invalid_config_with_the_same_problems() {
     );
     assert!(!text.contains(SECRET), "run printed the secret:\n{text}");
 }
+
+// ------------------------------------------------------------ files the config names
+//
+// `check` opens every file `run` opens, the way `run` uses it, and reports each problem at
+// the line of the key naming the file; `run` refuses the same files with exit 78.
+
+/// A config whose files are all usable, plus one broken `replace` applied to it.
+struct Files {
+    dir: tempfile::TempDir,
+    secret: std::path::PathBuf,
+    key: std::path::PathBuf,
+    ca: std::path::PathBuf,
+}
+
+impl Files {
+    fn new() -> Files {
+        let dir = tempdir();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, format!("{SECRET}\n")).expect("write secret");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, rcgen_key_pem()).expect("write key");
+        let ca = TestCa::new("files CA").write_pem(dir.path(), "ca.pem");
+        Files {
+            dir,
+            secret,
+            key,
+            ca,
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn yaml(&self) -> String {
+        format!(
+            "allow_private_networks: true
+credentials:
+  secret:
+    token_url: http://127.0.0.1:9/token
+    client_id: s
+    client_secret_file: {secret}
+    ca_file: {ca}
+  signer:
+    token_url: http://127.0.0.1:9/token
+    client_id: k
+    auth_method: private_key_jwt
+    private_key_file: {key}
+routes:
+  - name: tls
+    match: {{ hosts: [tls.test] }}
+    action: inject
+    credential: secret
+    upstream: https://tls.test
+    upstream_ca_file: {ca}
+",
+            secret = self.secret.display(),
+            ca = self.ca.display(),
+            key = self.key.display(),
+        )
+    }
+}
+
+/// `check` and `run` on `yaml`: both exit 78 and print the same problems; returns them.
+#[track_caller]
+fn check_and_run_refuse(yaml: &str) -> Vec<Diagnostic> {
+    let (file, out) = check(yaml);
+    let text = out.combined();
+    out.assert_code(EX_CONFIG);
+    assert!(!text.contains(SECRET), "check printed the secret:\n{text}");
+    let checked = diagnostics(&text, "tollgate.yaml");
+    assert!(!checked.is_empty(), "no FILE:LINE:COL problem:\n{text}");
+
+    let mut cmd = tollgate_tests::process::command();
+    cmd.arg("run").arg("-c").arg(&file.path);
+    let out = tollgate_tests::process::run_to_end(cmd);
+    let text = out.combined();
+    assert_eq!(out.code, Some(EX_CONFIG), "run must exit 78:\n{text}");
+    assert!(!text.contains(SECRET), "run printed the secret:\n{text}");
+    assert_eq!(
+        diagnostics(&text, "tollgate.yaml"),
+        checked,
+        "run and check must report the same problems"
+    );
+    checked
+}
+
+/// Exactly one problem, on the line of `key_line`, at the key's column, naming `key` and
+/// containing `needle`.
+#[track_caller]
+fn one_at_key(diags: &[Diagnostic], yaml: &str, key_line: &str, key: &str, needle: &str) {
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    let d = &diags[0];
+    let line = line_of(yaml, key_line);
+    let col = yaml
+        .lines()
+        .nth(line - 1)
+        .expect("line")
+        .find(key)
+        .expect("key")
+        + 1;
+    assert_eq!((d.line, d.column), (line, col), "{d:?}");
+    assert!(d.message.contains(key), "{d:?}");
+    assert!(d.message.contains(needle), "expected {needle:?}: {d:?}");
+}
+
+#[test]
+fn usable_files_pass_check() {
+    let f = Files::new();
+    let (_file, out) = check(&f.yaml());
+    out.assert_code(0);
+}
+
+#[test]
+fn a_missing_client_secret_file_is_refused_at_its_key() {
+    let f = Files::new();
+    let gone = f.path("no-such-secret");
+    let yaml = f.yaml().replace(&f.secret.display().to_string(), &gone);
+    let d = check_and_run_refuse(&yaml);
+    one_at_key(
+        &d,
+        &yaml,
+        "client_secret_file:",
+        "client_secret_file",
+        &gone,
+    );
+}
+
+#[test]
+fn an_empty_client_secret_file_is_refused() {
+    let f = Files::new();
+    std::fs::write(&f.secret, "\n").expect("write");
+    let yaml = f.yaml();
+    let d = check_and_run_refuse(&yaml);
+    one_at_key(
+        &d,
+        &yaml,
+        "client_secret_file:",
+        "client_secret_file",
+        "is empty",
+    );
+}
+
+#[test]
+fn a_private_key_file_that_is_not_pem_is_refused_without_echoing_it() {
+    let f = Files::new();
+    // The file holds a secret-looking string: the problem must not quote it.
+    std::fs::write(&f.key, format!("{SECRET}\n")).expect("write");
+    let yaml = f.yaml();
+    let d = check_and_run_refuse(&yaml);
+    one_at_key(&d, &yaml, "private_key_file:", "private_key_file", "PEM");
+}
+
+#[test]
+fn a_missing_credential_ca_file_is_refused_at_its_key() {
+    let f = Files::new();
+    let gone = f.path("no-such-ca.pem");
+    // Only the credential's ca_file (the route keeps the good one).
+    let yaml = f.yaml().replacen(
+        &format!("ca_file: {}", f.ca.display()),
+        &format!("ca_file: {gone}"),
+        1,
+    );
+    let d = check_and_run_refuse(&yaml);
+    one_at_key(&d, &yaml, "    ca_file:", "ca_file", &gone);
+}
+
+#[test]
+fn a_bad_upstream_ca_file_is_refused_with_its_position() {
+    let f = Files::new();
+    let not_pem = f.path("not-a-cert.pem");
+    std::fs::write(&not_pem, "hello\n").expect("write");
+    let yaml = f.yaml().replace(
+        &format!("upstream_ca_file: {}", f.ca.display()),
+        &format!("upstream_ca_file: {not_pem}"),
+    );
+    let d = check_and_run_refuse(&yaml);
+    one_at_key(
+        &d,
+        &yaml,
+        "upstream_ca_file:",
+        "upstream_ca_file",
+        "no certificate",
+    );
+}
+
+#[test]
+fn file_problems_unknown_keys_and_semantic_problems_come_in_one_pass() {
+    let f = Files::new();
+    let gone = f.path("no-such-secret");
+    let yaml = format!(
+        "{}  - name: typo
+    match: {{ hosts: [typo.test] }}
+    acton: pass
+  - name: ghost
+    match: {{ hosts: [ghost.test] }}
+    action: inject
+    credential: nosuch
+",
+        f.yaml().replace(&f.secret.display().to_string(), &gone)
+    );
+    let d = check_and_run_refuse(&yaml);
+    let lines: Vec<usize> = d.iter().map(|d| d.line).collect();
+    assert_eq!(
+        lines,
+        [
+            line_of(&yaml, "client_secret_file:"),
+            line_of(&yaml, "- name: typo"),
+            line_of(&yaml, "acton:"),
+            line_of(&yaml, "credential: nosuch"),
+        ],
+        "{d:#?}"
+    );
+    assert!(d[0].message.contains(&gone), "{d:#?}");
+    assert!(d[1].message.contains("missing `action`"), "{d:#?}");
+    assert!(d[2].message.contains("unknown field `acton`"), "{d:#?}");
+    assert!(d[3].message.contains("nosuch"), "{d:#?}");
+}
+
+// ------------------------------------------------------------ check --format json
+
+fn check_json(yaml: &str) -> (i32, serde_json::Value) {
+    let file = tollgate_tests::ConfigFile::new(yaml);
+    let mut cmd = tollgate_tests::process::command();
+    cmd.arg("check")
+        .arg("-c")
+        .arg(&file.path)
+        .arg("--format")
+        .arg("json");
+    let out = tollgate_tests::process::run_to_end(cmd);
+    assert!(!out.combined().contains(SECRET), "{}", out.combined());
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", out.stdout));
+    (out.code.expect("exit code"), v)
+}
+
+#[test]
+fn check_json_reports_ok_with_a_summary() {
+    let (code, v) = check_json(&base(""));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["problems"], serde_json::json!([]), "{v:#}");
+    assert_eq!(
+        v["summary"],
+        serde_json::json!({"problems": 0, "routes": 1, "credentials": 1}),
+        "{v:#}"
+    );
+    assert!(v["file"].as_str().expect("file").ends_with("tollgate.yaml"));
+}
+
+#[test]
+fn check_json_lists_every_problem_with_its_position() {
+    let yaml = base(
+        "  - name: typo
+    match: { hosts: [typo.test] }
+    acton: pass
+",
+    );
+    let (code, v) = check_json(&yaml);
+    assert_eq!(code, EX_CONFIG, "{v:#}");
+    assert_eq!(v["ok"], false);
+    let problems = v["problems"].as_array().expect("problems");
+    assert_eq!(problems.len(), 2, "{v:#}");
+    assert_eq!(v["summary"]["problems"], 2);
+    assert_eq!(v["summary"]["routes"], serde_json::Value::Null);
+    let p = &problems[1];
+    assert!(p["file"].as_str().expect("file").ends_with("tollgate.yaml"));
+    assert_eq!(p["line"], line_of(&yaml, "acton:"));
+    assert_eq!(p["column"], 5);
+    assert!(p["message"].as_str().expect("message").contains("acton"));
+    let keys: Vec<&str> = p
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["column", "file", "line", "message"]);
+}

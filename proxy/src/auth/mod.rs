@@ -47,6 +47,19 @@ pub use error::{AuthError, TokenError};
 pub use jwt::decode_claims;
 pub use token::{Token, TokenData, TokenInfo, BEARER_PREFIX};
 
+/// Reads and checks a credential's client secret file or private key file the way the
+/// cache reads it ([`TokenCache::new`] builds the same thing); no network. For
+/// `tollgate check` and the start-up and reload checks (`preflight`).
+pub fn check_client_auth(def: &tollgate_rules::Credential) -> Result<(), AuthError> {
+    secret::ClientAuth::new(def).map(drop)
+}
+
+/// Reads a credential's `ca_file` and builds its token endpoint client the way the cache
+/// does; no network. For `preflight`, like [`check_client_auth`].
+pub fn check_token_endpoint(def: &tollgate_rules::Credential) -> Result<(), AuthError> {
+    ReqwestEndpoint::for_credential(def).map(drop)
+}
+
 /// Installs ring as rustls' process-wide crypto provider, unless one already is.
 ///
 /// reqwest is built with `rustls-no-provider`; building a client without a provider
