@@ -70,18 +70,12 @@ impl Reloader {
         };
         match outcome {
             Ok(()) => {
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["applied"])
-                    .inc();
+                self.metrics.reloaded(true);
                 tracing::info!(path = %self.path.display(), why, "config reloaded");
                 true
             }
             Err(problems) => {
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["rejected"])
-                    .inc();
+                self.metrics.reloaded(false);
                 for p in &problems {
                     tracing::error!(why, "config reload rejected: {p}");
                 }

@@ -341,6 +341,12 @@ async fn invalid_config_is_rejected_and_the_old_routes_keep_serving() {
             "{}",
             scrape.text
         );
+        assert_eq!(
+            scrape.sum("tollgate_config_last_reload_successful", &[]),
+            0.0,
+            "the last reload was rejected: {}",
+            scrape.text
+        );
         if !mentions.is_empty() {
             assert!(
                 tg.output()
@@ -383,6 +389,12 @@ async fn invalid_config_is_rejected_and_the_old_routes_keep_serving() {
     let scrape = tg.scrape().await;
     assert_eq!(
         scrape.sum("tollgate_config_reloads_total", &[("outcome", "applied")]),
+        1.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.sum("tollgate_config_last_reload_successful", &[]),
         1.0,
         "{}",
         scrape.text

@@ -303,7 +303,7 @@ impl TokenCache {
         let previous = cred.token.compare_and_swap(token, None);
         let swapped = previous.as_ref().is_some_and(|p| p.id() == sent);
         if swapped {
-            cred.m.expiry.set(0.0);
+            cred.m.expiry.clear();
             tracing::debug!(credential, token_id = sent, "token invalidated");
         }
         swapped
@@ -347,7 +347,7 @@ impl TokenCache {
                     kept += 1;
                 }
                 Plan::Replace(cred) => {
-                    cred.m.expiry.set(0.0);
+                    cred.m.expiry.clear();
                     if let Some(old) = self.shared.slots.insert(name.clone(), cred) {
                         // Handles still pointing at the old definition stop hitting.
                         old.token.store(None);
@@ -421,7 +421,7 @@ impl CredState {
         let auth = ClientAuth::new(def)?;
         let endpoint = factory(def)?;
         let m = metrics.credential(name);
-        m.expiry.set(0.0);
+        m.expiry.clear();
         Ok(CredState {
             name: Arc::from(name),
             token: ArcSwapOption::empty(),
