@@ -52,6 +52,10 @@ pub enum Command {
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Validate the config alone, without opening the files it names (for a CI machine
+        /// that does not have the secrets); `run` still checks them
+        #[arg(long)]
+        skip_files: bool,
     },
     /// Explain what the proxy would do with a request to URL (exit 1 when it would be refused).
     Route {

@@ -17,7 +17,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(c) => tollgate::commands::run(&c.path()),
-        Command::Check { config, format } => tollgate::commands::check(&config.path(), format),
+        Command::Check {
+            config,
+            format,
+            skip_files,
+        } => {
+            let files = if skip_files {
+                tollgate::commands::Files::Skip
+            } else {
+                tollgate::commands::Files::Check
+            };
+            tollgate::commands::check(&config.path(), format, files)
+        }
         Command::Route {
             config,
             url,

@@ -711,7 +711,7 @@ fn check_json_reports_ok_with_a_summary() {
     assert_eq!(v["problems"], serde_json::json!([]), "{v:#}");
     assert_eq!(
         v["summary"],
-        serde_json::json!({"problems": 0, "routes": 1, "credentials": 1}),
+        serde_json::json!({"problems": 0, "files": "checked", "routes": 1, "credentials": 1}),
         "{v:#}"
     );
     assert!(v["file"].as_str().expect("file").ends_with("tollgate.yaml"));
@@ -744,4 +744,45 @@ fn check_json_lists_every_problem_with_its_position() {
         .map(String::as_str)
         .collect();
     assert_eq!(keys, ["column", "file", "line", "message"]);
+}
+
+#[test]
+fn skip_files_validates_the_config_alone() {
+    // For a CI machine without the secrets: the same file passes with --skip-files, and
+    // still fails without it (and `run` always opens the files).
+    let f = Files::new();
+    let gone = f.path("no-such-secret");
+    let yaml = f.yaml().replace(&f.secret.display().to_string(), &gone);
+    let file = tollgate_tests::ConfigFile::new(&yaml);
+    let mut cmd = tollgate_tests::process::command();
+    cmd.arg("check")
+        .arg("-c")
+        .arg(&file.path)
+        .arg("--skip-files");
+    let out = tollgate_tests::process::run_to_end(cmd);
+    out.assert_code(0);
+    assert!(out.stdout.contains("were not opened"), "{}", out.stdout);
+    let mut cmd = tollgate_tests::process::command();
+    cmd.args(["check", "--skip-files", "--format", "json", "-c"])
+        .arg(&file.path);
+    let out = tollgate_tests::process::run_to_end(cmd);
+    out.assert_code(0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(v["summary"]["files"], "skipped", "{v:#}");
+    check_file(&file.path, &[]).assert_code(EX_CONFIG);
+    // A problem in the config itself is still one.
+    let yaml = format!("{yaml}  - name: tls\n    match: {{ hosts: [x.test] }}\n    action: pass\n");
+    let file = tollgate_tests::ConfigFile::new(&yaml);
+    let mut cmd = tollgate_tests::process::command();
+    cmd.arg("check")
+        .arg("-c")
+        .arg(&file.path)
+        .arg("--skip-files");
+    let out = tollgate_tests::process::run_to_end(cmd);
+    out.assert_code(EX_CONFIG);
+    assert!(
+        out.stdout.contains("duplicate route name"),
+        "{}",
+        out.stdout
+    );
 }
