@@ -9,7 +9,6 @@
 //! fire on the first event (a series that appears at 1 has no increase). Also here:
 //! `tollgate_build_info` and the standard `process_*` families.
 
-
 use prometheus::{
     exponential_buckets, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry,
@@ -343,7 +342,6 @@ impl Metrics {
             self.config_last_reload_success_timestamp.set(unix_now());
         }
     }
-
 
     /// The series of one route (or of [`NO_ROUTE`]).
     pub fn route(&self, route: &str) -> RouteMetrics {

@@ -71,7 +71,6 @@ pub struct ListenFile {
 
 /// `timeouts:` at the top level (every key) or on a route (the upstream ones).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TimeoutsFile {
     /// Upstream TCP and TLS connect.
     #[serde(default)]

@@ -1,7 +1,9 @@
 //! Text -> validated [`Config`], collecting every problem with its location.
 
 use crate::convert::{self, Checker};
-use crate::file::{fields, ConfigFile, CredentialFile, ListenFile, MatchFile, RouteFile};
+use crate::file::{
+    fields, ConfigFile, CredentialFile, ListenFile, MatchFile, RouteFile, TimeoutsFile,
+};
 use crate::model::Config;
 use crate::pos::{Seg, YPath};
 use crate::source::{Partial, Source};
@@ -181,6 +183,8 @@ fn expected_keys(path: &[Seg]) -> Option<&'static [&'static str]> {
     Some(match parent {
         [] => fields::<ConfigFile>(),
         [a] if k(a, "listen") => fields::<ListenFile>(),
+        [a] if k(a, "timeouts") => fields::<TimeoutsFile>(),
+        [a, Seg::Idx(_), t] if k(a, "routes") && k(t, "timeouts") => fields::<TimeoutsFile>(),
         [a, Seg::Key(_)] if k(a, "credentials") => fields::<CredentialFile>(),
         [a, Seg::Idx(_)] if k(a, "routes") => fields::<RouteFile>(),
         [a, Seg::Idx(_), m] if k(a, "routes") && k(m, "match") => fields::<MatchFile>(),

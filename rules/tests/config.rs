@@ -499,6 +499,22 @@ fn unknown_keys_at_every_level_are_all_reported() {
 }
 
 #[test]
+fn unknown_timeouts_keys_are_reported_with_the_rest() {
+    let ps = problems(
+        "timeouts:\n  conect: 5s\nroutes:\n  - name: r\n    match: { hosts: [r.com] }\n    action: pass\n    timeouts: { raed: 1s }\n    colour: red\n",
+    );
+    let want = [
+        "2:3: timeouts: unknown field `conect`, expected one of `connect`, `read`",
+        "7:17: routes[0].timeouts: unknown field `raed`, expected one of `connect`",
+        "8:5: routes[0]: unknown field `colour`",
+    ];
+    assert_eq!(ps.len(), want.len(), "{ps:#?}");
+    for (p, w) in ps.iter().zip(want) {
+        assert!(p.starts_with(w), "expected {w:?}, got {p:?}");
+    }
+}
+
+#[test]
 fn an_unknown_key_before_a_type_error_is_reported_with_it() {
     let ps = problems("thread: 2\nthreads: lots\n");
     assert_eq!(ps.len(), 2, "{ps:#?}");
@@ -628,6 +644,7 @@ fn every_file_key_is_known_to_files() {
         file::fields::<file::CredentialFile>(),
         file::fields::<file::RouteFile>(),
         file::fields::<file::MatchFile>(),
+        file::fields::<file::TimeoutsFile>(),
     ] {
         assert!(!fields.is_empty());
         for f in fields {
