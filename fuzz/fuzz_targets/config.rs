@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
                 path: "/",
                 method: "GET",
                 client: None,
+                caller: None,
             };
             let _ = router.decide(&config, &facts);
         }

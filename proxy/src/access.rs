@@ -12,6 +12,8 @@ pub struct Record<'a> {
     pub client: Option<SocketAddr>,
     pub route: &'a str,
     pub action: &'a str,
+    /// The authenticated caller (`callers`), when the request proved one.
+    pub caller: Option<&'a str>,
     /// `None` when the head could not be read.
     pub head: Option<&'a RequestHead>,
     /// Where the request was going (`-`, 0 when unknown).
@@ -71,6 +73,7 @@ pub fn log(r: &Record<'_>) {
         client_port,
         route = r.route,
         action = r.action,
+        caller = r.caller.unwrap_or("-"),
         method,
         host = r.host,
         port = r.port,

@@ -1,5 +1,5 @@
-//! The command line: `run`, `check`, `route`, `token`, `demo`, and the operator's
-//! helpers `version`, `completions`, `man` and `probe`.
+//! The command line: `run`, `check`, `route`, `token`, `demo`, `ca init`, and the
+//! operator's helpers `version`, `completions`, `man` and `probe`.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -69,6 +69,9 @@ pub enum Command {
         /// Client (source) IP address
         #[arg(long)]
         client: Option<std::net::IpAddr>,
+        /// The authenticated caller's name (e.g. system:serviceaccount:billing:api)
+        #[arg(long)]
+        caller: Option<String>,
         /// Output format
         #[arg(long, value_enum, default_value_t = crate::explain::Format::Text)]
         format: crate::explain::Format,
@@ -81,6 +84,11 @@ pub enum Command {
         /// Print the access token itself
         #[arg(long)]
         show: bool,
+    },
+    /// The interception CA for `connect: intercept` routes.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
     },
     /// Zero-setup tour on loopback: token endpoint, upstream, proxy, and traffic.
     Demo {
@@ -118,4 +126,23 @@ pub enum Command {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Write a new interception CA: DIR/ca.crt (0644) and DIR/ca.key (0600), ECDSA P-256.
+    Init {
+        /// Directory to write ca.crt and ca.key into (created if missing)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Name-constrain the CA to the hosts of this config's `connect: intercept` routes
+        #[arg(long, value_name = "FILE")]
+        for_config: Option<PathBuf>,
+        /// Replace existing ca.crt / ca.key
+        #[arg(long)]
+        force: bool,
+        /// How long the CA is valid, e.g. 365d or 2years
+        #[arg(long, value_name = "DURATION", default_value = "365d", value_parser = humantime::parse_duration)]
+        lifetime: std::time::Duration,
+    },
 }

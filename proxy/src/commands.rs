@@ -241,6 +241,22 @@ pub fn token(path: &Path, credential: &str, show: bool) -> i32 {
     match result {
         Ok(info) => {
             println!("credential: {credential}");
+            let kind = match config.credentials.get(credential).and_then(|c| c.oauth2()) {
+                Some(o) => format!("oauth2, grant {}", o.grant.name()),
+                None => "static".to_string(),
+            };
+            println!("kind:       {kind}");
+            // Which secret file, key, assertion or service account got the token.
+            println!("used:       {}", info.used);
+            if info.lifetime_source == "static" {
+                println!("lifetime:   until the file changes (re-read within a second)");
+                if show {
+                    println!("value:      {}", info.token.secret());
+                } else {
+                    println!("value:      (hidden; add --show to print it)");
+                }
+                return 0;
+            }
             println!("token_type: {}", info.token_type);
             match info.expires_in {
                 Some(d) => println!("lifetime:   {} (expires_in)", humantime::format_duration(d)),

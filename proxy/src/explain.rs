@@ -54,6 +54,8 @@ pub struct Explanation {
     /// e.g. `Authorization: Bearer <token>`.
     pub header: Option<String>,
     pub token_url: Option<String>,
+    /// How the credential gets its token (grant, endpoint, auth method), or its static file.
+    pub token: Option<String>,
     pub replay_on_401: Option<bool>,
     /// `https://host:port`, `http://...`, or `tcp://host:port` for a tunnel.
     pub upstream: Option<String>,
@@ -92,7 +94,14 @@ pub enum Format {
 
 /// Explains a request; exits 0 when it would be forwarded or tunnelled, 1 when refused,
 /// 2 for a bad URL, 78 for a bad config.
-pub fn route(path: &Path, url: &str, method: &str, client: Option<IpAddr>, format: Format) -> i32 {
+pub fn route(
+    path: &Path,
+    url: &str,
+    method: &str,
+    client: Option<IpAddr>,
+    caller: Option<&str>,
+    format: Format,
+) -> i32 {
     let Some(config) = commands::load(path) else {
         return EX_CONFIG;
     };
@@ -103,7 +112,7 @@ pub fn route(path: &Path, url: &str, method: &str, client: Option<IpAddr>, forma
         return EX_CONFIG;
     };
     let method = method.to_ascii_uppercase();
-    let e = match explain(&state, url, &method, client) {
+    let e = match explain(&state, url, &method, client, caller) {
         Ok(e) => e,
         Err(why) => {
             eprintln!("tollgate route: {why}");
@@ -127,6 +136,7 @@ pub fn explain(
     url: &str,
     method: &str,
     client: Option<IpAddr>,
+    caller: Option<&str>,
 ) -> Result<Explanation, String> {
     let line = request_line(url, method)?;
     let head = match parse_request(&mut bytes::BytesMut::from(line.as_str())) {
@@ -135,8 +145,11 @@ pub fn explain(
     };
     let mut e = Explanation {
         request: format!(
-            "{method} {url}{}",
-            client.map(|c| format!(" from {c}")).unwrap_or_default()
+            "{method} {url}{}{}",
+            client.map(|c| format!(" from {c}")).unwrap_or_default(),
+            caller
+                .map(|c| format!(" as caller {c:?}"))
+                .unwrap_or_default()
         ),
         ..Explanation::default()
     };
@@ -177,6 +190,7 @@ pub fn explain(
         path: &normalized,
         method,
         client,
+        caller,
     };
     let plan = match plan(state, &parsed.target, &facts) {
         Ok(p) => p,
@@ -204,11 +218,22 @@ fn describe(state: &State, plan: &Plan<'_, '_>, e: &mut Explanation) {
     if let RouteAction::Inject(i) = &route.action {
         e.credential = Some(i.credential.clone());
         e.header = Some(format!("{}: {}<token>", i.header, i.prefix));
+        e.token = state
+            .config
+            .credentials
+            .get(&i.credential)
+            .map(|c| c.describe());
         e.token_url = state
             .config
             .credentials
             .get(&i.credential)
-            .map(|c| c.token_url.to_string());
+            .and_then(|c| c.oauth2())
+            .and_then(|o| match &o.endpoint {
+                // An issuer's token URL is known only after discovery; see
+                // `Credential::describe` for a line that covers every kind.
+                tollgate_rules::Endpoint::TokenUrl(u) => Some(u.to_string()),
+                _ => None,
+            });
         e.replay_on_401 = Some(i.replay_on_401);
     }
     let d = &plan.dial;
@@ -280,8 +305,8 @@ fn print_text(e: &Explanation) {
                     "action:   inject credential {c:?} as `{}`",
                     e.header.as_deref().unwrap_or_default()
                 );
-                if let Some(u) = &e.token_url {
-                    println!("token:    from {u}");
+                if let Some(t) = &e.token {
+                    println!("token:    {t}");
                 }
                 println!(
                     "replay:   {}",

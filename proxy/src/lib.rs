@@ -14,6 +14,7 @@
 pub mod access;
 pub mod admin;
 pub mod auth;
+pub mod callers;
 pub mod cli;
 pub mod commands;
 pub mod conn;
@@ -22,6 +23,7 @@ pub mod docs;
 pub mod errors;
 pub mod explain;
 pub mod http1;
+pub mod intercept;
 pub mod metrics;
 pub mod plan;
 pub mod preflight;

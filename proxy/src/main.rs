@@ -8,7 +8,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
-use tollgate::cli::{Cli, Command};
+use tollgate::cli::{CaCommand, Cli, Command};
 
 fn main() -> ExitCode {
     // reqwest (token endpoint, OTLP export) is built without a default TLS provider.
@@ -34,14 +34,31 @@ fn main() -> ExitCode {
             url,
             method,
             client,
+            caller,
             format,
-        } => tollgate::explain::route(&config.path(), &url, &method, client, format),
+        } => tollgate::explain::route(
+            &config.path(),
+            &url,
+            &method,
+            client,
+            caller.as_deref(),
+            format,
+        ),
         Command::Token {
             config,
             credential,
             show,
         } => tollgate::commands::token(&config.path(), &credential, show),
         Command::Demo { once } => tollgate::demo::run(once),
+        Command::Ca {
+            command:
+                CaCommand::Init {
+                    out,
+                    for_config,
+                    force,
+                    lifetime,
+                },
+        } => tollgate::intercept::init::run(&out, for_config.as_deref(), force, lifetime),
         Command::Version { format } => tollgate::version::print(format),
         Command::Completions { shell } => tollgate::docs::completions(shell),
         Command::Man { out_dir } => tollgate::docs::man(out_dir.as_deref()),

@@ -68,6 +68,25 @@ pub fn plan<'s: 't, 't>(
                 Some(&r.name),
             ))
         }
+        Decision::ProxyAuthRequired(found) => {
+            let route = found.map(|(_, r)| r.name.as_str());
+            let message = match route {
+                Some(name) => format!("route {name:?} needs a caller: authenticate to the proxy"),
+                None => "this proxy needs every caller to authenticate".to_owned(),
+            };
+            return Err(ProxyError::new(Code::ProxyAuthRequired, message, route));
+        }
+        Decision::CallerNotAllowed(_, r) => {
+            return Err(ProxyError::new(
+                Code::CallerNotAllowed,
+                format!(
+                    "caller {:?} may not use route {:?}",
+                    facts.caller.unwrap_or_default(),
+                    r.name
+                ),
+                Some(&r.name),
+            ))
+        }
         Decision::NoRoute(DefaultAction::Deny) => {
             return Err(ProxyError::new(
                 Code::NoRoute,

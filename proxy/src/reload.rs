@@ -5,6 +5,7 @@
 //! one keeps serving. Listener addresses and thread counts need a restart.
 
 use crate::auth::TokenCache;
+use crate::intercept::Interceptor;
 use crate::metrics::Metrics;
 use crate::state::State;
 use arc_swap::ArcSwap;
@@ -21,12 +22,24 @@ pub struct Reloader {
     pub state: Arc<ArcSwap<State>>,
     pub tokens: Arc<TokenCache>,
     pub metrics: Arc<Metrics>,
+    /// Gets each new config's interception CA (a changed CA file reloads like any other).
+    pub interceptor: Arc<Interceptor>,
 }
 
 /// The files a config depends on (the config itself first, then [`Config::files`]).
+/// Files a credential reads afresh for every token request (`client_assertion_file`,
+/// `subject_token_file`: renewed by someone else, often hourly; see
+/// [`tollgate_rules::FileKind::per_request`]) are not among them: a change there needs
+/// no reload.
 fn watched_files(path: &Path, config: &Config) -> Vec<PathBuf> {
     let mut files = vec![path.to_path_buf()];
-    files.extend(config.files().iter().map(|f| f.path.to_path_buf()));
+    files.extend(
+        config
+            .files()
+            .iter()
+            .filter(|f| !f.kind.per_request())
+            .map(|f| f.path.to_path_buf()),
+    );
     files
 }
 
@@ -55,15 +68,19 @@ impl Reloader {
                     );
                 }
                 let credentials = config.credentials.clone();
-                match State::build(config, &self.metrics, None) {
-                    Err(problems) => Err(problems),
-                    Ok(mut new) => match self.tokens.reconfigure(&credentials) {
-                        Err(e) => Err(vec![e.to_string()]),
-                        Ok(()) => {
-                            new.bind(&self.tokens);
-                            self.state.store(Arc::new(new));
-                            Ok(())
-                        }
+                match crate::intercept::prepare(&config) {
+                    Err(problems) => Err(problems.iter().map(ToString::to_string).collect()),
+                    Ok(intercept) => match State::build(config, &self.metrics, None) {
+                        Err(problems) => Err(problems),
+                        Ok(mut new) => match self.tokens.reconfigure(&credentials) {
+                            Err(e) => Err(vec![e.to_string()]),
+                            Ok(()) => {
+                                new.bind(&self.tokens);
+                                self.interceptor.install(intercept);
+                                self.state.store(Arc::new(new));
+                                Ok(())
+                            }
+                        },
                     },
                 }
             }

@@ -78,12 +78,22 @@ pub fn serve(
         TokenCache::new(&state.config.credentials, &metrics.registry).map_err(|e| e.to_string())?;
     let mut state = state;
     state.bind(&tokens);
+    // Interception (issue 13): the CA is loaded here and on every reload; the CONNECT
+    // path takes `interceptor` once it serves `connect: intercept` tunnels.
+    let interceptor = crate::intercept::Interceptor::new(&metrics.registry)?;
+    interceptor.install(
+        crate::intercept::prepare(&state.config).map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            lines.join("\n")
+        })?,
+    );
     let state = Arc::new(ArcSwap::from_pointee(state));
     Reloader {
         path: path.to_path_buf(),
         state: state.clone(),
         tokens: tokens.clone(),
         metrics: metrics.clone(),
+        interceptor,
     }
     .spawn()
     .map_err(|e| format!("cannot start the reload watcher: {e}"))?;

@@ -14,6 +14,8 @@ pub struct State {
     pub routes: Vec<CompiledRoute>,
     /// What requests that `default_action: pass` lets through use.
     pub default_route: CompiledRoute,
+    /// `callers:` (JWKS, htpasswd, verification cache); `None` without that section.
+    pub callers: Option<crate::callers::Callers>,
 }
 
 impl State {
@@ -38,6 +40,13 @@ impl State {
                 Err(e) => problems.push(e),
             }
         }
+        let callers = match crate::callers::Callers::load(&config) {
+            Ok(c) => c,
+            Err(ps) => {
+                problems.extend(ps);
+                None
+            }
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -47,6 +56,7 @@ impl State {
             router,
             routes,
             default_route,
+            callers,
         })
     }
 }
@@ -59,6 +69,8 @@ impl State {
         for r in &mut self.routes {
             if let crate::route::RouteAction::Inject(i) = &mut r.action {
                 i.handle = tokens.handle(&i.credential);
+                // A static credential would come back the same: never replay its 401.
+                i.replay_on_401 &= i.handle.as_ref().is_none_or(|h| h.replays_after_401());
             }
         }
     }

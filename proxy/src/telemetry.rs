@@ -185,6 +185,7 @@ pub fn request_span(head: &RequestHead) -> tracing::Span {
         server.address = tracing::field::Empty,
         server.port = tracing::field::Empty,
         tollgate.route = tracing::field::Empty,
+        tollgate.caller = tracing::field::Empty,
         tollgate.action = tracing::field::Empty,
         tollgate.replayed = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,

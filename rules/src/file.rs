@@ -16,7 +16,8 @@
 //! collected problem, not a serde error that hides the rest.
 //!
 //! The only values serde rejects on its own are enums (`action`, `auth_method`,
-//! `signing_alg`, `default_action`), booleans and integers.
+//! `signing_alg`, `default_action`, `kind`, `grant`, `basic_encoding`, `connect`), booleans
+//! and integers.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -56,6 +57,68 @@ pub struct ConfigFile {
     /// `routes:` in file order.
     #[serde(default)]
     pub routes: Option<Vec<RouteFile>>,
+    /// `callers:`.
+    #[serde(default)]
+    pub callers: Option<CallersFile>,
+    /// `interception:` the CA that signs leaf certificates for intercepted CONNECT tunnels.
+    #[serde(default)]
+    pub interception: Option<InterceptionFile>,
+}
+
+/// `callers:`.
+#[derive(Debug, Default, Deserialize)]
+pub struct CallersFile {
+    /// `callers.jwt:`.
+    #[serde(default)]
+    pub jwt: Option<JwtCallersFile>,
+    /// `callers.basic:`.
+    #[serde(default)]
+    pub basic: Option<BasicCallersFile>,
+    /// `callers.required:`.
+    #[serde(default)]
+    pub required: Option<bool>,
+}
+
+/// `callers.jwt:`.
+#[derive(Debug, Default, Deserialize)]
+pub struct JwtCallersFile {
+    /// `issuer:` (required).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// `audiences:` (required, non-empty).
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
+    /// `jwks_file:`.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// `jwks_url:`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// `identity_claim:`.
+    #[serde(default)]
+    pub identity_claim: Option<String>,
+}
+
+/// `callers.basic:`.
+#[derive(Debug, Default, Deserialize)]
+pub struct BasicCallersFile {
+    /// `htpasswd_file:` (required).
+    #[serde(default)]
+    pub htpasswd_file: Option<String>,
+}
+
+/// `interception:`.
+#[derive(Debug, Default, Deserialize)]
+pub struct InterceptionFile {
+    /// `interception.ca_cert_file:` (required) PEM CA certificate.
+    #[serde(default)]
+    pub ca_cert_file: Option<String>,
+    /// `interception.ca_key_file:` (required) PEM private key of that CA.
+    #[serde(default)]
+    pub ca_key_file: Option<String>,
+    /// `interception.leaf_lifetime:` (humantime) how long issued leaf certificates are valid.
+    #[serde(default)]
+    pub leaf_lifetime: Option<String>,
 }
 
 /// `listen:`.
@@ -125,6 +188,40 @@ pub enum AuthMethodFile {
     ClientSecretPost,
     /// `private_key_jwt`
     PrivateKeyJwt,
+    /// `client_assertion_file`
+    ClientAssertionFile,
+}
+
+/// `kind:` of a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KindFile {
+    /// `oauth2` (the default)
+    Oauth2,
+    /// `static`
+    Static,
+}
+
+/// `grant:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantFile {
+    /// `client_credentials` (the default)
+    ClientCredentials,
+    /// `jwt_bearer`
+    JwtBearer,
+    /// `token_exchange`
+    TokenExchange,
+}
+
+/// `basic_encoding:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BasicEncodingFile {
+    /// `form_urlencoded` (the default)
+    FormUrlencoded,
+    /// `raw`
+    Raw,
 }
 
 /// `signing_alg:`.
@@ -136,14 +233,29 @@ pub enum SigningAlgFile {
     /// `RS256`
     #[serde(rename = "RS256")]
     Rs256,
+    /// `PS256`
+    #[serde(rename = "PS256")]
+    Ps256,
 }
 
 /// One entry of `credentials:`.
 #[derive(Default, Deserialize)]
 pub struct CredentialFile {
-    /// `token_url:` (required).
+    /// `kind:` `oauth2` (default) or `static`.
+    #[serde(default)]
+    pub kind: Option<KindFile>,
+    /// `value_file:` (`kind: static`).
+    #[serde(default)]
+    pub value_file: Option<String>,
+    /// `grant:`.
+    #[serde(default)]
+    pub grant: Option<GrantFile>,
+    /// `token_url:` (this or `issuer` is required, except for `jwt_bearer`).
     #[serde(default)]
     pub token_url: Option<String>,
+    /// `issuer:` (OIDC discovery).
+    #[serde(default)]
+    pub issuer: Option<String>,
     /// `client_id:` (required).
     #[serde(default)]
     pub client_id: Option<String>,
@@ -153,9 +265,15 @@ pub struct CredentialFile {
     /// `client_secret_file:`.
     #[serde(default)]
     pub client_secret_file: Option<String>,
+    /// `client_secret_files:` current and previous.
+    #[serde(default)]
+    pub client_secret_files: Option<Vec<String>>,
     /// `auth_method:`.
     #[serde(default)]
     pub auth_method: Option<AuthMethodFile>,
+    /// `basic_encoding:` (client_secret_basic).
+    #[serde(default)]
+    pub basic_encoding: Option<BasicEncodingFile>,
     /// `private_key_file:` (private_key_jwt).
     #[serde(default)]
     pub private_key_file: Option<String>,
@@ -165,6 +283,33 @@ pub struct CredentialFile {
     /// `key_id:` (private_key_jwt).
     #[serde(default)]
     pub key_id: Option<String>,
+    /// `certificate_file:` (private_key_jwt).
+    #[serde(default)]
+    pub certificate_file: Option<String>,
+    /// `x5t:` also send the SHA-1 thumbprint (private_key_jwt with certificate_file).
+    #[serde(default)]
+    pub x5t: Option<bool>,
+    /// `assertion_audience:` (private_key_jwt, jwt_bearer).
+    #[serde(default)]
+    pub assertion_audience: Option<String>,
+    /// `client_assertion_file:` (auth_method client_assertion_file).
+    #[serde(default)]
+    pub client_assertion_file: Option<String>,
+    /// `service_account_file:` (jwt_bearer).
+    #[serde(default)]
+    pub service_account_file: Option<String>,
+    /// `target_audience:` (jwt_bearer).
+    #[serde(default)]
+    pub target_audience: Option<String>,
+    /// `subject_token_file:` (token_exchange).
+    #[serde(default)]
+    pub subject_token_file: Option<String>,
+    /// `subject_token_type:` (token_exchange).
+    #[serde(default)]
+    pub subject_token_type: Option<String>,
+    /// `requested_token_type:` (token_exchange).
+    #[serde(default)]
+    pub requested_token_type: Option<String>,
     /// `scopes:`.
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
@@ -186,17 +331,32 @@ impl fmt::Debug for CredentialFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Written by hand so that `client_secret` never shows.
         f.debug_struct("CredentialFile")
+            .field("kind", &self.kind)
+            .field("value_file", &self.value_file)
+            .field("grant", &self.grant)
             .field("token_url", &self.token_url)
+            .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
             .field(
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("client_secret_file", &self.client_secret_file)
+            .field("client_secret_files", &self.client_secret_files)
             .field("auth_method", &self.auth_method)
+            .field("basic_encoding", &self.basic_encoding)
             .field("private_key_file", &self.private_key_file)
             .field("signing_alg", &self.signing_alg)
             .field("key_id", &self.key_id)
+            .field("certificate_file", &self.certificate_file)
+            .field("x5t", &self.x5t)
+            .field("assertion_audience", &self.assertion_audience)
+            .field("client_assertion_file", &self.client_assertion_file)
+            .field("service_account_file", &self.service_account_file)
+            .field("target_audience", &self.target_audience)
+            .field("subject_token_file", &self.subject_token_file)
+            .field("subject_token_type", &self.subject_token_type)
+            .field("requested_token_type", &self.requested_token_type)
             .field("scopes", &self.scopes)
             .field("audience", &self.audience)
             .field("resource", &self.resource)
@@ -218,6 +378,9 @@ pub struct RouteFile {
     /// `clients:` source CIDRs.
     #[serde(default)]
     pub clients: Option<Vec<String>>,
+    /// `callers:` caller names and `prefix*` patterns.
+    #[serde(default)]
+    pub callers: Option<Vec<String>>,
     /// `action:` (required).
     #[serde(default)]
     pub action: Option<ActionFile>,
@@ -242,6 +405,21 @@ pub struct RouteFile {
     /// `timeouts:` for this route's upstream (connect, read, upstream_idle, tunnel_idle).
     #[serde(default)]
     pub timeouts: Option<TimeoutsFile>,
+    /// `connect:` what a CONNECT to this route does.
+    #[serde(default)]
+    pub connect: Option<ConnectFile>,
+}
+
+/// `routes[].connect:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectFile {
+    /// `tunnel` (the default for pass routes)
+    Tunnel,
+    /// `refuse` (the default for inject routes)
+    Refuse,
+    /// `intercept` (inject routes only)
+    Intercept,
 }
 
 /// `routes[].match:`.
@@ -356,4 +534,10 @@ pub const RESERVED_PARAMS: &[&str] = &[
     "scope",
     "audience",
     "resource",
+    "assertion",
+    "subject_token",
+    "subject_token_type",
+    "requested_token_type",
+    "actor_token",
+    "actor_token_type",
 ];

@@ -27,6 +27,7 @@
 //!     path: "/",
 //!     method: "CONNECT",
 //!     client: None,
+//!     caller: None,
 //! };
 //! assert!(matches!(router.decide(&config, &facts), Decision::Route(0, r) if r.name == "github"));
 //! # Ok::<(), tollgate_rules::ConfigErrors>(())
@@ -47,12 +48,22 @@ pub mod units;
 mod values;
 
 pub use convert::{
-    DEFAULT_ADMIN_ADDR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER, DEFAULT_PREFIX, DEFAULT_PROXY_ADDR,
+    DEFAULT_ADMIN_ADDR, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER, DEFAULT_IDENTITY_CLAIM,
+    DEFAULT_LEAF_LIFETIME, DEFAULT_PREFIX, DEFAULT_PROXY_ADDR, MAX_LEAF_LIFETIME,
+    MIN_LEAF_LIFETIME,
 };
 pub use load::{
-    load, load_str, load_str_with_source, load_with_source, ConfigErrors, Env, Loaded, Problem,
-    ProcessEnv,
+    load, load_str, load_str_with_source, load_with_source, ConfigErrors, Env, Loaded, Location,
+    Problem, ProcessEnv,
 };
-pub use matcher::{Decision, RequestFacts, Router};
+pub use matcher::{Admission, CallerRank, Decision, RequestFacts, Router};
+
+/// Checks a token endpoint URL the way `token_url:` is checked (https, or http on a
+/// loopback host; no user info or fragment), for URLs found at run time: a discovered
+/// `token_endpoint`, a service account's `token_uri`. The error may quote the URL (with
+/// any user info redacted).
+pub fn parse_endpoint_url(s: &str) -> Result<url::Url, String> {
+    values::parse_token_url(s)
+}
 pub use model::*;
 pub use source::{FileKind, FileRef, Partial, Setting, Source};

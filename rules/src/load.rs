@@ -2,7 +2,8 @@
 
 use crate::convert::{self, Checker};
 use crate::file::{
-    fields, ConfigFile, CredentialFile, ListenFile, MatchFile, RouteFile, TimeoutsFile,
+    fields, BasicCallersFile, CallersFile, ConfigFile, CredentialFile, InterceptionFile,
+    JwtCallersFile, ListenFile, MatchFile, RouteFile, TimeoutsFile,
 };
 use crate::model::Config;
 use crate::pos::{Seg, YPath};
@@ -46,6 +47,32 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Where a key sits in the config file, kept in the model for problems found after
+/// validation (by the proxy, reading the files a key names): `FILE:LINE:COL` of the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file name, as in [`Problem::file`].
+    pub file: String,
+    /// 1-based line of the key.
+    pub line: usize,
+    /// 1-based column of the key, in characters.
+    pub column: usize,
+    /// The key's path, as problems start their message: `interception.ca_cert_file`.
+    pub key: String,
+}
+
+impl Location {
+    /// A problem at this key: `FILE:LINE:COL: key: message`.
+    pub fn problem(&self, message: impl AsRef<str>) -> Problem {
+        Problem {
+            file: self.file.clone(),
+            line: self.line,
+            column: self.column,
+            message: format!("{}: {}", self.key, message.as_ref()),
+        }
+    }
+}
+
 /// Every problem found, in file order. Never empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<Problem>);
@@ -73,11 +100,11 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
 /// Validate config text; `file` is the name used in problems.
 ///
 /// A syntax error, a value of the wrong type or an unknown enum value (`action`,
-/// `auth_method`, `signing_alg`, `default_action`) stops parsing: it is reported alone
-/// (with any unknown keys before it). Once the text parses, every unknown key and every
-/// semantic problem is collected, in file order. A file with no document at all (empty,
-/// or only comments) is the all-defaults config: no routes, so every request gets
-/// `default_action`.
+/// `auth_method`, `signing_alg`, `default_action`, `connect`) stops parsing: it is
+/// reported alone (with any unknown keys before it). Once the text parses, every unknown
+/// key and every semantic problem is collected, in file order. A file with no document at
+/// all (empty, or only comments) is the all-defaults config: no routes, so every request
+/// gets `default_action`.
 pub fn load_str(file: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigErrors> {
     load_str_with_source(file, text, env).result
 }
@@ -184,6 +211,10 @@ fn expected_keys(path: &[Seg]) -> Option<&'static [&'static str]> {
         [] => fields::<ConfigFile>(),
         [a] if k(a, "listen") => fields::<ListenFile>(),
         [a] if k(a, "timeouts") => fields::<TimeoutsFile>(),
+        [a] if k(a, "callers") => fields::<CallersFile>(),
+        [a, j] if k(a, "callers") && k(j, "jwt") => fields::<JwtCallersFile>(),
+        [a, b] if k(a, "callers") && k(b, "basic") => fields::<BasicCallersFile>(),
+        [a] if k(a, "interception") => fields::<InterceptionFile>(),
         [a, Seg::Idx(_), t] if k(a, "routes") && k(t, "timeouts") => fields::<TimeoutsFile>(),
         [a, Seg::Key(_)] if k(a, "credentials") => fields::<CredentialFile>(),
         [a, Seg::Idx(_)] if k(a, "routes") => fields::<RouteFile>(),
@@ -212,6 +243,7 @@ fn serde_problem(file: &str, e: &serde_yaml::Error) -> Problem {
         "CredentialFile",
         "RouteFile",
         "MatchFile",
+        "InterceptionFile",
     ] {
         message = message.replace(&format!("struct {name}"), "a mapping");
     }

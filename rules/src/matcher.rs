@@ -13,7 +13,10 @@
 //!    (`api:8443` over `api` over `api:*`);
 //! 4. the longer matching path prefix (a route without `path_prefixes` counts as 0);
 //! 5. methods listed over none listed, then fewer methods over more;
-//! 6. the earlier route in the file.
+//! 6. who may use it ([`CallerRank`]): a route listing `callers` over one that admits
+//!    anyone; an exact caller name over a `prefix*` pattern; a longer prefix over a
+//!    shorter one (`system:serviceaccount:billing:*` over `system:serviceaccount:*`);
+//! 7. the earlier route in the file.
 //!
 //! When a route matches through several of its patterns or prefixes, its most specific
 //! pattern and its longest matching prefix count.
@@ -31,10 +34,32 @@
 //! Methods: CONNECT arrives as method `CONNECT` with path `/`; a route without `methods`
 //! matches CONNECT too (and a route with `path_prefixes` other than `/` never does).
 //!
-//! Clients: a matching route whose `clients` do not contain the request's client (or
-//! which lists clients while the client is unknown) is skipped. If routes matched but
-//! none admitted the client, the result is [`Decision::ClientNotAllowed`] with the most
-//! specific of them; if nothing matched, [`Decision::NoRoute`] with `default_action`.
+//! Why callers come sixth: the first five fields describe the *request* (where it goes,
+//! what it does); the caller says only *who asks*. Ranking the caller below them keeps
+//! every rule about a destination in force whoever asks: a `deny` for `/admin/` or for
+//! `DELETE` still wins over a broader route that lists callers. Routes that describe the
+//! same requests and differ only in `callers` are chosen by caller, so two workloads get
+//! two credentials for one host.
+//!
+//! Admission: a matching route *admits* a request when its `clients` (if listed) contain
+//! the request's client and its `callers` (if listed) match the request's caller. A
+//! route that lists clients while the client is unknown refuses; so does one that lists
+//! callers while the request has no caller. `clients` are checked first: a route that
+//! refuses the client address refuses whatever the caller. [`Router::decide`] returns
+//! the best admitting route; if routes matched but none admitted, the refusal closest to
+//! success, with the most specific route of that kind:
+//!
+//! 1. [`Decision::ProxyAuthRequired`]: the request has no caller and some route would
+//!    admit its client once it authenticates (a 407 tells the client that credentials
+//!    help; curl `--proxy-anyauth` needs it to send them);
+//! 2. [`Decision::CallerNotAllowed`]: the request has a caller, some route admits its
+//!    client, but none lists this caller;
+//! 3. [`Decision::ClientNotAllowed`]: every matching route refuses the client address
+//!    (no credential can change that).
+//!
+//! If nothing matched, [`Decision::NoRoute`] with `default_action`. With
+//! `callers.required: true`, a request without a caller is
+//! `Decision::ProxyAuthRequired(None)` before any route is considered.
 //!
 //! # Cost
 //!
@@ -43,7 +68,7 @@
 //! (stopping once a wildcard match is found: shorter suffixes cannot beat it), then
 //! checks only the routes those lookups return. It allocates nothing.
 
-use crate::model::{Config, DefaultAction, HostKind, PortMatch, Route, Scheme};
+use crate::model::{CallerPattern, Config, DefaultAction, HostKind, PortMatch, Route, Scheme};
 use ipnet::IpNet;
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -67,6 +92,8 @@ pub struct RequestFacts<'a> {
     pub method: &'a str,
     /// The downstream peer address, when known.
     pub client: Option<IpAddr>,
+    /// The authenticated caller's name, when the request proved one.
+    pub caller: Option<&'a str>,
 }
 
 /// The outcome of matching one request.
@@ -77,6 +104,12 @@ pub enum Decision<'r> {
     /// Some route matched host/path/method but none of the matching routes admits this client;
     /// carries the most specific such route (for its name in the error).
     ClientNotAllowed(usize, &'r Route),
+    /// The request has no caller, and either `callers.required` is set (`None`) or the
+    /// routes that would admit its client all list callers (the most specific of them).
+    ProxyAuthRequired(Option<(usize, &'r Route)>),
+    /// The request's caller is not listed by any matching route that admits its client;
+    /// carries the most specific such route.
+    CallerNotAllowed(usize, &'r Route),
     /// Nothing matched; the config's `default_action` applies.
     NoRoute(DefaultAction),
 }
@@ -97,6 +130,9 @@ pub struct Specificity {
     /// `None` when the route lists no methods (matches all: least specific), else
     /// `Reverse(count)` so that fewer methods rank higher.
     pub methods: Option<Reverse<usize>>,
+    /// How precisely the route names the request's caller ([`CallerRank::Anyone`] for a
+    /// route that does not admit the request).
+    pub caller: CallerRank,
     /// `Reverse(route index)`: the earlier route wins a tie.
     pub earlier: Reverse<usize>,
 }
@@ -122,6 +158,30 @@ impl From<PortMatch> for PortRank {
     }
 }
 
+/// How a route's `callers` name the request's caller, least specific first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CallerRank {
+    /// The route lists no callers: anyone.
+    Anyone,
+    /// A `prefix*` pattern; the prefix's length in bytes (`*` alone is 0).
+    Pattern(usize),
+    /// The caller's exact name.
+    Exact,
+}
+
+/// Whether a matching route admits a request, and if not, why (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Admission {
+    /// Its `clients` and `callers` admit the request.
+    Admitted,
+    /// Its `clients` do not contain the request's client (or the client is unknown).
+    ClientRefused,
+    /// It lists `callers` and the request has none.
+    CallerMissing,
+    /// It lists `callers` and none matches the request's caller.
+    CallerRefused,
+}
+
 /// One route that matches a request, as reported by [`Router::matches`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Match<'r> {
@@ -131,8 +191,15 @@ pub struct Match<'r> {
     pub route: &'r Route,
     /// How specific its match is.
     pub specificity: Specificity,
-    /// Whether its `clients` admit the request's client.
-    pub client_allowed: bool,
+    /// Whether it admits the request.
+    pub admission: Admission,
+}
+
+impl Match<'_> {
+    /// Does this route admit the request?
+    pub fn admitted(&self) -> bool {
+        self.admission == Admission::Admitted
+    }
 }
 
 /// A host pattern's entry in an index.
@@ -150,16 +217,43 @@ struct Compiled {
     prefixes: Vec<String>,
     methods: Vec<String>,
     clients: Vec<IpNet>,
+    callers: Vec<CallerPattern>,
 }
 
 impl Compiled {
-    fn admits(&self, client: Option<IpAddr>) -> bool {
+    fn admits_client(&self, client: Option<IpAddr>) -> bool {
         if self.clients.is_empty() {
             return true;
         }
         let Some(ip) = client else { return false };
         let ip = ip.to_canonical();
         self.clients.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Clients first, then callers; the caller's rank when admitted.
+    fn admits(&self, client: Option<IpAddr>, caller: Option<&str>) -> (Admission, CallerRank) {
+        if !self.admits_client(client) {
+            return (Admission::ClientRefused, CallerRank::Anyone);
+        }
+        if self.callers.is_empty() {
+            return (Admission::Admitted, CallerRank::Anyone);
+        }
+        let Some(caller) = caller else {
+            return (Admission::CallerMissing, CallerRank::Anyone);
+        };
+        let best = self
+            .callers
+            .iter()
+            .filter(|p| p.matches(caller))
+            .map(|p| match p {
+                CallerPattern::Exact(_) => CallerRank::Exact,
+                CallerPattern::Prefix(prefix) => CallerRank::Pattern(prefix.len()),
+            })
+            .max();
+        match best {
+            Some(rank) => (Admission::Admitted, rank),
+            None => (Admission::CallerRefused, CallerRank::Anyone),
+        }
     }
 
     /// Path-prefix length if method and path match.
@@ -198,11 +292,13 @@ pub struct Router {
     routes: Vec<Compiled>,
 }
 
-/// The best admitted and the best refused match so far.
+/// The best admitted match so far, and the best refused one of each kind.
 #[derive(Default)]
 struct Best {
     allowed: Option<(Specificity, usize)>,
-    refused: Option<(Specificity, usize)>,
+    client_refused: Option<(Specificity, usize)>,
+    caller_missing: Option<(Specificity, usize)>,
+    caller_refused: Option<(Specificity, usize)>,
 }
 
 impl Best {
@@ -224,6 +320,7 @@ impl Router {
                 prefixes,
                 methods: route.matcher.methods.clone(),
                 clients: route.clients.iter().map(|n| n.trunc()).collect(),
+                callers: route.callers.clone(),
             });
             for pattern in &route.matcher.hosts {
                 let entry = Entry {
@@ -249,61 +346,70 @@ impl Router {
     /// The best route for `req` (see the module docs). `config` must be the one this
     /// router was built from.
     pub fn decide<'r>(&'r self, config: &'r Config, req: &RequestFacts<'_>) -> Decision<'r> {
+        if req.caller.is_none() && config.callers.as_ref().is_some_and(|c| c.required) {
+            return Decision::ProxyAuthRequired(None);
+        }
         let mut best = Best::default();
-        self.walk(req, true, |spec, index, allowed| {
-            let slot = if allowed {
-                &mut best.allowed
-            } else {
-                &mut best.refused
+        self.walk(req, true, |spec, index, admission| {
+            let slot = match admission {
+                Admission::Admitted => &mut best.allowed,
+                Admission::ClientRefused => &mut best.client_refused,
+                Admission::CallerMissing => &mut best.caller_missing,
+                Admission::CallerRefused => &mut best.caller_refused,
             };
             Best::offer(slot, spec, index);
-            allowed
+            admission == Admission::Admitted
         });
-        if let Some((_, i)) = best.allowed {
-            if let Some(r) = config.routes.get(i) {
-                return Decision::Route(i, r);
-            }
+        let route = |slot: Option<(Specificity, usize)>| {
+            slot.and_then(|(_, i)| config.routes.get(i).map(|r| (i, r)))
+        };
+        if let Some((i, r)) = route(best.allowed) {
+            return Decision::Route(i, r);
         }
-        if let Some((_, i)) = best.refused {
-            if let Some(r) = config.routes.get(i) {
-                return Decision::ClientNotAllowed(i, r);
-            }
+        if let Some(found) = route(best.caller_missing) {
+            return Decision::ProxyAuthRequired(Some(found));
+        }
+        if let Some((i, r)) = route(best.caller_refused) {
+            return Decision::CallerNotAllowed(i, r);
+        }
+        if let Some((i, r)) = route(best.client_refused) {
+            return Decision::ClientNotAllowed(i, r);
         }
         Decision::NoRoute(config.default_action)
     }
 
     /// Every route that matches `req`, most specific first, whether or not it admits the
-    /// client (for `tollgate route` and tests; allocates).
+    /// request (for `tollgate route` and tests; allocates). Ignores `callers.required`.
     pub fn matches<'r>(&'r self, config: &'r Config, req: &RequestFacts<'_>) -> Vec<Match<'r>> {
-        let mut all: Vec<(Specificity, usize, bool)> = Vec::new();
-        self.walk(req, false, |spec, index, allowed| {
+        let mut all: Vec<(Specificity, usize, Admission)> = Vec::new();
+        self.walk(req, false, |spec, index, admission| {
             match all.iter_mut().find(|(_, i, _)| *i == index) {
                 Some(found) => found.0 = found.0.max(spec),
-                None => all.push((spec, index, allowed)),
+                None => all.push((spec, index, admission)),
             }
             false
         });
         all.sort_by_key(|m| Reverse(m.0));
         all.into_iter()
-            .filter_map(|(specificity, index, client_allowed)| {
+            .filter_map(|(specificity, index, admission)| {
                 config.routes.get(index).map(|route| Match {
                     index,
                     route,
                     specificity,
-                    client_allowed,
+                    admission,
                 })
             })
             .collect()
     }
 
-    /// Calls `found(specificity, route index, client allowed)` for each candidate that
+    /// Calls `found(specificity, route index, admission)` for each candidate that
     /// matches. With `prune`, stops walking wildcard suffixes once `found` has returned
-    /// true (an allowed match), since shorter suffixes rank lower.
+    /// true (an admitted match), since shorter suffixes rank lower.
     fn walk(
         &self,
         req: &RequestFacts<'_>,
         prune: bool,
-        mut found: impl FnMut(Specificity, usize, bool) -> bool,
+        mut found: impl FnMut(Specificity, usize, Admission) -> bool,
     ) {
         let mut buf = [0u8; 256];
         let host = normalize_host(req.host, &mut buf);
@@ -324,15 +430,17 @@ impl Router {
                 let Some(prefix_len) = route.matches(req.method, path) else {
                     continue;
                 };
+                let (admission, caller) = route.admits(req.client, req.caller);
                 let spec = Specificity {
                     exact_host: exact,
                     wildcard_suffix_len: suffix_len,
                     port: e.port.into(),
                     path_prefix_len: prefix_len,
                     methods: (!route.methods.is_empty()).then_some(Reverse(route.methods.len())),
+                    caller,
                     earlier: Reverse(e.route),
                 };
-                any_allowed |= found(spec, e.route, route.admits(req.client));
+                any_allowed |= found(spec, e.route, admission);
             }
             any_allowed
         };

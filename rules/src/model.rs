@@ -30,6 +30,119 @@ pub struct Config {
     pub credentials: BTreeMap<String, Credential>,
     /// Routes in file order (index = tie-breaker for matching).
     pub routes: Vec<Route>,
+    /// `callers:` how workloads prove who they are; `None` when the file has no
+    /// `callers:` section (then no route may list `callers`).
+    pub callers: Option<Callers>,
+    /// `interception:` the CA for `connect: intercept` routes; `None` when not configured
+    /// (plain HTTP inside such tunnels still works; TLS inside them is closed).
+    pub interception: Option<Interception>,
+}
+
+/// `callers:`: the identities of the workloads that use the proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Callers {
+    /// `callers.jwt:` `Proxy-Authorization: Bearer <JWT>` (and Basic with user `token`).
+    pub jwt: Option<JwtCallers>,
+    /// `callers.basic:` `Proxy-Authorization: Basic` checked against an htpasswd file.
+    pub basic: Option<BasicCallers>,
+    /// `callers.required:` every request must authenticate (default false).
+    pub required: bool,
+}
+
+/// `callers.jwt:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtCallers {
+    /// `issuer:` the exact `iss` a token must carry.
+    pub issuer: String,
+    /// `audiences:` a token's `aud` must contain one of these. Never empty.
+    pub audiences: Vec<String>,
+    /// `jwks_file:` or `jwks_url:`.
+    pub keys: JwksSource,
+    /// `identity_claim:` the claim that names the caller; default `sub`.
+    pub identity_claim: String,
+}
+
+/// Where the keys that sign caller tokens come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JwksSource {
+    /// `jwks_file:` a JWK Set on disk, re-read when it changes.
+    File(PathBuf),
+    /// `jwks_url:` https (http only on a loopback host), fetched and refreshed.
+    Url(url::Url),
+}
+
+/// `callers.basic:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BasicCallers {
+    /// `htpasswd_file:` `user:bcrypt-hash` lines (`htpasswd -B`).
+    pub htpasswd_file: PathBuf,
+}
+
+/// One entry of a route's `callers:`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CallerPattern {
+    /// A caller name, compared exactly.
+    Exact(String),
+    /// `prefix*`: any caller whose name starts with the prefix (`*` alone: any
+    /// authenticated caller).
+    Prefix(String),
+}
+
+impl CallerPattern {
+    /// Does the caller named `caller` match?
+    pub fn matches(&self, caller: &str) -> bool {
+        match self {
+            CallerPattern::Exact(name) => name == caller,
+            CallerPattern::Prefix(prefix) => caller.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// `interception:`: the CA that signs a leaf certificate for each intercepted CONNECT host.
+/// The files are read by the proxy (and re-read when they change), not by validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interception {
+    /// PEM CA certificate (`ca_cert_file:`), optionally followed by the chain above it.
+    pub ca_cert_file: PathBuf,
+    /// PEM private key of that CA (`ca_key_file:`).
+    pub ca_key_file: PathBuf,
+    /// How long a leaf certificate is valid (`leaf_lifetime:`, default 24 h), capped by the
+    /// CA's own expiry.
+    pub leaf_lifetime: Duration,
+    /// Where the file keys are, so problems with the files point at them.
+    pub sites: InterceptionSites,
+}
+
+/// Positions of the `interception` keys that name files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterceptionSites {
+    /// The `interception.ca_cert_file` key.
+    pub ca_cert_file: crate::load::Location,
+    /// The `interception.ca_key_file` key.
+    pub ca_key_file: crate::load::Location,
+}
+
+/// What a CONNECT to a route does (`connect:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Connect {
+    /// Answer 200 and relay the bytes untouched. Pass routes only; their default.
+    Tunnel,
+    /// Answer 403 `connect_not_allowed`. The default for inject routes; deny routes always.
+    Refuse,
+    /// Answer 200 and serve the requests inside the tunnel like any other (plain HTTP, or
+    /// TLS terminated with a leaf certificate from `interception`). Inject routes only.
+    Intercept,
+}
+
+impl Connect {
+    /// `"tunnel"`, `"refuse"` or `"intercept"`, as in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Connect::Tunnel => "tunnel",
+            Connect::Refuse => "refuse",
+            Connect::Intercept => "intercept",
+        }
+    }
 }
 
 /// `listen:`.
@@ -78,56 +191,304 @@ pub enum SecretSource {
     Inline(Secret),
     /// `client_secret_file:`; read (and re-read on change) by the proxy.
     File(PathBuf),
+    /// `client_secret_files: [current, previous]`: one or two files, tried in order; the
+    /// next is tried when the endpoint refuses the client with the one before.
+    Files(Vec<PathBuf>),
 }
 
-/// `signing_alg:` for `private_key_jwt` client assertions.
+impl SecretSource {
+    /// The files the secret is read from (none for an inline secret).
+    pub fn files(&self) -> &[PathBuf] {
+        match self {
+            SecretSource::Inline(_) => &[],
+            SecretSource::File(p) => std::slice::from_ref(p),
+            SecretSource::Files(ps) => ps,
+        }
+    }
+}
+
+/// `signing_alg:` for JWT client assertions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigningAlg {
     /// ECDSA P-256 with SHA-256.
     Es256,
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     Rs256,
+    /// RSASSA-PSS with SHA-256 (Entra ID's preferred algorithm).
+    Ps256,
+}
+
+/// How `client_secret_basic` puts id and secret into the `Authorization` header
+/// (`basic_encoding:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BasicEncoding {
+    /// Each form-urlencoded first, as RFC 6749 §2.3.1 says (the default).
+    FormUrlencoded,
+    /// As they are, for servers that do not decode them (a `~` would become `%7E`).
+    Raw,
+}
+
+/// Which certificate thumbprints a client assertion's header carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Thumbprints {
+    /// `x5t#S256` (SHA-256 of the certificate).
+    Sha256,
+    /// `x5t#S256` and the SHA-1 `x5t` (`x5t: true`; older Entra ID tenants).
+    Sha256AndSha1,
+}
+
+/// `certificate_file:` of a `private_key_jwt` credential.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertificateRef {
+    /// PEM certificate of the signing key (its first certificate is used).
+    pub file: PathBuf,
+    /// The thumbprints to send.
+    pub thumbprints: Thumbprints,
+}
+
+/// `auth_method: private_key_jwt` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivateKeyJwt {
+    /// PEM private key (`private_key_file:`).
+    pub private_key_file: PathBuf,
+    /// `None`: derive from the key type (ES256 for P-256, RS256 for RSA).
+    pub signing_alg: Option<SigningAlg>,
+    /// `kid` header of the assertion (`key_id:`).
+    pub key_id: Option<String>,
+    /// `certificate_file:`: adds certificate thumbprints to the header.
+    pub certificate: Option<CertificateRef>,
+    /// `assertion_audience:` the assertion's `aud`; `None`: the token endpoint URL.
+    pub assertion_audience: Option<String>,
 }
 
 /// How the client authenticates to the token endpoint (`auth_method:`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuthMethod {
     /// HTTP Basic with client id and secret (the default).
-    ClientSecretBasic(SecretSource),
+    ClientSecretBasic {
+        /// Where the secret comes from.
+        secret: SecretSource,
+        /// How id and secret are encoded before base64.
+        encoding: BasicEncoding,
+    },
     /// `client_id` and `client_secret` in the form body.
     ClientSecretPost(SecretSource),
-    /// A signed JWT client assertion (RFC 7523).
-    PrivateKeyJwt {
-        /// PEM private key (`private_key_file:`).
-        private_key_file: PathBuf,
-        /// `None`: derive from the key type.
-        signing_alg: Option<SigningAlg>,
-        /// `kid` header of the assertion (`key_id:`).
-        key_id: Option<String>,
-    },
+    /// A JWT client assertion signed by tollgate (RFC 7523).
+    PrivateKeyJwt(PrivateKeyJwt),
+    /// A JWT client assertion made by someone else, read from this file for every token
+    /// request (`client_assertion_file:`; workload identity federation).
+    ClientAssertionFile(PathBuf),
 }
 
-/// One entry of `credentials:`: how to get tokens from one client registration.
+impl AuthMethod {
+    /// The `auth_method` name, as in the file and in OAuth metadata
+    /// (`token_endpoint_auth_methods_supported`); `client_assertion_file` is
+    /// `private_key_jwt` on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic { .. } => "client_secret_basic",
+            AuthMethod::ClientSecretPost(_) => "client_secret_post",
+            AuthMethod::PrivateKeyJwt(_) => "private_key_jwt",
+            AuthMethod::ClientAssertionFile(_) => "client_assertion_file",
+        }
+    }
+}
+
+/// A client registration: its id and how it authenticates.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Credential {
-    /// Its key under `credentials:`; routes refer to it by this name.
-    pub name: String,
-    /// Validated: https, or http on a loopback host.
-    pub token_url: url::Url,
+pub struct Client {
     /// `client_id:`.
     pub client_id: String,
     /// `auth_method:` with what it needs.
     pub auth: AuthMethod,
+}
+
+/// Where the token endpoint is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Endpoint {
+    /// `token_url:`. Validated: https, or http on a loopback host.
+    TokenUrl(url::Url),
+    /// `issuer:`: the token endpoint comes from OIDC discovery
+    /// (`ISSUER/.well-known/openid-configuration`). Validated like a token URL.
+    Issuer(url::Url),
+    /// `grant: jwt_bearer` without `token_url`: the service account file's `token_uri`.
+    ServiceAccount,
+}
+
+/// `grant: jwt_bearer` (RFC 7523 §2.1) with a Google service account key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtBearer {
+    /// The service account's JSON key file (`client_email`, `private_key`,
+    /// `private_key_id`, `token_uri`).
+    pub service_account_file: PathBuf,
+    /// `target_audience:`: ask for an ID token for this audience instead of an access
+    /// token (Cloud Run, IAP).
+    pub target_audience: Option<String>,
+    /// `assertion_audience:`; `None`: the key file's `token_uri`.
+    pub assertion_audience: Option<String>,
+}
+
+/// `grant: token_exchange` (RFC 8693).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenExchange {
+    /// `subject_token_file:` re-read for every token request.
+    pub subject_token_file: PathBuf,
+    /// `subject_token_type:` (e.g. `urn:ietf:params:oauth:token-type:jwt`).
+    pub subject_token_type: String,
+    /// `requested_token_type:`; when set, the answer's `issued_token_type` must match.
+    pub requested_token_type: Option<String>,
+    /// The client's own authentication, when `client_id` is given (Keycloak); `None` for
+    /// endpoints that authenticate by the subject token alone (Google STS).
+    pub client: Option<Client>,
+}
+
+/// How tokens are obtained (`grant:`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Grant {
+    /// `client_credentials` (RFC 6749 §4.4), the default.
+    ClientCredentials(Client),
+    /// `jwt_bearer` (RFC 7523 §2.1).
+    JwtBearer(JwtBearer),
+    /// `token_exchange` (RFC 8693).
+    TokenExchange(TokenExchange),
+}
+
+impl Grant {
+    /// The `grant` name as in the file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials(_) => "client_credentials",
+            Grant::JwtBearer(_) => "jwt_bearer",
+            Grant::TokenExchange(_) => "token_exchange",
+        }
+    }
+
+    /// The `grant_type` form value (as listed in `grant_types_supported`).
+    pub fn grant_type(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials(_) => "client_credentials",
+            Grant::JwtBearer(_) => "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            Grant::TokenExchange(_) => "urn:ietf:params:oauth:grant-type:token-exchange",
+        }
+    }
+
+    /// The client registration, when the grant authenticates one.
+    pub fn client(&self) -> Option<&Client> {
+        match self {
+            Grant::ClientCredentials(c) => Some(c),
+            Grant::TokenExchange(t) => t.client.as_ref(),
+            Grant::JwtBearer(_) => None,
+        }
+    }
+}
+
+/// `kind: oauth2` (the default): tokens from a token endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuth2 {
+    /// `token_url:` or `issuer:`.
+    pub endpoint: Endpoint,
+    /// `grant:` with what it needs.
+    pub grant: Grant,
     /// `scopes:`, sent space-separated as `scope` (omitted when empty).
     pub scopes: Vec<String>,
-    /// `audience:` form field (Auth0, Okta).
+    /// `audience:` form field (Auth0, Okta, RFC 8693).
     pub audience: Option<String>,
-    /// `resource:` form field (RFC 8707, Entra ID).
+    /// `resource:` form field (RFC 8707, Entra ID v1).
     pub resource: Option<String>,
     /// `params:` extra form fields (never one tollgate sets itself).
     pub params: BTreeMap<String, String>,
-    /// `ca_file:` extra trust for the token endpoint.
+    /// `ca_file:` extra trust for the token endpoint (and discovery).
     pub ca_file: Option<PathBuf>,
+}
+
+/// What a credential is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CredentialKind {
+    /// Tokens from a token endpoint.
+    OAuth2(Box<OAuth2>),
+    /// `kind: static`: a fixed value (an API key) read from `value_file`, re-read when it
+    /// changes; never replayed after a 401.
+    Static {
+        /// `value_file:`.
+        value_file: PathBuf,
+    },
+}
+
+/// One entry of `credentials:`: how to get the value an inject route sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credential {
+    /// Its key under `credentials:`; routes refer to it by this name.
+    pub name: String,
+    /// OAuth 2 tokens or a static value.
+    pub kind: CredentialKind,
+}
+
+impl Credential {
+    /// The OAuth 2 settings, unless this is a static credential.
+    pub fn oauth2(&self) -> Option<&OAuth2> {
+        match &self.kind {
+            CredentialKind::OAuth2(o) => Some(o),
+            CredentialKind::Static { .. } => None,
+        }
+    }
+
+    /// `"oauth2"` or `"static"`, as in the file.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            CredentialKind::OAuth2(_) => "oauth2",
+            CredentialKind::Static { .. } => "static",
+        }
+    }
+
+    /// One line for operators (`tollgate route`): the grant, where tokens come from, the
+    /// client and the scopes. Never a secret.
+    pub fn describe(&self) -> String {
+        let o = match &self.kind {
+            CredentialKind::Static { value_file } => {
+                return format!("static value from {}", value_file.display())
+            }
+            CredentialKind::OAuth2(o) => o,
+        };
+        let mut s = o.grant.name().to_owned();
+        match &o.endpoint {
+            Endpoint::TokenUrl(u) => s.push_str(&format!(" from {u}")),
+            Endpoint::Issuer(u) => s.push_str(&format!(" from issuer {u} (discovery)")),
+            Endpoint::ServiceAccount => s.push_str(" from the service account's token_uri"),
+        }
+        match &o.grant {
+            Grant::JwtBearer(j) => {
+                s.push_str(&format!(
+                    " as service account {}",
+                    j.service_account_file.display()
+                ));
+                if let Some(aud) = &j.target_audience {
+                    s.push_str(&format!(", ID token for {aud:?}"));
+                }
+            }
+            Grant::TokenExchange(t) => s.push_str(&format!(
+                " for the subject token in {}",
+                t.subject_token_file.display()
+            )),
+            Grant::ClientCredentials(_) => {}
+        }
+        if let Some(c) = o.grant.client() {
+            s.push_str(&format!(" as client {:?} ({})", c.client_id, c.auth.name()));
+        }
+        if !o.scopes.is_empty() {
+            s.push_str(&format!(", scope {:?}", o.scopes.join(" ")));
+        }
+        s
+    }
+
+    /// Every file the credential reads: secret, key, certificate, service account,
+    /// subject token, assertion and value files, and the CA file (the paths of
+    /// [`Config::files`]' entries for this credential, in the same order).
+    pub fn files(&self) -> Vec<&std::path::Path> {
+        crate::source::credential_files(self)
+            .into_iter()
+            .map(|f| f.path)
+            .collect()
+    }
 }
 
 /// An upstream's scheme.
@@ -330,6 +691,8 @@ pub struct Route {
     pub matcher: RouteMatch,
     /// Empty = any client.
     pub clients: Vec<ipnet::IpNet>,
+    /// `callers:`; empty = anyone (authenticated or not).
+    pub callers: Vec<CallerPattern>,
     /// `action:` (with the inject settings).
     pub action: Action,
     /// `upstream:`; `None` means the requested scheme://host:port.
@@ -338,6 +701,11 @@ pub struct Route {
     pub upstream_ca_file: Option<PathBuf>,
     /// `timeouts:` of this route.
     pub timeouts: RouteTimeouts,
+    /// `connect:` what a CONNECT to this route does (defaults by action).
+    pub connect: Connect,
+    /// Where `connect:` is written, when it is (problems found later, such as an
+    /// interception CA that may not sign for the route's hosts, point at it).
+    pub connect_at: Option<crate::load::Location>,
 }
 
 impl Route {
@@ -354,6 +722,13 @@ impl Config {
     /// The credential an inject route uses (always present in a validated config).
     pub fn credential_for(&self, route: &Route) -> Option<&Credential> {
         self.credentials.get(&route.inject()?.credential)
+    }
+
+    /// The routes with `connect: intercept`, in file order.
+    pub fn intercepting_routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes
+            .iter()
+            .filter(|r| r.connect == Connect::Intercept)
     }
 }
 

@@ -12,7 +12,10 @@
 //! files can be checked in the same pass as the problems elsewhere in the file.
 
 use crate::load::Problem;
-use crate::model::{AuthMethod, Config, Credential, Route, SecretSource};
+use crate::model::{
+    AuthMethod, Callers, Config, Credential, CredentialKind, Grant, Interception, JwksSource,
+    JwtCallers, PrivateKeyJwt, Route, SecretSource,
+};
 use crate::pos::{display, PosIndex, Seg, YPath};
 use std::fmt;
 use std::path::Path;
@@ -121,18 +124,53 @@ impl Source {
     }
 }
 
-/// What a file named by the config holds, with the entry that names it (what the proxy
-/// needs to read it the way it will use it).
+/// What a file named by the config holds, with what the proxy needs to read it the way
+/// it will use it.
 #[derive(Debug, Clone, Copy)]
 pub enum FileKind<'a> {
-    /// `credentials.*.client_secret_file`.
-    ClientSecret(&'a Credential),
-    /// `credentials.*.private_key_file` (`private_key_jwt`).
-    PrivateKey(&'a Credential),
-    /// `credentials.*.ca_file`: extra trust for the token endpoint.
-    CredentialCa(&'a Credential),
+    /// `client_secret_file`, or one entry of `client_secret_files`: a secret (UTF-8, not
+    /// empty once trailing line breaks are removed).
+    ClientSecret,
+    /// `private_key_file` (`auth_method: private_key_jwt`): the PEM key assertions are
+    /// signed with, usable with its `signing_alg`.
+    PrivateKey(&'a PrivateKeyJwt),
+    /// `certificate_file` (`private_key_jwt`): a PEM certificate of that key.
+    Certificate(&'a PrivateKeyJwt),
+    /// `client_assertion_file`: a JWT someone else renews; read for every token request.
+    ClientAssertion,
+    /// `service_account_file` (`grant: jwt_bearer`): a Google service account JSON key.
+    ServiceAccount,
+    /// `subject_token_file` (`grant: token_exchange`): read for every token request.
+    SubjectToken,
+    /// `value_file` (`kind: static`): the value sent, which must fit in a header.
+    StaticValue,
+    /// `credentials.*.ca_file`: extra trust for the token endpoint (and discovery).
+    CredentialCa,
     /// `routes[*].upstream_ca_file`: extra trust for the route's upstream.
-    UpstreamCa(&'a Route),
+    UpstreamCa,
+    /// `callers.jwt.jwks_file`: the JWK Set that signs caller tokens.
+    Jwks,
+    /// `callers.basic.htpasswd_file`: `user:bcrypt-hash` lines. `jwt_too`: JWT callers
+    /// are configured as well, so the user name `token` is reserved.
+    Htpasswd {
+        /// `callers.jwt` is configured too.
+        jwt_too: bool,
+    },
+    /// `interception.ca_cert_file`: the interception CA's PEM certificate (and chain).
+    InterceptionCert(&'a Interception),
+    /// `interception.ca_key_file`: that CA's PEM private key (read with the certificate:
+    /// it must be the certificate's key).
+    InterceptionKey,
+}
+
+impl FileKind<'_> {
+    /// Is the file read afresh for every token request (renewed by someone else, such as
+    /// a projected Kubernetes service account token) rather than once and when it
+    /// changes? Such files are checked like the others (the first token request would
+    /// fail without them) but not watched: a change to one needs no reload.
+    pub fn per_request(&self) -> bool {
+        matches!(self, FileKind::ClientAssertion | FileKind::SubjectToken)
+    }
 }
 
 /// One file the config names.
@@ -146,66 +184,169 @@ pub struct FileRef<'a> {
     pub kind: FileKind<'a>,
 }
 
-/// Every file named by these credentials and (file-index, route) pairs, in a stable order.
+/// Every file one credential reads, in this order: the grant's file (service account,
+/// subject token), the client's (secrets, key, certificate, assertion), the CA file; a
+/// static credential's value file.
+pub(crate) fn credential_files(c: &Credential) -> Vec<FileRef<'_>> {
+    let at = |key: &str| Setting::credential(&c.name, key);
+    let mut out = Vec::new();
+    let o = match &c.kind {
+        CredentialKind::Static { value_file } => {
+            return vec![FileRef {
+                setting: at("value_file"),
+                path: value_file,
+                kind: FileKind::StaticValue,
+            }]
+        }
+        CredentialKind::OAuth2(o) => o,
+    };
+    match &o.grant {
+        Grant::JwtBearer(j) => out.push(FileRef {
+            setting: at("service_account_file"),
+            path: &j.service_account_file,
+            kind: FileKind::ServiceAccount,
+        }),
+        Grant::TokenExchange(t) => out.push(FileRef {
+            setting: at("subject_token_file"),
+            path: &t.subject_token_file,
+            kind: FileKind::SubjectToken,
+        }),
+        Grant::ClientCredentials(_) => {}
+    }
+    if let Some(client) = o.grant.client() {
+        match &client.auth {
+            AuthMethod::ClientSecretBasic { secret, .. } | AuthMethod::ClientSecretPost(secret) => {
+                match secret {
+                    SecretSource::Inline(_) => {}
+                    SecretSource::File(p) => out.push(FileRef {
+                        setting: at("client_secret_file"),
+                        path: p,
+                        kind: FileKind::ClientSecret,
+                    }),
+                    SecretSource::Files(ps) => {
+                        out.extend(ps.iter().enumerate().map(|(i, p)| FileRef {
+                            setting: at("client_secret_files").item(i),
+                            path: p,
+                            kind: FileKind::ClientSecret,
+                        }))
+                    }
+                }
+            }
+            AuthMethod::PrivateKeyJwt(k) => {
+                out.push(FileRef {
+                    setting: at("private_key_file"),
+                    path: &k.private_key_file,
+                    kind: FileKind::PrivateKey(k),
+                });
+                if let Some(cert) = &k.certificate {
+                    out.push(FileRef {
+                        setting: at("certificate_file"),
+                        path: &cert.file,
+                        kind: FileKind::Certificate(k),
+                    });
+                }
+            }
+            AuthMethod::ClientAssertionFile(p) => out.push(FileRef {
+                setting: at("client_assertion_file"),
+                path: p,
+                kind: FileKind::ClientAssertion,
+            }),
+        }
+    }
+    if let Some(ca) = &o.ca_file {
+        out.push(FileRef {
+            setting: at("ca_file"),
+            path: ca,
+            kind: FileKind::CredentialCa,
+        });
+    }
+    out
+}
+
+/// Every file named by these credentials, (file-index, route) pairs, callers and
+/// interception CA, in a stable order.
 fn files_of<'a>(
     credentials: impl Iterator<Item = &'a Credential>,
     routes: impl Iterator<Item = (usize, &'a Route)>,
+    callers: Option<&'a Callers>,
+    interception: Option<&'a Interception>,
 ) -> Vec<FileRef<'a>> {
     let mut out = Vec::new();
     for c in credentials {
-        match &c.auth {
-            AuthMethod::ClientSecretBasic(SecretSource::File(p))
-            | AuthMethod::ClientSecretPost(SecretSource::File(p)) => out.push(FileRef {
-                setting: Setting::credential(&c.name, "client_secret_file"),
-                path: p,
-                kind: FileKind::ClientSecret(c),
-            }),
-            AuthMethod::ClientSecretBasic(SecretSource::Inline(_))
-            | AuthMethod::ClientSecretPost(SecretSource::Inline(_)) => {}
-            AuthMethod::PrivateKeyJwt {
-                private_key_file, ..
-            } => out.push(FileRef {
-                setting: Setting::credential(&c.name, "private_key_file"),
-                path: private_key_file,
-                kind: FileKind::PrivateKey(c),
-            }),
-        }
-        if let Some(ca) = &c.ca_file {
-            out.push(FileRef {
-                setting: Setting::credential(&c.name, "ca_file"),
-                path: ca,
-                kind: FileKind::CredentialCa(c),
-            });
-        }
+        out.extend(credential_files(c));
     }
     for (i, r) in routes {
         if let Some(ca) = &r.upstream_ca_file {
             out.push(FileRef {
                 setting: Setting::route(i, "upstream_ca_file"),
                 path: ca,
-                kind: FileKind::UpstreamCa(r),
+                kind: FileKind::UpstreamCa,
             });
         }
+    }
+    if let Some(c) = callers {
+        if let Some(JwtCallers {
+            keys: JwksSource::File(p),
+            ..
+        }) = &c.jwt
+        {
+            out.push(FileRef {
+                setting: Setting::top("callers").key("jwt").key("jwks_file"),
+                path: p,
+                kind: FileKind::Jwks,
+            });
+        }
+        if let Some(b) = &c.basic {
+            out.push(FileRef {
+                setting: Setting::top("callers").key("basic").key("htpasswd_file"),
+                path: &b.htpasswd_file,
+                kind: FileKind::Htpasswd {
+                    jwt_too: c.jwt.is_some(),
+                },
+            });
+        }
+    }
+    if let Some(i) = interception {
+        out.push(FileRef {
+            setting: Setting::top("interception").key("ca_cert_file"),
+            path: &i.ca_cert_file,
+            kind: FileKind::InterceptionCert(i),
+        });
+        out.push(FileRef {
+            setting: Setting::top("interception").key("ca_key_file"),
+            path: &i.ca_key_file,
+            kind: FileKind::InterceptionKey,
+        });
     }
     out
 }
 
 impl Config {
     /// Every file this config names: what `tollgate check` opens, what `tollgate run`
-    /// checks before serving, and what the reload watcher watches.
+    /// checks before serving, and (except the [per-request](FileKind::per_request) ones)
+    /// what the reload watcher watches.
     pub fn files(&self) -> Vec<FileRef<'_>> {
-        files_of(self.credentials.values(), self.routes.iter().enumerate())
+        files_of(
+            self.credentials.values(),
+            self.routes.iter().enumerate(),
+            self.callers.as_ref(),
+            self.interception.as_ref(),
+        )
     }
 }
 
-/// The credentials and routes that validated on their own, whether or not the whole file
-/// did, so that their files can be checked in the same pass.
+/// The entries that validated on their own, whether or not the whole file did, so that
+/// their files can be checked in the same pass.
 #[derive(Debug, Clone, Default)]
 pub struct Partial {
     /// Valid credentials, in file order.
     pub credentials: Vec<Credential>,
     /// Valid routes with their index in `routes:`.
     pub routes: Vec<(usize, Route)>,
+    /// `callers:`, when it was valid.
+    pub callers: Option<Callers>,
+    /// `interception:`, when it was valid.
+    pub interception: Option<Interception>,
 }
 
 impl Partial {
@@ -214,6 +355,8 @@ impl Partial {
         files_of(
             self.credentials.iter(),
             self.routes.iter().map(|(i, r)| (*i, r)),
+            self.callers.as_ref(),
+            self.interception.as_ref(),
         )
     }
 }

@@ -423,6 +423,16 @@ pub(crate) fn parse_token_url(s: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// An OIDC issuer (`issuer:`): a token URL's rules, and no query (OpenID Connect
+/// Discovery §3: the issuer is an https URL with no query or fragment).
+pub(crate) fn parse_issuer(s: &str) -> Result<Url, String> {
+    let url = parse_token_url(s).map_err(|e| e.replace("token_url", "issuer"))?;
+    if url.query().is_some() {
+        return Err("an issuer has no query (`?...`)".to_owned());
+    }
+    Ok(url)
+}
+
 /// Headers that cannot carry a token (framing, hop-by-hop, or never forwarded).
 const FORBIDDEN_HEADERS: &[&str] = &[
     "host",
@@ -508,6 +518,28 @@ pub(crate) fn check_scope(s: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `routes[].callers` entries: a caller name, or a prefix ending in one `*`.
+pub(crate) fn parse_caller_pattern(s: &str) -> Result<crate::model::CallerPattern, String> {
+    use crate::model::CallerPattern;
+    if s.is_empty() {
+        return Err("empty caller name".to_owned());
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("caller {} cannot contain whitespace", shown(s)));
+    }
+    if s.len() > 1024 {
+        return Err("caller name longer than 1024 bytes".to_owned());
+    }
+    match s.find('*') {
+        None => Ok(CallerPattern::Exact(s.to_owned())),
+        Some(i) if i == s.len() - 1 => Ok(CallerPattern::Prefix(s[..i].to_owned())),
+        Some(_) => Err(format!(
+            "caller pattern {} may have `*` only at its end (`system:serviceaccount:billing:*`)",
+            shown(s)
+        )),
+    }
 }
 
 /// Names of routes and credentials: used in logs, metrics and errors.

@@ -20,6 +20,24 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
+/// The OAuth 2 settings of a credential (panics for a static one).
+fn oauth(c: &Credential) -> &OAuth2 {
+    c.oauth2().expect("an OAuth 2 credential")
+}
+
+/// The client of a client_credentials or token_exchange credential.
+fn client(c: &Credential) -> &Client {
+    oauth(c).grant.client().expect("a client")
+}
+
+/// The configured `token_url`.
+fn token_url(c: &Credential) -> &str {
+    match &oauth(c).endpoint {
+        Endpoint::TokenUrl(u) => u.as_str(),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn ok(text: &str) -> Config {
     match load_str("t.yaml", text, &env) {
         Ok(c) => c,
@@ -101,11 +119,14 @@ fn defaults() {
     assert!(!c.allow_private_networks);
     let cred = &c.credentials["billing"];
     assert!(matches!(
-        cred.auth,
-        AuthMethod::ClientSecretBasic(SecretSource::Inline(_))
+        client(cred).auth,
+        AuthMethod::ClientSecretBasic {
+            secret: SecretSource::Inline(_),
+            encoding: BasicEncoding::FormUrlencoded
+        }
     ));
-    assert!(cred.scopes.is_empty() && cred.params.is_empty());
-    assert_eq!(cred.audience, None);
+    assert!(oauth(cred).scopes.is_empty() && oauth(cred).params.is_empty());
+    assert_eq!(oauth(cred).audience, None);
     let r = &c.routes[0];
     let inject = r.inject().unwrap();
     assert_eq!(inject.header, "Authorization");
@@ -138,28 +159,21 @@ fn the_spec_example_parses() {
     assert_eq!(c.default_action, DefaultAction::Deny);
     let cred = &c.credentials["billing"];
     assert_eq!(cred.name, "billing");
+    assert_eq!(token_url(cred), "https://idp.example.com/oauth2/token");
+    assert_eq!(client(cred).client_id, "billing-egress");
     assert_eq!(
-        cred.token_url.as_str(),
-        "https://idp.example.com/oauth2/token"
+        client(cred).auth,
+        AuthMethod::ClientSecretBasic {
+            secret: SecretSource::File(PathBuf::from("/var/run/secrets/billing/secret")),
+            encoding: BasicEncoding::FormUrlencoded
+        }
     );
-    assert_eq!(cred.client_id, "billing-egress");
-    assert_eq!(
-        cred.auth,
-        AuthMethod::ClientSecretBasic(SecretSource::File(PathBuf::from(
-            "/var/run/secrets/billing/secret"
-        )))
-    );
-    assert_eq!(cred.scopes, ["invoices:read", "invoices:write"]);
-    assert_eq!(
-        cred.audience.as_deref(),
-        Some("https://billing.example.com")
-    );
-    assert_eq!(
-        cred.resource.as_deref(),
-        Some("https://billing.example.com")
-    );
-    assert_eq!(cred.params.get("tenant").map(String::as_str), Some("eu"));
-    assert_eq!(cred.ca_file, Some(PathBuf::from("/etc/ssl/idp-ca.pem")));
+    let o = oauth(cred);
+    assert_eq!(o.scopes, ["invoices:read", "invoices:write"]);
+    assert_eq!(o.audience.as_deref(), Some("https://billing.example.com"));
+    assert_eq!(o.resource.as_deref(), Some("https://billing.example.com"));
+    assert_eq!(o.params.get("tenant").map(String::as_str), Some("eu"));
+    assert_eq!(o.ca_file, Some(PathBuf::from("/etc/ssl/idp-ca.pem")));
 
     let r = &c.routes[0];
     assert_eq!(r.name, "billing");
@@ -255,20 +269,22 @@ routes:
     assert_eq!(c.default_action, DefaultAction::Pass);
     assert!(c.allow_private_networks);
     let post = &c.credentials["post"];
-    assert_eq!(post.client_id, "12345");
-    match &post.auth {
+    assert_eq!(client(post).client_id, "12345");
+    match &client(post).auth {
         AuthMethod::ClientSecretPost(SecretSource::Inline(s)) => assert_eq!(s.expose(), SECRET),
         other => panic!("{other:?}"),
     }
     let jwt = &c.credentials["jwt"];
-    assert_eq!(jwt.token_url.as_str(), "https://idp.example.com/token");
+    assert_eq!(token_url(jwt), "https://idp.example.com/token");
     assert_eq!(
-        jwt.auth,
-        AuthMethod::PrivateKeyJwt {
+        client(jwt).auth,
+        AuthMethod::PrivateKeyJwt(PrivateKeyJwt {
             private_key_file: "key.pem".into(),
             signing_alg: Some(SigningAlg::Es256),
-            key_id: Some("k1".into())
-        }
+            key_id: Some("k1".into()),
+            certificate: None,
+            assertion_audience: None,
+        })
     );
     let r = &c.routes[0];
     assert_eq!(r.name, "Mixed");
@@ -304,11 +320,11 @@ fn substitution_applies_to_every_string_value() {
         "{CRED}    scopes: [\"${{IDP}}\"]\n    params: {{ tenant: \"x-${{PORT}}\" }}\n"
     ));
     let cred = &c.credentials["billing"];
-    assert_eq!(cred.scopes, ["idp.example.com"]);
-    assert_eq!(cred.params["tenant"], "x-8443");
+    assert_eq!(oauth(cred).scopes, ["idp.example.com"]);
+    assert_eq!(oauth(cred).params["tenant"], "x-8443");
     // `$${` escapes; a lone `$` stays.
     let c = ok("credentials:\n  c:\n    token_url: https://h/t\n    client_id: a$b$${IDP}\n    client_secret: x\n");
-    assert_eq!(c.credentials["c"].client_id, "a$b${IDP}");
+    assert_eq!(client(&c.credentials["c"]).client_id, "a$b${IDP}");
 }
 
 #[test]
@@ -634,9 +650,19 @@ fn files_lists_every_file_the_spec_example_names() {
 fn every_file_key_is_known_to_files() {
     let listed = [
         "client_secret_file",
+        "client_secret_files",
         "private_key_file",
+        "certificate_file",
+        "client_assertion_file",
+        "service_account_file",
+        "subject_token_file",
+        "value_file",
         "ca_file",
         "upstream_ca_file",
+        "jwks_file",
+        "htpasswd_file",
+        "ca_cert_file",
+        "ca_key_file",
     ];
     for fields in [
         file::fields::<file::ConfigFile>(),
@@ -645,6 +671,10 @@ fn every_file_key_is_known_to_files() {
         file::fields::<file::RouteFile>(),
         file::fields::<file::MatchFile>(),
         file::fields::<file::TimeoutsFile>(),
+        file::fields::<file::CallersFile>(),
+        file::fields::<file::JwtCallersFile>(),
+        file::fields::<file::BasicCallersFile>(),
+        file::fields::<file::InterceptionFile>(),
     ] {
         assert!(!fields.is_empty());
         for f in fields {
@@ -656,25 +686,79 @@ fn every_file_key_is_known_to_files() {
             }
         }
     }
-    // And each listed key really comes out of `files()` for a config that sets it.
+    // And each listed key really comes out of `files()` for a config that sets it, at
+    // its key (a list item at the item).
     let text = "\
 credentials:
   s: { token_url: https://i.example/t, client_id: a, client_secret_file: /s, ca_file: /c }
-  k: { token_url: https://i.example/t, client_id: a, auth_method: private_key_jwt, private_key_file: /k }
+  two: { token_url: https://i.example/t, client_id: a, client_secret_files: [/s1, /s2] }
+  k: { token_url: https://i.example/t, client_id: a, auth_method: private_key_jwt, private_key_file: /k, certificate_file: /crt }
+  fed: { token_url: https://i.example/t, client_id: a, auth_method: client_assertion_file, client_assertion_file: /a }
+  sa: { grant: jwt_bearer, service_account_file: /sa.json, scopes: [x] }
+  sts: { token_url: https://i.example/t, grant: token_exchange, subject_token_file: /st, subject_token_type: urn:ietf:params:oauth:token-type:jwt }
+  api: { kind: static, value_file: /v }
+callers:
+  jwt: { issuer: i, audiences: [a], jwks_file: /jwks.json }
+  basic: { htpasswd_file: /htpasswd }
+interception: { ca_cert_file: /ca.crt, ca_key_file: /ca.key }
 routes:
   - { name: r, match: { hosts: [a.com] }, action: pass, upstream: https://a.com, upstream_ca_file: /u }
 ";
-    let config = ok(text);
-    let mut got: Vec<String> = config
-        .files()
+    let loaded = load_str_with_source("t.yaml", text, &env);
+    let config = match loaded.result {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let files = config.files();
+    let mut got: Vec<String> = files
         .iter()
-        .map(|f| f.setting.to_string().rsplit('.').next().unwrap().to_owned())
+        .map(|f| {
+            let key = f.setting.to_string();
+            let key = key.rsplit('.').next().unwrap();
+            key.split('[').next().unwrap().to_owned()
+        })
         .collect();
     got.sort();
     got.dedup();
     let mut want: Vec<String> = listed.iter().map(|s| s.to_string()).collect();
     want.sort();
     assert_eq!(got, want);
+    let shown: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let (line, col) = loaded.source.locate(&f.setting);
+            format!(
+                "{line}:{col} {} {}{}",
+                f.setting,
+                f.path.display(),
+                if f.kind.per_request() {
+                    " (per request)"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "8:24 credentials.api.value_file /v",
+            "5:92 credentials.fed.client_assertion_file /a (per request)",
+            "4:84 credentials.k.private_key_file /k",
+            "4:106 credentials.k.certificate_file /crt",
+            "2:54 credentials.s.client_secret_file /s",
+            "2:78 credentials.s.ca_file /c",
+            "6:28 credentials.sa.service_account_file /sa.json",
+            "7:65 credentials.sts.subject_token_file /st (per request)",
+            "3:78 credentials.two.client_secret_files[0] /s1",
+            "3:83 credentials.two.client_secret_files[1] /s2",
+            "14:82 routes[0].upstream_ca_file /u",
+            "10:37 callers.jwt.jwks_file /jwks.json",
+            "11:12 callers.basic.htpasswd_file /htpasswd",
+            "12:17 interception.ca_cert_file /ca.crt",
+            "12:40 interception.ca_key_file /ca.key",
+        ]
+    );
 }
 
 #[test]
@@ -697,7 +781,7 @@ fn unknown_enum_values() {
     one(
         &format!("{CRED}    auth_method: private_key_jwt\n    signing_alg: HS256\n"),
         "7:18",
-        "unknown variant `HS256`, expected `ES256` or `RS256`",
+        "unknown variant `HS256`, expected one of `ES256`, `RS256`, `PS256`",
     );
 }
 
@@ -731,9 +815,9 @@ fn missing_credential_keys() {
     assert_eq!(
         problems("credentials:\n  c:\n    auth_method: client_secret_post\n"),
         [
-            "2:3: credentials.c: missing `token_url`",
+            "2:3: credentials.c: missing `token_url` (or `issuer`, to find it by OIDC discovery)",
             "2:3: credentials.c: missing `client_id`",
-            "2:3: credentials.c: client_secret_post needs `client_secret` or `client_secret_file`",
+            "2:3: credentials.c: client_secret_post needs `client_secret`, `client_secret_file` or `client_secret_files`",
         ]
     );
 }
@@ -773,12 +857,12 @@ fn secret_source_checks() {
     one(
         "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n    client_secret: b\n    client_secret_file: /f\n",
         "6:5",
-        "either `client_secret` or `client_secret_file`, not both",
+        "give only one of `client_secret`, `client_secret_file` and `client_secret_files`",
     );
     one(
         "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n",
         "2:3",
-        "client_secret_basic needs `client_secret` or `client_secret_file`",
+        "client_secret_basic needs `client_secret`, `client_secret_file` or `client_secret_files`",
     );
     one(
         "credentials:\n  c:\n    token_url: https://h/t\n    client_id: a\n    auth_method: private_key_jwt\n",
@@ -882,7 +966,10 @@ fn route_credential_checks() {
     );
     // A credential that exists but is itself broken is not also "not defined".
     let ps = problems("credentials:\n  c:\n    client_id: a\n    client_secret: b\nroutes:\n  - name: r\n    match: { hosts: [a.com] }\n    action: inject\n    credential: c\n");
-    assert_eq!(ps, ["2:3: credentials.c: missing `token_url`"]);
+    assert_eq!(
+        ps,
+        ["2:3: credentials.c: missing `token_url` (or `issuer`, to find it by OIDC discovery)"]
+    );
 }
 
 #[test]
@@ -1196,4 +1283,150 @@ fn timeouts_and_replay_buffer() {
     ] {
         assert!(e.contains(want), "want {want:?} in:\n{e}");
     }
+}
+
+// ------------------------------------------------------------------ callers
+
+#[test]
+fn callers_section_parses_with_defaults() {
+    let c = ok("callers:
+  jwt:
+    issuer: https://kubernetes.default.svc.cluster.local
+    audiences: [tollgate, tollgate]
+    jwks_file: /etc/tollgate/jwks.json
+  basic:
+    htpasswd_file: /etc/tollgate/callers.htpasswd
+routes:
+  - name: r
+    match: { hosts: [a.test] }
+    callers: [\"system:serviceaccount:billing:*\", legacy-batch, legacy-batch, \"*\"]
+    action: pass
+");
+    let callers = c.callers.expect("callers");
+    assert!(!callers.required);
+    let jwt = callers.jwt.expect("jwt");
+    assert_eq!(jwt.issuer, "https://kubernetes.default.svc.cluster.local");
+    assert_eq!(jwt.audiences, ["tollgate"]);
+    assert_eq!(jwt.keys, JwksSource::File("/etc/tollgate/jwks.json".into()));
+    assert_eq!(jwt.identity_claim, DEFAULT_IDENTITY_CLAIM);
+    assert_eq!(
+        callers.basic.expect("basic").htpasswd_file,
+        PathBuf::from("/etc/tollgate/callers.htpasswd")
+    );
+    assert_eq!(
+        c.routes[0].callers,
+        [
+            CallerPattern::Prefix("system:serviceaccount:billing:".into()),
+            CallerPattern::Exact("legacy-batch".into()),
+            CallerPattern::Prefix(String::new()),
+        ]
+    );
+    let c = ok("callers:
+  required: true
+  jwt:
+    issuer: i
+    audiences: [a]
+    jwks_url: http://127.0.0.1:8080/jwks
+    identity_claim: email
+");
+    let callers = c.callers.expect("callers");
+    assert!(callers.required);
+    let jwt = callers.jwt.expect("jwt");
+    assert_eq!(jwt.identity_claim, "email");
+    assert!(matches!(jwt.keys, JwksSource::Url(u) if u.as_str() == "http://127.0.0.1:8080/jwks"));
+    assert!(ok("").callers.is_none());
+}
+
+#[test]
+fn callers_problems_are_located() {
+    one(
+        "callers:\n  required: true\n",
+        "1:1",
+        "needs `jwt` or `basic`",
+    );
+    one(
+        "callers:\n  jwt:\n    audiences: [a]\n    jwks_file: f\n",
+        "2:3",
+        "missing `issuer`",
+    );
+    one(
+        "callers:\n  jwt:\n    issuer: i\n    jwks_file: f\n",
+        "2:3",
+        "missing `audiences`",
+    );
+    one(
+        "callers:\n  jwt:\n    issuer: i\n    audiences: []\n    jwks_file: f\n",
+        "4:16",
+        "at least one audience",
+    );
+    one(
+        "callers:\n  jwt:\n    issuer: i\n    audiences: [a]\n",
+        "2:3",
+        "missing `jwks_file` or `jwks_url`",
+    );
+    one(
+        "callers:\n  jwt:\n    issuer: i\n    audiences: [a]\n    jwks_file: f\n    jwks_url: https://x/j\n",
+        "6:5",
+        "not both",
+    );
+    one(
+        "callers:\n  jwt:\n    issuer: i\n    audiences: [a]\n    jwks_url: http://idp.test/jwks\n",
+        "5:15",
+        "jwks_url",
+    );
+    one(
+        "callers:\n  jwt:\n    issuer: i\n    audiences: [a]\n    jwks_url: http://idp.test/jwks\n",
+        "5:15",
+        "must use https",
+    );
+    one("callers:\n  basic: {}\n", "2:3", "missing `htpasswd_file`");
+    // A misspelt key and the key it hides: both reported.
+    assert_eq!(
+        problems("callers:\n  basic:\n    htpasswd: f\n"),
+        [
+            "2:3: callers.basic: missing `htpasswd_file`",
+            "3:5: callers.basic: unknown field `htpasswd`, expected `htpasswd_file`",
+        ]
+    );
+}
+
+#[test]
+fn unknown_callers_keys_are_reported_with_the_rest() {
+    let ps = problems(
+        "callers:\n  jwt:\n    issuer: i\n    audiences: [a]\n    jwks_file: f\n    jwks_fiel: g\n  basic: { htpasswd_file: h }\n  requierd: true\nthreads: 0\n",
+    );
+    let want = [
+        "6:5: callers.jwt: unknown field `jwks_fiel`, expected one of `issuer`, `audiences`",
+        "8:3: callers: unknown field `requierd`, expected one of `jwt`, `basic`, `required`",
+        "9:10: threads: must be at least 1",
+    ];
+    assert_eq!(ps.len(), want.len(), "{ps:#?}");
+    for (p, w) in ps.iter().zip(want) {
+        assert!(p.starts_with(w), "expected {w:?}, got {p:?}");
+    }
+}
+
+#[test]
+fn route_callers_problems_are_located() {
+    let base = "callers:\n  basic: { htpasswd_file: f }\nroutes:\n  - name: r\n    match: { hosts: [a.test] }\n    action: pass\n";
+    one(
+        &format!("{base}    callers: []\n"),
+        "7:14",
+        "omit the key to match any caller",
+    );
+    one(
+        &format!("{base}    callers: [\"a*b\"]\n"),
+        "7:15",
+        "`*` only at its end",
+    );
+    one(
+        &format!("{base}    callers: [\"a b\"]\n"),
+        "7:15",
+        "whitespace",
+    );
+    one(
+        "routes:\n  - name: r\n    match: { hosts: [a.test] }\n    action: pass\n    callers: [a]\n",
+        "5:5",
+        "no `callers:` section",
+    );
 }

@@ -1,4 +1,5 @@
-//! `Router::decide`: the specificity order, wildcards, path prefixes, methods, clients.
+//! `Router::decide`: the specificity order, wildcards, path prefixes, methods, clients,
+//! callers.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -6,8 +7,13 @@ use std::net::IpAddr;
 use tollgate_rules::*;
 
 fn config(routes_yaml: &str) -> Config {
+    config_with("", routes_yaml)
+}
+
+/// `top` is extra top-level YAML (e.g. `callers.required`).
+fn config_with(top: &str, routes_yaml: &str) -> Config {
     let text = format!(
-        "credentials:\n  c:\n    token_url: https://idp/t\n    client_id: a\n    client_secret: b\nroutes:\n{routes_yaml}"
+        "callers:\n  basic: {{ htpasswd_file: c.htpasswd }}\n{top}credentials:\n  c:\n    token_url: https://idp/t\n    client_id: a\n    client_secret: b\nroutes:\n{routes_yaml}"
     );
     load_str("t.yaml", &text, &|_: &str| None).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
@@ -30,6 +36,7 @@ struct Req<'a> {
     method: &'a str,
     client: Option<&'a str>,
     scheme: Scheme,
+    caller: Option<&'a str>,
 }
 
 fn get(host: &str) -> Req<'_> {
@@ -40,6 +47,7 @@ fn get(host: &str) -> Req<'_> {
         method: "GET",
         client: None,
         scheme: Scheme::Https,
+        caller: None,
     }
 }
 
@@ -64,10 +72,15 @@ impl<'a> Req<'a> {
         self.client = Some(c);
         self
     }
+    fn caller(mut self, c: &'a str) -> Self {
+        self.caller = Some(c);
+        self
+    }
 }
 
-/// The decision as a string: the route's name, `!name` for ClientNotAllowed, or
-/// `default:deny` / `default:pass`.
+/// The decision as a string: the route's name, `!name` for ClientNotAllowed, `407 name`
+/// (`407` alone for `callers.required`) for ProxyAuthRequired, `403 name` for
+/// CallerNotAllowed, or `default:deny` / `default:pass`.
 fn decide(c: &Config, r: Req<'_>) -> String {
     let router = Router::new(c);
     let client: Option<IpAddr> = r.client.map(|s| s.parse().unwrap());
@@ -78,6 +91,7 @@ fn decide(c: &Config, r: Req<'_>) -> String {
         path: r.path,
         method: r.method,
         client,
+        caller: r.caller,
     };
     match router.decide(c, &facts) {
         Decision::Route(i, route) => {
@@ -87,6 +101,15 @@ fn decide(c: &Config, r: Req<'_>) -> String {
         Decision::ClientNotAllowed(i, route) => {
             assert_eq!(&c.routes[i], route);
             format!("!{}", route.name)
+        }
+        Decision::ProxyAuthRequired(None) => "407".into(),
+        Decision::ProxyAuthRequired(Some((i, route))) => {
+            assert_eq!(&c.routes[i], route);
+            format!("407 {}", route.name)
+        }
+        Decision::CallerNotAllowed(i, route) => {
+            assert_eq!(&c.routes[i], route);
+            format!("403 {}", route.name)
         }
         Decision::NoRoute(DefaultAction::Deny) => "default:deny".into(),
         Decision::NoRoute(DefaultAction::Pass) => "default:pass".into(),
@@ -388,11 +411,12 @@ fn matches_lists_candidates_best_first() {
         path: "/",
         method: "GET",
         client: Some("8.8.8.8".parse().unwrap()),
+        caller: None,
     };
     let m = router.matches(&c, &facts);
     let names: Vec<(&str, bool)> = m
         .iter()
-        .map(|m| (m.route.name.as_str(), m.client_allowed))
+        .map(|m| (m.route.name.as_str(), m.admitted()))
         .collect();
     assert_eq!(names, [("exact", false), ("wild", true)]);
     assert!(m[0].specificity > m[1].specificity);
@@ -411,6 +435,7 @@ fn empty_router_and_mismatched_config_do_not_panic() {
         path: "",
         method: "GET",
         client: None,
+        caller: None,
     };
     // Built from `c`, asked with `empty`: no route index is valid there.
     assert_eq!(
@@ -418,4 +443,172 @@ fn empty_router_and_mismatched_config_do_not_panic() {
         Decision::NoRoute(DefaultAction::Deny)
     );
     assert!(matches!(router.decide(&c, &facts), Decision::Route(0, _)));
+}
+
+// ------------------------------------------------------------------ callers
+
+/// Four routes for one host that differ only in `callers`.
+fn by_caller() -> Config {
+    routes(&[
+        ("anyone", "api.test", "", ""),
+        (
+            "all-sa",
+            "api.test",
+            "",
+            "    callers: [\"system:serviceaccount:*\"]\n",
+        ),
+        (
+            "billing",
+            "api.test",
+            "",
+            "    callers: [\"system:serviceaccount:billing:*\"]\n",
+        ),
+        (
+            "billing-api",
+            "api.test",
+            "",
+            "    callers: [system:serviceaccount:billing:api]\n",
+        ),
+    ])
+}
+
+#[test]
+fn routes_that_differ_only_in_callers_are_chosen_by_caller() {
+    let c = by_caller();
+    let at = |caller| decide(&c, get("api.test").caller(caller));
+    // Exact name over any pattern; a longer pattern over a shorter; any pattern over anyone.
+    assert_eq!(at("system:serviceaccount:billing:api"), "billing-api");
+    assert_eq!(at("system:serviceaccount:billing:batch"), "billing");
+    assert_eq!(at("system:serviceaccount:ops:deploy"), "all-sa");
+    assert_eq!(at("legacy-batch"), "anyone");
+    assert_eq!(decide(&c, get("api.test")), "anyone");
+    // File order does not matter: the same routes reversed choose the same.
+    let mut rev = c.clone();
+    rev.routes.reverse();
+    let at = |caller| decide(&rev, get("api.test").caller(caller));
+    assert_eq!(at("system:serviceaccount:billing:api"), "billing-api");
+    assert_eq!(at("system:serviceaccount:billing:batch"), "billing");
+}
+
+#[test]
+fn star_alone_admits_any_authenticated_caller_and_ranks_above_anyone() {
+    let c = routes(&[
+        ("anyone", "api.test", "", ""),
+        ("authenticated", "api.test", "", "    callers: [\"*\"]\n"),
+    ]);
+    assert_eq!(decide(&c, get("api.test").caller("x")), "authenticated");
+    assert_eq!(decide(&c, get("api.test")), "anyone");
+}
+
+#[test]
+fn the_request_shape_ranks_above_the_caller() {
+    // A deny for a path or a method holds whoever asks.
+    let c = routes(&[
+        ("admin-deny", "api.test", ", path_prefixes: [/admin/]", ""),
+        ("delete-deny", "api.test", ", methods: [DELETE]", ""),
+        ("ops", "api.test", "", "    callers: [ops]\n"),
+    ]);
+    let ops = |r: Req<'_>| decide(&c, r.caller("ops"));
+    assert_eq!(ops(get("api.test").path("/admin/x")), "admin-deny");
+    assert_eq!(ops(get("api.test").method("DELETE")), "delete-deny");
+    assert_eq!(ops(get("api.test")), "ops");
+    // And a more specific host wins over a caller match on a wildcard.
+    let c = routes(&[
+        ("wild-ops", "\"*.test\"", "", "    callers: [ops]\n"),
+        ("exact", "api.test", "", ""),
+    ]);
+    assert_eq!(decide(&c, get("api.test").caller("ops")), "exact");
+}
+
+#[test]
+fn no_caller_where_one_is_needed_is_407_and_an_unlisted_caller_403() {
+    let c = routes(&[("billing", "api.test", "", "    callers: [\"billing:*\"]\n")]);
+    assert_eq!(decide(&c, get("api.test")), "407 billing");
+    assert_eq!(decide(&c, get("api.test").caller("ops")), "403 billing");
+    assert_eq!(decide(&c, get("api.test").caller("billing:api")), "billing");
+    // Other hosts are not affected.
+    assert_eq!(decide(&c, get("other.test")), "default:deny");
+}
+
+#[test]
+fn refusal_precedence_407_then_caller_then_client() {
+    // `clients` are checked first: a route that refuses the address refuses any caller.
+    let c = routes(&[(
+        "inside",
+        "api.test",
+        "",
+        "    clients: [10.0.0.0/8]\n    callers: [ops]\n",
+    )]);
+    assert_eq!(decide(&c, get("api.test").client("8.8.8.8")), "!inside");
+    assert_eq!(
+        decide(&c, get("api.test").client("8.8.8.8").caller("ops")),
+        "!inside"
+    );
+    assert_eq!(decide(&c, get("api.test").client("10.1.1.1")), "407 inside");
+    // A route that would admit the caller once authenticated beats a client refusal,
+    // even a more specific one; an unlisted caller's refusal beats it too.
+    let c = routes(&[
+        (
+            "exact-inside",
+            "api.test",
+            "",
+            "    clients: [10.0.0.0/8]\n",
+        ),
+        ("wild-ops", "\"*.test\"", "", "    callers: [ops]\n"),
+    ]);
+    let outside = || get("api.test").client("8.8.8.8");
+    assert_eq!(decide(&c, outside()), "407 wild-ops");
+    assert_eq!(decide(&c, outside().caller("bob")), "403 wild-ops");
+    assert_eq!(decide(&c, outside().caller("ops")), "wild-ops");
+    // Of several routes needing a caller, the most specific is named.
+    let c = routes(&[
+        ("wild", "\"*.test\"", "", "    callers: [a]\n"),
+        ("exact", "api.test", "", "    callers: [b]\n"),
+    ]);
+    assert_eq!(decide(&c, get("api.test")), "407 exact");
+    assert_eq!(decide(&c, get("api.test").caller("c")), "403 exact");
+}
+
+#[test]
+fn required_refuses_every_request_without_a_caller_first() {
+    let c = config_with(
+        "  required: true\n",
+        "  - name: open\n    match: { hosts: [api.test] }\n    action: pass\n",
+    );
+    assert_eq!(decide(&c, get("api.test")), "407");
+    assert_eq!(decide(&c, get("nothing.test")), "407");
+    assert_eq!(decide(&c, get("api.test").caller("anyone")), "open");
+    assert_eq!(
+        decide(&c, get("nothing.test").caller("anyone")),
+        "default:deny"
+    );
+}
+
+#[test]
+fn matches_reports_each_routes_admission() {
+    let c = by_caller();
+    let router = Router::new(&c);
+    let facts = RequestFacts {
+        host: "api.test",
+        port: 443,
+        scheme: Scheme::Https,
+        path: "/",
+        method: "GET",
+        client: None,
+        caller: Some("system:serviceaccount:billing:batch"),
+    };
+    let m: Vec<(&str, Admission, CallerRank)> = router
+        .matches(&c, &facts)
+        .iter()
+        .map(|m| (m.route.name.as_str(), m.admission, m.specificity.caller))
+        .collect();
+    assert_eq!(
+        m,
+        [
+            ("billing", Admission::Admitted, CallerRank::Pattern(30)),
+            ("all-sa", Admission::Admitted, CallerRank::Pattern(22)),
+            ("anyone", Admission::Admitted, CallerRank::Anyone),
+            ("billing-api", Admission::CallerRefused, CallerRank::Anyone),
+        ]
+    );
 }

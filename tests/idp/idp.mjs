@@ -78,6 +78,10 @@ const initial = () => ({
   rotating: { secret: ROTATING_DEFAULT_SECRET, method: ROTATING_DEFAULT_METHOD },
   fault: null, // { status, error, error_description, count, retry_after, close }
   delayMs: 0,
+  // Changes to successful token responses: { fields: {name: value|null}, count }.
+  rewrite: null,
+  // Delay after the token was issued, before the answer is sent (a slow network).
+  delayAfterMs: 0,
   tokenRequests: [],
   introspectionRequests: 0,
   seq: 0,
@@ -422,7 +426,9 @@ server.listen(cliPort, HOST, () => {
           by_auth_method: byMethod,
           introspection_requests: state.introspectionRequests,
           fault: state.fault,
+          rewrite: state.rewrite,
           delay_ms: state.delayMs,
+          delay_after_ms: state.delayAfterMs,
           ttl: state.ttl,
           format: state.format,
           strict_auth: state.strictAuth,
@@ -443,7 +449,25 @@ server.listen(cliPort, HOST, () => {
           if (!Number.isFinite(d) || d < 0) throw new Error('delay_ms must be a number >= 0');
           state.delayMs = d;
         }
-        if (b.clear) state.fault = null;
+        if (b.delay_after_ms !== undefined) {
+          const d = Number(b.delay_after_ms);
+          if (!Number.isFinite(d) || d < 0) throw new Error('delay_after_ms must be a number >= 0');
+          state.delayAfterMs = d;
+        }
+        if (b.clear) {
+          state.fault = null;
+          state.rewrite = null;
+        }
+        if (b.rewrite !== undefined) {
+          if (b.rewrite === null) {
+            state.rewrite = null;
+          } else {
+            if (typeof b.rewrite !== 'object' || Array.isArray(b.rewrite)) throw new Error('rewrite must be an object of fields');
+            const count = b.count === undefined ? -1 : Number(b.count);
+            if (!Number.isInteger(count) || count < -1) throw new Error('count must be an integer >= -1');
+            state.rewrite = { fields: b.rewrite, count };
+          }
+        }
         if (b.status !== undefined || b.close) {
           const status = b.close ? 0 : Number(b.status);
           if (!b.close && !(Number.isInteger(status) && status >= 200 && status <= 599)) throw new Error('status must be an HTTP status');
@@ -458,7 +482,7 @@ server.listen(cliPort, HOST, () => {
             count,
           };
         }
-        json(ctx, 200, { ok: true, fault: state.fault, delay_ms: state.delayMs });
+        json(ctx, 200, { ok: true, fault: state.fault, rewrite: state.rewrite, delay_ms: state.delayMs, delay_after_ms: state.delayAfterMs });
         return;
       }
       case 'POST /_test/rotate': {
@@ -595,8 +619,19 @@ server.listen(cliPort, HOST, () => {
           aud: d ? d.payload.aud : undefined,
           exp: d ? d.payload.exp : undefined,
         };
+        const rw = state.rewrite;
+        if (rw && rw.count !== 0) {
+          if (rw.count > 0) rw.count -= 1;
+          if (rw.count === 0) state.rewrite = null;
+          for (const [k, v] of Object.entries(rw.fields)) {
+            if (v === null) delete body[k];
+            else body[k] = v;
+          }
+          entry.rewritten = rw.fields;
+        }
       }
     }
+    if (state.delayAfterMs > 0) await sleep(state.delayAfterMs);
     log();
   }
 

@@ -85,7 +85,7 @@ fn check_node_modules() {
 }
 
 /// A `node` child process speaking the ready-line protocol.
-struct NodeChild {
+pub(crate) struct NodeChild {
     child: Option<Child>,
     /// Held so the child sees EOF (and exits) only when we go away.
     _stdin: Option<ChildStdin>,
@@ -95,7 +95,7 @@ struct NodeChild {
 
 impl NodeChild {
     /// Spawn `node tests/idp/<script> --exit-on-stdin-close ARGS` and wait for its ready line.
-    fn spawn(name: &'static str, script: &str, args: &[String]) -> (NodeChild, Value) {
+    pub(crate) fn spawn(name: &'static str, script: &str, args: &[String]) -> (NodeChild, Value) {
         check_node_modules();
         let dir = idp_dir();
         let mut cmd = Command::new("node");
@@ -183,6 +183,10 @@ impl NodeChild {
         }
     }
 
+    pub(crate) fn stderr_text(&self) -> String {
+        self.stderr.text()
+    }
+
     fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),
@@ -206,7 +210,12 @@ impl Drop for NodeChild {
 }
 
 /// One request to a `/_test/` endpoint; returns the status and the JSON body.
-async fn control(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value {
+pub(crate) async fn control(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Value {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
@@ -546,6 +555,17 @@ impl Idp {
     /// Delay every token response by `ms` (0 turns it off). Faults are kept.
     pub async fn delay(&self, ms: u64) {
         self.fault_json(json!({ "delay_ms": ms })).await;
+    }
+
+    /// Delay each answer by `ms` after the token was issued (0 turns it off).
+    pub async fn delay_after(&self, ms: u64) {
+        self.fault_json(json!({ "delay_after_ms": ms })).await;
+    }
+
+    /// Change successful token responses until cleared: each field set to its value, or
+    /// removed when it is `null` (`{"token_type": "mac"}`, `{"expires_in": 0}`).
+    pub async fn rewrite(&self, fields: Value) {
+        self.fault_json(json!({ "rewrite": fields })).await;
     }
 
     /// Remove the fault (the delay stays; use [`Idp::delay`]`(0)`).

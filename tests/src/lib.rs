@@ -7,9 +7,12 @@
 //! - [`tls::TestCa`]: a CA made at run time with rcgen, for TLS upstreams and `--cacert`.
 //! - [`echo::EchoServer`]: raw TCP echo for CONNECT tunnels.
 //! - [`raw`]: a raw-socket client for exact bytes (malformed requests, CONNECT + payload).
+//! - [`callers`]: caller JWTs signed at test time, their JWK Sets, htpasswd lines.
 //! - [`clients`]: curl, Python (urllib, requests) and Node (global-agent, undici) runners.
 //! - [`idp::Idp`] / [`idp::ProtectedUpstream`]: the real OAuth2 server (oidc-provider) and
 //!   the token-validating upstream of `tests/idp/` (needs `npm ci --prefix tests/idp`).
+//! - [`providers::Providers`]: local stand-ins for the token endpoints of Auth0, Okta,
+//!   Entra ID, Cognito, Google and Keycloak, each checking its documented request shape.
 //!
 //! Everything binds 127.0.0.1 only; every test gets its own ports and temp dir.
 //! The binary is `target/debug/tollgate` (build it with `cargo build -p tollgate`) or
@@ -26,11 +29,13 @@
 //!
 //! A failing test prints the proxy's captured output (stdout and stderr) after its panic.
 
+pub mod callers;
 pub mod clients;
 pub mod echo;
 pub mod http1;
 pub mod idp;
 pub mod process;
+pub mod providers;
 pub mod raw;
 pub mod tls;
 pub mod upstream;

@@ -38,25 +38,29 @@ fn expected_labels(sample: &str) -> Option<BTreeSet<&'static str>> {
         .or_else(|| sample.strip_suffix("_count"))
         .or_else(|| sample.strip_suffix("_sum"))
         .unwrap_or(sample);
-    let mut set: BTreeSet<&'static str> = match base {
-        "tollgate_requests_total" => ["route", "action", "code", "source"].into(),
-        "tollgate_tunnels_total" => ["route", "mode"].into(),
-        "tollgate_client_disconnects_total" => ["stage"].into(),
-        "tollgate_request_duration_seconds" | "tollgate_upstream_duration_seconds" => {
-            ["route"].into()
-        }
-        "tollgate_token_requests_total" => ["credential", "outcome"].into(),
-        "tollgate_token_request_duration_seconds" | "tollgate_token_expiry_timestamp_seconds" => {
-            ["credential"].into()
-        }
-        "tollgate_token_cache_total" => ["credential", "result"].into(),
-        "tollgate_replays_total" => ["route", "outcome"].into(),
-        "tollgate_config_reloads_total" => ["outcome"].into(),
-        "tollgate_config_last_reload_successful"
-        | "tollgate_config_last_reload_success_timestamp_seconds" => BTreeSet::new(),
-        "tollgate_build_info" => ["version", "commit", "rustc", "pingora"].into(),
-        _ => return None,
-    };
+    let mut set: BTreeSet<&'static str> =
+        match base {
+            "tollgate_requests_total" => ["route", "action", "code", "source"].into(),
+            "tollgate_tunnels_total" => ["route", "mode"].into(),
+            "tollgate_client_disconnects_total" => ["stage"].into(),
+            "tollgate_request_duration_seconds" | "tollgate_upstream_duration_seconds" => {
+                ["route"].into()
+            }
+            "tollgate_token_requests_total" => ["credential", "outcome"].into(),
+            "tollgate_token_request_duration_seconds"
+            | "tollgate_token_expiry_timestamp_seconds" => ["credential"].into(),
+            "tollgate_token_cache_total" => ["credential", "result"].into(),
+            "tollgate_replays_total" => ["route", "outcome"].into(),
+            "tollgate_config_reloads_total" => ["outcome"].into(),
+            "tollgate_config_last_reload_successful"
+            | "tollgate_config_last_reload_success_timestamp_seconds" => BTreeSet::new(),
+            "tollgate_build_info" => ["version", "commit", "rustc", "pingora"].into(),
+            "tollgate_interception_leaves_total" => ["outcome"].into(),
+            "tollgate_interception_handshakes_total" => ["route", "outcome"].into(),
+            "tollgate_interception_leaf_cache_hosts"
+            | "tollgate_interception_ca_expiry_seconds" => BTreeSet::new(),
+            _ => return None,
+        };
     if sample.ends_with("_bucket") {
         set.insert("le");
     }
@@ -90,6 +94,14 @@ fn assert_bounded(scrape: &Scrape, routes: &[&str]) {
                 }
                 "outcome" if s.name.starts_with("tollgate_config_reloads") => {
                     ["applied", "rejected"].contains(&v.as_str())
+                }
+                "outcome" if s.name.starts_with("tollgate_interception_leaves") => {
+                    ["hit", "issued", "renewed", "evicted", "refused", "failed"]
+                        .contains(&v.as_str())
+                }
+                "outcome" if s.name.starts_with("tollgate_interception_handshakes") => {
+                    ["ok", "untrusted", "failed", "timeout", "no_ca", "refused"]
+                        .contains(&v.as_str())
                 }
                 "outcome" if s.name.starts_with("tollgate_replays") => {
                     ["replayed", "second_401", "body_too_large", "no_replay"].contains(&v.as_str())

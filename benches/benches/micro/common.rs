@@ -87,6 +87,7 @@ pub fn facts<'a>(host: &'a str, path: &'a str) -> RequestFacts<'a> {
         path,
         method: "GET",
         client: None,
+        caller: None,
     }
 }
 

@@ -46,6 +46,7 @@ fn one(
         path: &p,
         method: head.method(),
         client: None,
+        caller: None,
     };
     let plan = plan(state, &parsed.target, &facts).unwrap_or_else(|e| panic!("plan: {e}"));
     let write = |out: &mut Vec<u8>, credential: Option<&[u8]>| {
@@ -104,6 +105,7 @@ pub fn inject(c: &mut Criterion) {
                 path: &p,
                 method: head.method(),
                 client: None,
+                caller: None,
             };
             black_box(plan(&state, &parsed.target, &facts).is_ok())
         })

@@ -55,6 +55,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "tollgate.configDir" -}}/etc/tollgate{{- end }}
 {{- define "tollgate.configPath" -}}/etc/tollgate/tollgate.yaml{{- end }}
 {{- define "tollgate.secretsDir" -}}/var/run/secrets/tollgate{{- end }}
+{{- define "tollgate.interceptionDir" -}}/var/run/secrets/tollgate-interception{{- end }}
 
 {{/*
 The user's config (values.config: a mapping, or the whole tollgate.yaml as a string) as
@@ -103,6 +104,16 @@ user set them (tollgate's default, 127.0.0.1, is unreachable from outside the po
 {{- if and (not (hasKey $cfg "threads")) (not (kindIs "invalid" .Values.threads)) }}
 {{- $_ := set $cfg "threads" (int .Values.threads) }}
 {{- end }}
+{{- with .Values.interception.caSecret }}
+{{- $i := get $cfg "interception" | default dict }}
+{{- if not (kindIs "map" $i) }}
+{{- fail "config.interception: must be a mapping (ca_cert_file, ca_key_file, leaf_lifetime)" }}
+{{- end }}
+{{- $dir := include "tollgate.interceptionDir" $ }}
+{{- if not (hasKey $i "ca_cert_file") }}{{ $_ := set $i "ca_cert_file" (printf "%s/tls.crt" $dir) }}{{ end }}
+{{- if not (hasKey $i "ca_key_file") }}{{ $_ := set $i "ca_key_file" (printf "%s/tls.key" $dir) }}{{ end }}
+{{- $_ := set $cfg "interception" $i }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
@@ -110,8 +121,8 @@ user set them (tollgate's default, 127.0.0.1, is unreachable from outside the po
 The tollgate.yaml the ConfigMap holds. A config given as a mapping is rendered with the
 chart's additions merged in (tollgate.config). A config given as a string is kept as
 written, byte for byte, so that FILE:LINE:COL in a pod's log points into the user's own
-file; the chart's additions (listen addresses, threads) are appended after it, and only
-for keys the text does not set.
+file; the chart's additions (listen addresses, threads, the interception CA's files)
+are appended after it, and only for keys the text does not set.
 */}}
 {{- define "tollgate.configFile" -}}
 {{- $raw := .Values.config }}
@@ -132,10 +143,21 @@ for keys the text does not set.
 {{- if and (not (hasKey $user "threads")) (not (kindIs "invalid" .Values.threads)) }}
 {{- $extra = printf "%sthreads: %d\n" $extra (int .Values.threads) }}
 {{- end }}
+{{- if .Values.interception.caSecret }}
+{{- $dir := include "tollgate.interceptionDir" . }}
+{{- if hasKey $user "interception" }}
+{{- $i := get $user "interception" }}
+{{- if or (not (kindIs "map" $i)) (not (hasKey $i "ca_cert_file")) (not (hasKey $i "ca_key_file")) }}
+{{- fail (printf "config.interception: a config given as a string is kept as written, so the chart cannot add to its `interception`: set both `ca_cert_file` and `ca_key_file` (%s/tls.crt and %s/tls.key), or leave `interception` out and the chart appends it" $dir $dir) }}
+{{- end }}
+{{- else }}
+{{- $extra = printf "%sinterception:\n  ca_cert_file: %s/tls.crt\n  ca_key_file: %s/tls.key\n" $extra $dir $dir }}
+{{- end }}
+{{- end }}
 {{- $text := $raw }}
 {{- if not (hasSuffix "\n" $text) }}{{ $text = printf "%s\n" $text }}{{ end }}
 {{- if $extra }}
-{{- $text = printf "%s# Added by the tollgate chart (the pod's listen addresses, threads):\n%s" $text $extra }}
+{{- $text = printf "%s# Added by the tollgate chart (the pod's listen addresses, threads, interception CA):\n%s" $text $extra }}
 {{- $check := fromYaml $text }}
 {{- if or (hasKey $check "Error") (not (hasKey $check "listen")) }}
 {{- fail "config: the chart cannot append `listen`/`threads` to this text (a flow-style `{...}` document?): set them in the config yourself" }}
@@ -208,7 +230,8 @@ hash goes into the pod template, so changing them (and only them) rolls the pods
 {{/*
 Every file path in the config must be absolute (the pod's working directory is /), and
 one that points into the credential Secrets' mount must name a mounted Secret (and one
-of its `items`, when listed): otherwise the pod would start with a missing file.
+of its `items`, when listed), one into the interception CA's mount needs
+interception.caSecret: otherwise the pod would start with a missing file.
 */}}
 {{- define "tollgate.checkSecretPaths" -}}
 {{- $cfg := fromYaml (include "tollgate.config" .) }}
@@ -218,12 +241,28 @@ of its `items`, when listed): otherwise the pod would start with a missing file.
 {{- if kindIs "map" $creds }}
 {{- range $name, $c := $creds }}
 {{- if kindIs "map" $c }}
-{{- range $k := list "client_secret_file" "private_key_file" "ca_file" }}
+{{- range $k := list "client_secret_file" "private_key_file" "ca_file" "value_file" "certificate_file" "service_account_file" "client_assertion_file" "subject_token_file" }}
 {{- if hasKey $c $k }}
 {{- $paths = append $paths (list (printf "credentials.%s.%s" $name $k) (toString (get $c $k))) }}
 {{- end }}
 {{- end }}
+{{- if kindIs "slice" (get $c "client_secret_files") }}
+{{- range $i, $f := get $c "client_secret_files" }}
+{{- $paths = append $paths (list (printf "credentials.%s.client_secret_files[%d]" $name $i) (toString $f)) }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $callers := get $cfg "callers" }}
+{{- if kindIs "map" $callers }}
+{{- $basic := get $callers "basic" }}
+{{- if and (kindIs "map" $basic) (hasKey $basic "htpasswd_file") }}
+{{- $paths = append $paths (list "callers.basic.htpasswd_file" (toString (get $basic "htpasswd_file"))) }}
+{{- end }}
+{{- $jwt := get $callers "jwt" }}
+{{- if and (kindIs "map" $jwt) (hasKey $jwt "jwks_file") }}
+{{- $paths = append $paths (list "callers.jwt.jwks_file" (toString (get $jwt "jwks_file"))) }}
 {{- end }}
 {{- end }}
 {{- $routes := get $cfg "routes" }}
@@ -234,11 +273,26 @@ of its `items`, when listed): otherwise the pod would start with a missing file.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- $icpt := get $cfg "interception" }}
+{{- if kindIs "map" $icpt }}
+{{- range $k := list "ca_cert_file" "ca_key_file" }}
+{{- if hasKey $icpt $k }}
+{{- $paths = append $paths (list (printf "interception.%s" $k) (toString (get $icpt $k))) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- range $p := $paths }}
 {{- $where := index $p 0 }}
 {{- $path := index $p 1 }}
 {{- if and (not (hasPrefix "/" $path)) (not (contains "${" $path)) }}
 {{- fail (printf "config %s: `%s` is relative (to the pod's working directory, /); use an absolute path, e.g. %s<name>/<key> with credentialSecrets.<name>" $where $path $root) }}
+{{- end }}
+{{- $idir := printf "%s/" (include "tollgate.interceptionDir" $) }}
+{{- if and (hasPrefix $idir $path) (not $.Values.interception.caSecret) }}
+{{- fail (printf "config %s: %s is in no mounted Secret: set interception.caSecret (an existing kubernetes.io/tls Secret)" $where $path) }}
+{{- end }}
+{{- if and (hasPrefix $idir $path) (not (has (trimPrefix $idir $path) (list "tls.crt" "tls.key"))) }}
+{{- fail (printf "config %s: %s: the interception Secret is mounted with tls.crt and tls.key only" $where $path) }}
 {{- end }}
 {{- if hasPrefix $root $path }}
 {{- $rest := trimPrefix $root $path }}
@@ -302,6 +356,16 @@ envFrom:
   mountPath: {{ include "tollgate.secretsDir" $ }}/{{ $name }}
   readOnly: true
 {{- end }}
+{{- if .Values.callersJwks.configMap }}
+- name: callers-jwks
+  mountPath: /etc/tollgate-callers
+  readOnly: true
+{{- end }}
+{{- if .Values.interception.caSecret }}
+- name: interception-ca
+  mountPath: {{ include "tollgate.interceptionDir" . }}
+  readOnly: true
+{{- end }}
 {{- with .Values.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
@@ -327,6 +391,25 @@ envFrom:
     {{- if $s.optional }}
     optional: true
     {{- end }}
+{{- end }}
+{{- with .Values.callersJwks.configMap }}
+- name: callers-jwks
+  configMap:
+    name: {{ . }}
+    items:
+      - key: {{ $.Values.callersJwks.key }}
+        path: {{ $.Values.callersJwks.key }}
+{{- end }}
+{{- with .Values.interception.caSecret }}
+- name: interception-ca
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
 {{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}

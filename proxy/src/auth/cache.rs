@@ -25,26 +25,23 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
-use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tollgate_rules::Credential;
 
-use super::client::{
-    build_request, parse_response, ReqwestEndpoint, TokenEndpoint, TransportError, REQUEST_TIMEOUT,
-};
-use super::error::{sanitize, AuthError, Failure, Outcome, TokenError};
-use super::jwt::jwt_times;
+use super::client::{ReqwestEndpoint, TokenEndpoint};
+use super::error::{AuthError, Failure, TokenError};
+use super::fetch::{Attempt, Fetched};
+use super::method::CredAuth;
 use super::metrics::{CredMetrics, Metrics};
 use super::refresh;
-use super::schedule::{self, memo_for, LifetimeSource, Schedule};
-use super::secret::ClientAuth;
+use super::schedule::memo_for;
 use super::token::{Token, TokenData, TokenInfo};
 
 /// Builds the endpoint of a credential. [`TokenCache::new`] uses
@@ -62,6 +59,17 @@ impl CredHandle {
     /// The credential's name.
     pub fn name(&self) -> &str {
         &self.0.name
+    }
+
+    /// Should an upstream 401 to a request sent with this credential be replayed with a
+    /// fresh value? False for `kind: static` (the same value would come back): the data
+    /// path passes such a 401 to the client and counts it as replay outcome `no_replay`,
+    /// without invalidating anything.
+    pub fn replays_after_401(&self) -> bool {
+        !matches!(
+            self.0.def.kind,
+            tollgate_rules::CredentialKind::Static { .. }
+        )
     }
 }
 
@@ -94,7 +102,7 @@ pub(crate) struct CredState {
     /// (the one in `Shared::slots`).
     token: ArcSwapOption<TokenData>,
     def: Credential,
-    auth: ClientAuth,
+    auth: CredAuth,
     endpoint: RwLock<Arc<dyn TokenEndpoint>>,
     flight: Mutex<Flight>,
     /// A background refresher runs for this credential.
@@ -133,17 +141,6 @@ pub(crate) enum Joined {
     Waiting(watch::Receiver<FlightResult>),
     /// The remembered failure.
     Failed(TokenError),
-}
-
-/// One successful attempt, with what `tollgate token` shows.
-struct Fetched {
-    token: Token,
-    token_type: String,
-    expires_in: Option<Duration>,
-    scope: Option<String>,
-    claims: Option<Value>,
-    lifetime: Duration,
-    source: LifetimeSource,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -247,7 +244,7 @@ impl TokenCache {
 
     /// A usable token, fetched if needed. Concurrent misses for one credential make one
     /// token request; the others wait for it. A request makes at most one attempt (no
-    /// backoff sleeps here; bounded by [`REQUEST_TIMEOUT`]). After a failure, and while
+    /// backoff sleeps here; bounded by [`REQUEST_TIMEOUT`](super::REQUEST_TIMEOUT)). After a failure, and while
     /// no valid token exists, returns the remembered failure without contacting the
     /// endpoint for about a second (30 s for permanent failures; longer if the endpoint
     /// sent `Retry-After`).
@@ -324,8 +321,14 @@ impl TokenCache {
         let mut plans = Vec::with_capacity(credentials.len());
         for (name, def) in credentials {
             let existing = self.shared.slots.get(name).map(|c| Arc::clone(&c));
+            // An unchanged credential with an `issuer` is discovered again: kept when its
+            // token endpoint is where it was, set up afresh when it moved.
+            let keep = match &existing {
+                Some(cred) if cred.def == *def => cred.auth.rediscover(def)?,
+                _ => false,
+            };
             let plan = match existing {
-                Some(cred) if cred.def == *def => Plan::Keep(cred, (self.shared.factory)(def)?),
+                Some(cred) if keep => Plan::Keep(cred, (self.shared.factory)(def)?),
                 _ => Plan::Replace(Arc::new(CredState::new(
                     name,
                     def,
@@ -385,6 +388,7 @@ impl TokenCache {
         let (result, _) = self.shared.attempt(&cred).await;
         let f = result?;
         Ok(TokenInfo {
+            used: f.used,
             token_type: f.token_type,
             expires_in: f.expires_in,
             lifetime: f.lifetime,
@@ -418,7 +422,7 @@ impl CredState {
         metrics: &Metrics,
         factory: &EndpointFactory,
     ) -> Result<Self, AuthError> {
-        let auth = ClientAuth::new(def)?;
+        let auth = CredAuth::new(def)?;
         let endpoint = factory(def)?;
         let m = metrics.credential(name);
         m.expiry.clear();
@@ -499,102 +503,20 @@ impl Shared {
         Joined::Waiting(rx)
     }
 
-    /// One request to the endpoint: metrics and logs, nothing cached. Also returns the
-    /// version of the secret or key file used.
+    /// One attempt (`fetch.rs`): metrics and logs, nothing cached. Also returns the
+    /// version of the secret or key files used.
     async fn attempt(&self, cred: &CredState) -> (Result<Fetched, TokenError>, u64) {
-        let fail = |failure| TokenError::new(Arc::clone(&cred.name), failure);
-        let (material, version) = match cred.auth.material(&cred.def) {
-            Ok(m) => m,
-            Err(why) => {
-                let error = fail(Failure::Local(Arc::from(format!(
-                    "cannot authenticate: {why}"
-                ))));
-                tracing::error!(credential = %cred.name, %error, "token request not sent");
-                return (Err(error), cred.auth.version());
-            }
-        };
-        let request = build_request(&cred.def, &material);
-        drop(material);
         let endpoint = Arc::clone(&cred.endpoint.read().unwrap_or_else(PoisonError::into_inner));
-        let started = Instant::now();
-        let span = tracing::info_span!(
-            target: "tollgate::auth",
-            "token request",
-            otel.kind = "client",
-            credential = %cred.name,
-            url.full = %cred.def.token_url,
-        );
-        let sent = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            tracing::Instrument::instrument(endpoint.send(request), span),
-        )
-        .await;
-        let received = Instant::now();
-        cred.m
-            .duration
-            .observe(received.duration_since(started).as_secs_f64());
-        let parsed = match sent {
-            Err(_) | Ok(Err(TransportError::Timeout)) => Err(Failure::Timeout(REQUEST_TIMEOUT)),
-            Ok(Err(TransportError::Unreachable(why))) => {
-                Err(Failure::Unreachable(sanitize(&why, 200)))
-            }
-            Ok(Err(TransportError::BodyTooLarge { status })) => Err(Failure::InvalidResponse {
-                status,
-                reason: Arc::from("the body is larger than 1 MiB"),
-            }),
-            Ok(Ok(resp)) => parse_response(&resp, SystemTime::now()),
-        };
-        let resp = match parsed {
-            Ok(resp) => resp,
-            Err(failure) => {
-                if let Some(outcome) = failure.outcome() {
-                    cred.m.outcome(outcome).inc();
-                }
-                let error = fail(failure);
-                if error.is_permanent() {
-                    tracing::error!(
-                        credential = %cred.name,
-                        %error,
-                        "token endpoint refused the client: check its client_id and secret or key; retrying every {}s",
-                        schedule::PERMANENT_RETRY.as_secs()
-                    );
-                } else {
-                    tracing::warn!(credential = %cred.name, %error, "token request failed");
-                }
-                return (Err(error), version);
-            }
-        };
-        cred.m.outcome(Outcome::Success).inc();
-        let now_unix = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let jwt = resp.claims.as_ref().map(jwt_times).unwrap_or_default();
-        let (lifetime, source) = schedule::lifetime(resp.expires_in, jwt, now_unix);
-        if !resp.token_type.eq_ignore_ascii_case("bearer") {
-            tracing::warn!(
-                credential = %cred.name,
-                token_type = %resp.token_type,
-                "token endpoint sent a token_type other than Bearer; injecting it as configured anyway"
-            );
+        Attempt {
+            name: &cred.name,
+            def: &cred.def,
+            auth: &cred.auth,
+            endpoint,
+            m: &cred.m,
+            next_id: &self.next_id,
         }
-        tracing::debug!(
-            credential = %cred.name,
-            lifetime_secs = lifetime.as_secs(),
-            lifetime_source = source.as_str(),
-            "fetched a token"
-        );
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let token = Token::new(resp.access_token, id, received, &Schedule::new(lifetime));
-        let fetched = Fetched {
-            token,
-            token_type: resp.token_type,
-            expires_in: resp.expires_in,
-            scope: resp.scope,
-            claims: resp.claims,
-            lifetime,
-            source,
-        };
-        (Ok(fetched), version)
+        .run()
+        .await
     }
 
     /// Puts a fresh token in the slot, unless the credential was reconfigured meanwhile.
@@ -674,3 +596,7 @@ pub(crate) async fn wait(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod answer_tests;

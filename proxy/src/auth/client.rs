@@ -1,12 +1,13 @@
 //! The token request (RFC 6749 §4.4) and its answer (§5.1, §5.2).
 //!
-//! [`build_request`] turns a credential and its authentication [`Material`] into an
+//! [`build_request`] turns a credential, its grant and its authentication [`Material`] into an
 //! [`HttpRequest`] (pure, so tests assert the exact form body and headers);
 //! a [`TokenEndpoint`] sends it; [`parse_response`] judges the answer (pure too).
 //! [`ReqwestEndpoint`] is the real endpoint: reqwest over rustls (ring), system roots
 //! plus the credential's `ca_file`, no proxy, no redirects, bounded time and body.
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -14,14 +15,13 @@ use std::time::{Duration, SystemTime};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::Value;
-use tollgate_rules::Credential;
+use tollgate_rules::{BasicEncoding, Credential, OAuth2, Secret};
 use url::form_urlencoded;
 use url::Url;
 
 use super::error::{sanitize, AuthError, Failure};
 use super::jwt::{self, ASSERTION_TYPE};
 use super::schedule::parse_retry_after;
-use super::secret::Material;
 
 /// How long one token request may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,18 +126,80 @@ pub trait TokenEndpoint: Send + Sync {
     fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>>;
 }
 
-/// Builds the token request for `def` authenticated with `material`.
+/// How the client authenticates one token request. Every variant's `Debug` is redacted.
+#[derive(Debug)]
+pub(crate) enum Material {
+    /// `client_secret_basic`: id and secret in the `Authorization` header.
+    Basic(Arc<Secret>, BasicEncoding),
+    /// `client_secret_post`: id and secret in the form body.
+    Post(Arc<Secret>),
+    /// `private_key_jwt` / `client_assertion_file`: an assertion in the form body.
+    Assertion(Secret),
+}
+
+/// The grant's own form fields.
+pub(crate) enum GrantForm<'a> {
+    /// `grant_type=client_credentials`.
+    ClientCredentials,
+    /// RFC 7523 §2.1: `grant_type=urn:...:jwt-bearer` and `assertion`.
+    JwtBearer { assertion: &'a Secret },
+    /// RFC 8693 §2.1.
+    TokenExchange {
+        subject_token: &'a Secret,
+        subject_token_type: &'a str,
+        requested_token_type: Option<&'a str>,
+    },
+}
+
+/// The `grant_type` of RFC 7523 §2.1.
+pub(crate) const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The `grant_type` of RFC 8693 §2.1.
+pub(crate) const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// Builds the token request to `url` for `def`, with the grant's fields and, when the
+/// grant authenticates a client, `client` = (client id, material).
 ///
-/// Form fields, in this order: `grant_type=client_credentials`; `scope` (scopes joined
-/// by spaces, omitted when none); `audience`; `resource`; the extra `params`; then the
+/// Form fields, in this order: `grant_type`; the grant's own (`assertion`, or
+/// `subject_token`, `subject_token_type`, `requested_token_type`); `scope` (scopes joined
+/// by spaces, omitted when none, and for `jwt_bearer`, whose assertion carries them);
+/// `audience`; `resource`; the extra `params`; then the
 /// client authentication: for `client_secret_post` `client_id` and `client_secret`, for
-/// `private_key_jwt` `client_id`, `client_assertion_type` and `client_assertion`.
+/// assertions `client_id`, `client_assertion_type` and `client_assertion`.
 /// `client_secret_basic` sends `Authorization: Basic base64(id ":" secret)` with id and
-/// secret each form-urlencoded first (RFC 6749 §2.3.1).
-pub(crate) fn build_request(def: &Credential, material: &Material) -> HttpRequest {
+/// secret each form-urlencoded first (RFC 6749 §2.3.1), or as they are with
+/// `basic_encoding: raw`.
+pub(crate) fn build_request(
+    url: &Url,
+    def: &OAuth2,
+    grant: &GrantForm<'_>,
+    client: Option<(&str, &Material)>,
+) -> HttpRequest {
     let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "client_credentials");
-    if !def.scopes.is_empty() {
+    match grant {
+        GrantForm::ClientCredentials => {
+            form.append_pair("grant_type", "client_credentials");
+        }
+        GrantForm::JwtBearer { assertion } => {
+            form.append_pair("grant_type", JWT_BEARER_GRANT);
+            form.append_pair("assertion", assertion.expose());
+        }
+        GrantForm::TokenExchange {
+            subject_token,
+            subject_token_type,
+            requested_token_type,
+        } => {
+            form.append_pair("grant_type", TOKEN_EXCHANGE_GRANT);
+            form.append_pair("subject_token", subject_token.expose());
+            form.append_pair("subject_token_type", subject_token_type);
+            if let Some(t) = requested_token_type {
+                form.append_pair("requested_token_type", t);
+            }
+        }
+    }
+    // A JWT bearer grant carries its scopes in the assertion (Google: only `grant_type`
+    // and `assertion` in the form).
+    let scopes_in_form = !matches!(grant, GrantForm::JwtBearer { .. });
+    if scopes_in_form && !def.scopes.is_empty() {
         form.append_pair("scope", &def.scopes.join(" "));
     }
     if let Some(audience) = &def.audience {
@@ -158,55 +220,68 @@ pub(crate) fn build_request(def: &Credential, material: &Material) -> HttpReques
             "application/x-www-form-urlencoded".to_string(),
         ),
     ];
-    match material {
-        Material::Basic(secret) => {
-            headers.push(("Authorization", basic_auth(&def.client_id, secret.expose())));
+    match client {
+        None => {}
+        Some((client_id, Material::Basic(secret, encoding))) => {
+            headers.push((
+                "Authorization",
+                basic_auth(client_id, secret.expose(), *encoding),
+            ));
         }
-        Material::Post(secret) => {
-            form.append_pair("client_id", &def.client_id);
+        Some((client_id, Material::Post(secret))) => {
+            form.append_pair("client_id", client_id);
             form.append_pair("client_secret", secret.expose());
         }
-        Material::Assertion(assertion) => {
-            form.append_pair("client_id", &def.client_id);
+        Some((client_id, Material::Assertion(assertion))) => {
+            form.append_pair("client_id", client_id);
             form.append_pair("client_assertion_type", ASSERTION_TYPE);
             form.append_pair("client_assertion", assertion.expose());
         }
     }
     HttpRequest {
-        url: def.token_url.clone(),
+        url: url.clone(),
         headers,
         body: form.finish(),
     }
 }
 
-/// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
-fn basic_auth(client_id: &str, secret: &str) -> String {
-    let mut pair: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
-    pair.push(':');
-    pair.extend(form_urlencoded::byte_serialize(secret.as_bytes()));
+/// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1), or without the
+/// urlencoding for [`BasicEncoding::Raw`].
+fn basic_auth(client_id: &str, secret: &str, encoding: BasicEncoding) -> String {
+    let pair = match encoding {
+        BasicEncoding::FormUrlencoded => {
+            let mut pair: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
+            pair.push(':');
+            pair.extend(form_urlencoded::byte_serialize(secret.as_bytes()));
+            pair
+        }
+        BasicEncoding::Raw => format!("{client_id}:{secret}"),
+    };
     format!("Basic {}", STANDARD.encode(pair))
 }
 
-/// A successful token response (RFC 6749 §5.1).
+/// A successful token response (RFC 6749 §5.1; RFC 8693 §2.2.1; or Google's ID token
+/// answer, whose token is in `access_token` here).
 #[derive(Clone)]
 pub(crate) struct TokenResponse {
     pub access_token: String,
-    /// As sent (sanitized); empty when absent. `Bearer` is expected, others are
-    /// accepted (and warned about by the cache).
+    /// As sent (sanitized); empty when absent. Judged by [`check_token_type`], not here.
     pub token_type: String,
     pub expires_in: Option<Duration>,
     pub scope: Option<String>,
-    /// When the access token is a JWT: its claims, not verified.
+    /// RFC 8693's `issued_token_type` (sanitized), when sent.
+    pub issued_token_type: Option<String>,
+    /// When the token is a JWT: its claims, not verified.
     pub claims: Option<Value>,
 }
 
-/// Judges the endpoint's answer. Never panics and never copies the body (which may
-/// hold a token) into an error: errors carry only the RFC 6749 §5.2 `error` and
-/// `error_description`, sanitized and bounded.
-pub(crate) fn parse_response(
+/// The JSON object of a successful answer, or why there is none. Never copies the body
+/// (which may hold a token) into an error: errors carry only the RFC 6749 §5.2 `error`
+/// and `error_description`, sanitized and bounded.
+fn success_object(
     resp: &HttpResponse,
     now: SystemTime,
-) -> Result<TokenResponse, Failure> {
+) -> Result<serde_json::Map<String, Value>, Failure> {
     let status = resp.status;
     let invalid = |reason: &str| Failure::InvalidResponse {
         status,
@@ -230,12 +305,26 @@ pub(crate) fn parse_response(
     }
     let json: Value =
         serde_json::from_slice(&resp.body).map_err(|_| invalid("the body is not JSON"))?;
-    let obj = json
-        .as_object()
-        .ok_or_else(|| invalid("the body is not a JSON object"))?;
-    let access_token = match obj.get("access_token") {
+    match json {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(invalid("the body is not a JSON object")),
+    }
+}
+
+/// The token in `field`, checked to be a non-empty string fit for a header.
+fn token_field(
+    obj: &serde_json::Map<String, Value>,
+    field: &str,
+    resp: &HttpResponse,
+) -> Result<String, Failure> {
+    let status = resp.status;
+    let invalid = |reason: String| Failure::InvalidResponse {
+        status,
+        reason: Arc::from(reason),
+    };
+    let token = match obj.get(field) {
         Some(Value::String(t)) => t,
-        Some(_) => return Err(invalid("access_token is not a string")),
+        Some(_) => return Err(invalid(format!("{field} is not a string"))),
         None => {
             // Some servers answer errors with 200.
             let (error, description) = error_fields(&resp.body);
@@ -247,54 +336,181 @@ pub(crate) fn parse_response(
                     retry_after: None,
                 });
             }
-            return Err(invalid("it has no access_token"));
+            return Err(invalid(format!("it has no {field}")));
         }
     };
-    if access_token.is_empty() {
-        return Err(invalid("access_token is empty"));
+    if token.is_empty() {
+        return Err(invalid(format!("{field} is empty")));
     }
-    if !access_token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err(invalid(
-            "access_token has characters not allowed in an HTTP header",
-        ));
+    if !token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(invalid(format!(
+            "{field} has characters not allowed in an HTTP header"
+        )));
     }
-    let token_type = obj
-        .get("token_type")
-        .and_then(Value::as_str)
-        .map(|t| sanitize(t, 40).to_string())
-        .unwrap_or_default();
-    let scope = obj
-        .get("scope")
-        .and_then(Value::as_str)
-        .map(|s| sanitize(s, 1000).to_string());
+    Ok(token.clone())
+}
+
+/// Judges an access token answer (RFC 6749 §5.1, §5.2; RFC 8693 §2.2). Never panics.
+pub(crate) fn parse_response(
+    resp: &HttpResponse,
+    now: SystemTime,
+) -> Result<TokenResponse, Failure> {
+    let obj = success_object(resp, now)?;
+    let access_token = token_field(&obj, "access_token", resp)?;
+    let text = |name: &str, max: usize| {
+        obj.get(name)
+            .and_then(Value::as_str)
+            .map(|t| sanitize(t, max).to_string())
+    };
+    let expires_in = match obj.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(expires_in(v).map_err(|reason| Failure::InvalidResponse {
+            status: resp.status,
+            reason: Arc::from(reason),
+        })?),
+    };
     Ok(TokenResponse {
-        claims: jwt::decode_claims(access_token),
-        access_token: access_token.clone(),
-        token_type,
-        expires_in: obj.get("expires_in").and_then(expires_in),
-        scope,
+        claims: jwt::decode_claims(&access_token),
+        access_token,
+        token_type: text("token_type", 40).unwrap_or_default(),
+        expires_in,
+        scope: text("scope", 1000),
+        issued_token_type: text("issued_token_type", 200),
     })
 }
 
-/// `expires_in` as a number or a numeric string (some servers quote it); fractions are
-/// dropped; negative, non-finite or unparsable values count as absent.
-fn expires_in(v: &Value) -> Option<Duration> {
-    let secs = match v {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().and_then(float_secs)),
-        Value::String(s) => {
-            let s = s.trim();
-            s.parse::<u64>()
-                .ok()
-                .or_else(|| s.parse::<f64>().ok().and_then(float_secs))
-        }
-        _ => None,
-    }?;
-    Some(Duration::from_secs(secs))
+/// Judges Google's answer to a service account's ID token request: `{"id_token": JWT}`,
+/// whose `exp` (required, and not yet past at `now`) gives its lifetime.
+pub(crate) fn parse_id_token(
+    resp: &HttpResponse,
+    now: SystemTime,
+) -> Result<TokenResponse, Failure> {
+    let obj = success_object(resp, now)?;
+    let id_token = token_field(&obj, "id_token", resp)?;
+    let invalid = |reason: &str| Failure::InvalidResponse {
+        status: resp.status,
+        reason: Arc::from(reason),
+    };
+    let claims =
+        jwt::decode_claims(&id_token).ok_or_else(|| invalid("the id_token is not a JWT"))?;
+    let exp = jwt::jwt_times(&claims)
+        .exp
+        .ok_or_else(|| invalid("the id_token has no exp claim"))?;
+    let now_unix = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if u64::try_from(exp).map_or(true, |e| e <= now_unix) {
+        return Err(invalid(
+            "the id_token has already expired (its exp is past)",
+        ));
+    }
+    Ok(TokenResponse {
+        access_token: id_token,
+        token_type: String::new(),
+        expires_in: None,
+        scope: None,
+        issued_token_type: None,
+        claims: Some(claims),
+    })
 }
 
-fn float_secs(f: f64) -> Option<u64> {
+/// RFC 8693's access token type URI.
+pub(crate) const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// Token types a token exchange may issue for tollgate to send as a bearer token when
+/// the credential did not ask for one type.
+const SENDABLE_TYPES: &[&str] = &[
+    ACCESS_TOKEN_TYPE,
+    "urn:ietf:params:oauth:token-type:jwt",
+    "urn:ietf:params:oauth:token-type:id_token",
+];
+
+/// RFC 8693 §2.2.1: `issued_token_type` is required; it must be the requested type when
+/// one was requested, else a type tollgate can send. An access token must be Bearer; for
+/// other types `token_type` is `N_A` (or Bearer).
+pub(crate) fn check_exchange(r: &TokenResponse, requested: Option<&str>) -> Result<(), Failure> {
+    let invalid = |reason: String| Failure::InvalidResponse {
+        status: 200,
+        reason: Arc::from(reason),
+    };
+    let Some(issued) = r.issued_token_type.as_deref() else {
+        return Err(invalid(
+            "it has no issued_token_type (RFC 8693 §2.2.1)".to_string(),
+        ));
+    };
+    match requested {
+        Some(want) if issued != want => {
+            return Err(invalid(format!(
+                "issued_token_type is {issued:?}, not the requested {want:?}"
+            )))
+        }
+        None if !SENDABLE_TYPES.contains(&issued) => {
+            return Err(invalid(format!(
+                "issued_token_type {issued:?} is not a token tollgate can send; set \
+                 requested_token_type"
+            )))
+        }
+        _ => {}
+    }
+    if issued == ACCESS_TOKEN_TYPE || !r.token_type.eq_ignore_ascii_case("N_A") {
+        check_token_type(&r.token_type, TokenType::Bearer)?;
+    }
+    Ok(())
+}
+
+/// The token types tollgate can send. Only `Bearer` (RFC 6750) for now; DPoP-bound
+/// credentials will expect `DPoP` (RFC 9449).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenType {
+    Bearer,
+}
+
+impl TokenType {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Bearer => "Bearer",
+        }
+    }
+}
+
+/// RFC 6749 §7.1: a client must not use a token whose type it does not understand. The
+/// type is compared case-insensitively (§5.1); an absent `token_type` is taken as the
+/// expected one (some servers omit it, and the request asked for nothing else).
+pub(crate) fn check_token_type(sent: &str, expected: TokenType) -> Result<(), Failure> {
+    if sent.is_empty() || sent.eq_ignore_ascii_case(expected.as_str()) {
+        Ok(())
+    } else {
+        Err(Failure::UnsupportedTokenType {
+            sent: sanitize(sent, 40),
+            expected: expected.as_str(),
+        })
+    }
+}
+
+/// `expires_in` as a positive number of seconds, or a numeric string (some servers quote
+/// it); fractions are dropped. Zero (a token already expired), negative, non-finite and
+/// unparsable values are an invalid answer, not a reason to guess a lifetime.
+fn expires_in(v: &Value) -> Result<Duration, &'static str> {
+    let secs = match v {
+        Value::Number(n) => match n.as_u64() {
+            Some(s) => Some(s as f64),
+            None => n.as_f64(),
+        },
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let Some(secs) = secs.filter(|f| f.is_finite()) else {
+        return Err("expires_in is not a number");
+    };
+    if secs < 0.0 {
+        return Err("expires_in is negative");
+    }
+    if secs < 1.0 {
+        return Err("expires_in is 0: the token is already expired");
+    }
     // `as` saturates: 1e300 becomes u64::MAX (and the lifetime is capped later).
-    (f.is_finite() && f >= 0.0).then_some(f as u64)
+    Ok(Duration::from_secs(secs as u64))
 }
 
 /// RFC 6749 §5.2 `error` and `error_description` from a body, if it is such JSON.
@@ -325,12 +541,7 @@ impl ReqwestEndpoint {
         timeout: Duration,
     ) -> Result<Self, String> {
         super::install_crypto_provider();
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(USER_AGENT);
+        let mut builder = client_builder(timeout);
         if let Some(roots) = extra_roots {
             builder = builder.tls_certs_merge(roots.iter().cloned());
         }
@@ -342,27 +553,11 @@ impl ReqwestEndpoint {
 
     /// The endpoint for a credential: its `ca_file` read now.
     pub(crate) fn for_credential(def: &Credential) -> Result<Arc<dyn TokenEndpoint>, AuthError> {
-        let roots = match &def.ca_file {
-            None => None,
-            Some(path) => {
-                let ca_error = |reason: String| AuthError::CaFile {
-                    credential: def.name.clone(),
-                    path: path.clone(),
-                    reason,
-                };
-                let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
-                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    ca_error(format!("not a PEM certificate bundle: {}", root_cause(&e)))
-                })?;
-                if certs.is_empty() {
-                    return Err(ca_error("contains no PEM certificate".into()));
-                }
-                Some(certs)
-            }
-        };
+        let roots = ca_roots(def)?;
+        let ca_file = def.oauth2().and_then(|o| o.ca_file.as_ref());
         let endpoint =
             ReqwestEndpoint::new(roots.as_deref(), REQUEST_TIMEOUT).map_err(|reason| {
-                match &def.ca_file {
+                match ca_file {
                     // Extra roots are the only input the builder can reject.
                     Some(path) => AuthError::CaFile {
                         credential: def.name.clone(),
@@ -377,6 +572,31 @@ impl ReqwestEndpoint {
             })?;
         Ok(Arc::new(endpoint))
     }
+}
+
+/// The PEM certificates of a credential's `ca_file`, read now (`None` without one).
+pub(crate) fn ca_roots(def: &Credential) -> Result<Option<Vec<reqwest::Certificate>>, AuthError> {
+    let Some(path) = def.oauth2().and_then(|o| o.ca_file.as_ref()) else {
+        return Ok(None);
+    };
+    ca_roots_at(path)
+        .map(Some)
+        .map_err(|reason| AuthError::CaFile {
+            credential: def.name.clone(),
+            path: path.clone(),
+            reason,
+        })
+}
+
+/// The PEM certificates of a `ca_file`. The error is the reason alone (no path).
+pub(crate) fn ca_roots_at(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("not a PEM certificate bundle: {}", root_cause(&e)))?;
+    if certs.is_empty() {
+        return Err("contains no PEM certificate".into());
+    }
+    Ok(certs)
 }
 
 impl TokenEndpoint for ReqwestEndpoint {
@@ -409,6 +629,17 @@ impl TokenEndpoint for ReqwestEndpoint {
     }
 }
 
+/// A reqwest client builder as every request to an IdP uses it: bounded time, no redirects,
+/// never `HTTP(S)_PROXY` (tollgate is the proxy), our user agent.
+pub(crate) fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(USER_AGENT)
+}
+
 fn transport_error(e: &reqwest::Error) -> TransportError {
     if e.is_timeout() {
         TransportError::Timeout
@@ -420,7 +651,7 @@ fn transport_error(e: &reqwest::Error) -> TransportError {
 /// The innermost cause of an error, short: reqwest's own message carries the URL and
 /// little else; the cause says what happened (`connection refused`,
 /// `invalid peer certificate: UnknownIssuer`, a DNS failure).
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     loop {
         if let Some(io) = cur.downcast_ref::<std::io::Error>() {
@@ -448,23 +679,44 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::auth::test_support::credential;
+    use crate::auth::test_support::{client, credential, oauth};
     use std::collections::BTreeMap;
     use tollgate_rules::Secret;
 
     fn basic() -> Material {
-        Material::Basic(Arc::new(Secret::new("s:e c%")))
+        Material::Basic(
+            Arc::new(Secret::new("s:e c%")),
+            BasicEncoding::FormUrlencoded,
+        )
+    }
+
+    /// The client credentials request of a test credential.
+    pub(super) fn build(def: &Credential, material: &Material) -> HttpRequest {
+        let mut def = def.clone();
+        let id = client(&mut def).client_id.clone();
+        let o = oauth(&mut def);
+        let url = match &o.endpoint {
+            tollgate_rules::Endpoint::TokenUrl(u) => u.clone(),
+            _ => panic!("a token_url"),
+        };
+        build_request(
+            &url,
+            o,
+            &GrantForm::ClientCredentials,
+            Some((&id, material)),
+        )
     }
 
     #[test]
     fn basic_request_exact() {
         let mut def = credential("billing");
-        def.client_id = "a:b c%".into();
-        def.scopes = vec!["invoices:read".into(), "invoices:write".into()];
-        def.audience = Some("https://billing.example.com".into());
-        def.resource = Some("https://billing.example.com/api".into());
-        def.params = BTreeMap::from([("tenant".into(), "eu west".into())]);
-        let req = build_request(&def, &basic());
+        client(&mut def).client_id = "a:b c%".into();
+        let o = oauth(&mut def);
+        o.scopes = vec!["invoices:read".into(), "invoices:write".into()];
+        o.audience = Some("https://billing.example.com".into());
+        o.resource = Some("https://billing.example.com/api".into());
+        o.params = BTreeMap::from([("tenant".into(), "eu west".into())]);
+        let req = build(&def, &basic());
         assert_eq!(req.url.as_str(), "https://idp.example.com/oauth2/token");
         assert_eq!(
             req.body,
@@ -492,8 +744,8 @@ mod tests {
     #[test]
     fn post_request_exact() {
         let mut def = credential("billing");
-        def.client_id = "a:b c%".into();
-        let req = build_request(&def, &Material::Post(Arc::new(Secret::new("s:e c%&x=y"))));
+        client(&mut def).client_id = "a:b c%".into();
+        let req = build(&def, &Material::Post(Arc::new(Secret::new("s:e c%&x=y"))));
         assert_eq!(
             req.body,
             "grant_type=client_credentials&client_id=a%3Ab+c%25&client_secret=s%3Ae+c%25%26x%3Dy"
@@ -512,7 +764,7 @@ mod tests {
     #[test]
     fn assertion_request_exact() {
         let def = credential("billing");
-        let req = build_request(&def, &Material::Assertion(Secret::new("h.c.s")));
+        let req = build(&def, &Material::Assertion(Secret::new("h.c.s")));
         assert_eq!(
             req.body,
             "grant_type=client_credentials&client_id=billing-client\
@@ -523,24 +775,122 @@ mod tests {
     }
 
     #[test]
+    fn raw_basic_encoding_sends_id_and_secret_as_they_are() {
+        // An Entra ID secret with `~`: form-urlencoding turns it into `%7E`, which some
+        // servers do not decode.
+        let secret = Material::Basic(Arc::new(Secret::new("a~b+c")), BasicEncoding::Raw);
+        let mut def = credential("e");
+        client(&mut def).client_id = "app id".into();
+        let req = build(&def, &secret);
+        let b64 = req
+            .header("authorization")
+            .unwrap()
+            .strip_prefix("Basic ")
+            .unwrap();
+        assert_eq!(STANDARD.decode(b64).unwrap(), b"app id:a~b+c");
+        let encoded = Material::Basic(
+            Arc::new(Secret::new("a~b+c")),
+            BasicEncoding::FormUrlencoded,
+        );
+        let req = build(&def, &encoded);
+        let b64 = req
+            .header("authorization")
+            .unwrap()
+            .strip_prefix("Basic ")
+            .unwrap();
+        assert_eq!(STANDARD.decode(b64).unwrap(), b"app+id:a%7Eb%2Bc");
+    }
+
+    #[test]
+    fn jwt_bearer_request_exact() {
+        let mut def = credential("g");
+        oauth(&mut def).scopes = vec!["https://www.googleapis.com/auth/cloud-platform".into()];
+        let o = def.oauth2().unwrap();
+        let url = Url::parse("https://oauth2.googleapis.com/token").unwrap();
+        let assertion = Secret::new("h.c.s");
+        let req = build_request(
+            &url,
+            o,
+            &GrantForm::JwtBearer {
+                assertion: &assertion,
+            },
+            None,
+        );
+        assert_eq!(req.url, url);
+        // The scopes are in the assertion, not the form.
+        assert_eq!(
+            req.body,
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=h.c.s"
+        );
+        assert_eq!(req.header("authorization"), None);
+        assert_eq!(req.headers.len(), 2);
+    }
+
+    #[test]
+    fn token_exchange_request_exact() {
+        let mut def = credential("sts");
+        let o = oauth(&mut def);
+        o.audience = Some(
+            "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k"
+                .into(),
+        );
+        o.scopes = vec!["https://www.googleapis.com/auth/cloud-platform".into()];
+        let o = def.oauth2().unwrap();
+        let url = Url::parse("https://sts.googleapis.com/v1/token").unwrap();
+        let subject = Secret::new("eyJ.k8s.token");
+        let grant = GrantForm::TokenExchange {
+            subject_token: &subject,
+            subject_token_type: "urn:ietf:params:oauth:token-type:jwt",
+            requested_token_type: Some(ACCESS_TOKEN_TYPE),
+        };
+        let req = build_request(&url, o, &grant, None);
+        assert_eq!(
+            req.form(),
+            vec![
+                ("grant_type".into(), TOKEN_EXCHANGE_GRANT.into()),
+                ("subject_token".into(), "eyJ.k8s.token".into()),
+                ("subject_token_type".into(), "urn:ietf:params:oauth:token-type:jwt".into()),
+                ("requested_token_type".into(), ACCESS_TOKEN_TYPE.into()),
+                ("scope".into(), "https://www.googleapis.com/auth/cloud-platform".into()),
+                ("audience".into(), "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k".into()),
+            ]
+        );
+        assert_eq!(req.header("authorization"), None);
+        // With a client (Keycloak): its authentication comes last, as for client credentials.
+        let grant = GrantForm::TokenExchange {
+            subject_token: &subject,
+            subject_token_type: "urn:ietf:params:oauth:token-type:access_token",
+            requested_token_type: None,
+        };
+        let post = Material::Post(Arc::new(Secret::new("s")));
+        let req = build_request(&url, o, &grant, Some(("kc-client", &post)));
+        let form = req.form();
+        assert_eq!(form.len(), 7, "{form:?}");
+        assert_eq!(form[5], ("client_id".into(), "kc-client".into()));
+        assert_eq!(form[6], ("client_secret".into(), "s".into()));
+        assert!(!form.iter().any(|(k, _)| k == "requested_token_type"));
+    }
+
+    #[test]
     fn reserved_params_are_never_sent() {
         let mut def = credential("billing");
-        def.params = BTreeMap::from([
+        oauth(&mut def).params = BTreeMap::from([
             ("grant_type".into(), "password".into()),
             ("client_id".into(), "evil".into()),
+            ("subject_token".into(), "evil".into()),
             ("x".into(), "1".into()),
         ]);
-        let req = build_request(&def, &basic());
+        let req = build(&def, &basic());
         assert_eq!(req.body, "grant_type=client_credentials&x=1");
     }
 
     #[test]
     fn debug_redacts_request_and_response() {
-        let req = build_request(&credential("b"), &basic());
+        let req = build(&credential("b"), &basic());
         let s = format!("{req:?}");
         assert!(s.contains("[redacted]"), "{s}");
         assert!(!s.contains("YSUz") && !s.contains("Basic"), "{s}");
-        let req = build_request(
+        let req = build(
             &credential("b"),
             &Material::Post(Arc::new(Secret::new("hunter2"))),
         );
@@ -582,30 +932,67 @@ mod tests {
     fn expires_in_forms() {
         let e = |v: &str| {
             parse(&ok(&format!(r#"{{"access_token":"a","expires_in":{v}}}"#)))
-                .unwrap()
-                .expires_in
+                .map(|t| t.expires_in)
+                .map_err(|f| match f {
+                    Failure::InvalidResponse { reason, .. } => reason.to_string(),
+                    other => panic!("{other:?}"),
+                })
         };
-        assert_eq!(e("\"3600\""), Some(Duration::from_secs(3600)));
-        assert_eq!(e("\" 60 \""), Some(Duration::from_secs(60)));
-        assert_eq!(e("59.9"), Some(Duration::from_secs(59)));
-        assert_eq!(e("\"59.9\""), Some(Duration::from_secs(59)));
-        assert_eq!(e("0"), Some(Duration::ZERO));
-        assert_eq!(e("-5"), None);
-        assert_eq!(e("\"soon\""), None);
-        assert_eq!(e("null"), None);
-        assert_eq!(e("1e300"), Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(e("3600"), Ok(Some(Duration::from_secs(3600))));
+        assert_eq!(e("\"3600\""), Ok(Some(Duration::from_secs(3600))));
+        assert_eq!(e("\" 60 \""), Ok(Some(Duration::from_secs(60))));
+        assert_eq!(e("59.9"), Ok(Some(Duration::from_secs(59))));
+        assert_eq!(e("\"59.9\""), Ok(Some(Duration::from_secs(59))));
+        assert_eq!(e("null"), Ok(None));
+        assert_eq!(e("1e300"), Ok(Some(Duration::from_secs(u64::MAX))));
         assert_eq!(
             e("184467440737095516150000"),
-            Some(Duration::from_secs(u64::MAX))
+            Ok(Some(Duration::from_secs(u64::MAX)))
+        );
+        // Not silently a default lifetime: the answer is unusable.
+        let expired = Err("expires_in is 0: the token is already expired".to_string());
+        assert_eq!(e("0"), expired);
+        assert_eq!(e("\"0\""), expired);
+        assert_eq!(e("0.5"), expired);
+        assert_eq!(e("-5"), Err("expires_in is negative".into()));
+        assert_eq!(e("\"-1\""), Err("expires_in is negative".into()));
+        assert_eq!(e("\"soon\""), Err("expires_in is not a number".into()));
+        assert_eq!(e("\"inf\""), Err("expires_in is not a number".into()));
+        assert_eq!(e("true"), Err("expires_in is not a number".into()));
+        assert_eq!(e("[60]"), Err("expires_in is not a number".into()));
+        // Absent: the lifetime comes from elsewhere (JWT exp, default).
+        assert_eq!(
+            parse(&ok(r#"{"access_token":"a"}"#)).unwrap().expires_in,
+            None
         );
     }
 
     #[test]
-    fn lenient_token_type() {
+    fn token_type_is_kept_as_sent_and_judged_apart() {
         let t = parse(&ok(r#"{"access_token":"a","token_type":"mac"}"#)).unwrap();
         assert_eq!(t.token_type, "mac");
         let t = parse(&ok(r#"{"access_token":"a"}"#)).unwrap();
         assert_eq!(t.token_type, "");
+        for fine in ["Bearer", "bearer", "BEARER", ""] {
+            assert_eq!(check_token_type(fine, TokenType::Bearer), Ok(()), "{fine}");
+        }
+        for other in ["mac", "DPoP", "N_A", "Bearer2", "Basic"] {
+            assert_eq!(
+                check_token_type(other, TokenType::Bearer),
+                Err(Failure::UnsupportedTokenType {
+                    sent: Arc::from(other),
+                    expected: "Bearer"
+                }),
+                "{other}"
+            );
+        }
+        // A hostile type is tamed before it reaches a message.
+        let Err(Failure::UnsupportedTokenType { sent, .. }) =
+            check_token_type("x\r\nInjected: 1", TokenType::Bearer)
+        else {
+            panic!()
+        };
+        assert_eq!(&*sent, "x  Injected: 1");
     }
 
     #[test]
@@ -715,6 +1102,112 @@ mod tests {
         assert_eq!(
             parse(&with(429, "later")).err().unwrap().retry_after(),
             None
+        );
+    }
+
+    fn jwt_with(claims: &str) -> String {
+        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#);
+        let c = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.as_bytes());
+        format!("{h}.{c}.sig")
+    }
+
+    #[test]
+    fn id_token_answers() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let id = |claims: &str| format!(r#"{{"id_token":"{}"}}"#, jwt_with(claims));
+        let t = parse_id_token(
+            &ok(&id(r#"{"aud":"https://svc.run.app","exp":1700003600}"#)),
+            now,
+        )
+        .unwrap();
+        assert!(t.access_token.starts_with("eyJ"));
+        assert_eq!(t.claims.unwrap()["aud"], "https://svc.run.app");
+        let reason = |body: &str| match parse_id_token(&ok(body), now) {
+            Err(Failure::InvalidResponse { reason, .. }) => reason.to_string(),
+            other => panic!("{body}: {:?}", other.map(|t| t.token_type)),
+        };
+        assert_eq!(
+            reason(&id(r#"{"aud":"x"}"#)),
+            "the id_token has no exp claim"
+        );
+        assert_eq!(
+            reason(&id(r#"{"aud":"x","exp":1699999999}"#)),
+            "the id_token has already expired (its exp is past)"
+        );
+        assert_eq!(
+            reason(r#"{"id_token":"opaque"}"#),
+            "the id_token is not a JWT"
+        );
+        assert_eq!(reason(r#"{"access_token":"a"}"#), "it has no id_token");
+        // Google's error bodies.
+        let f = parse_id_token(
+            &answer(
+                400,
+                r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
+            ),
+            now,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            f,
+            Failure::Rejected {
+                status: 400,
+                error: Some(Arc::from("invalid_grant")),
+                description: Some(Arc::from("Invalid JWT Signature.")),
+                retry_after: None
+            }
+        );
+    }
+
+    #[test]
+    fn token_exchange_answers_are_checked() {
+        let judge = |body: &str, requested: Option<&str>| {
+            let r = parse(&ok(body)).unwrap();
+            check_exchange(&r, requested).map_err(|f| match f {
+                Failure::InvalidResponse { reason, .. } => reason.to_string(),
+                Failure::UnsupportedTokenType { sent, .. } => format!("type {sent}"),
+                other => panic!("{other:?}"),
+            })
+        };
+        let at = ACCESS_TOKEN_TYPE;
+        let good = format!(
+            r#"{{"access_token":"ya29.x","issued_token_type":"{at}","token_type":"Bearer","expires_in":3599}}"#
+        );
+        assert_eq!(judge(&good, Some(at)), Ok(()));
+        assert_eq!(judge(&good, None), Ok(()));
+        assert_eq!(
+            judge(r#"{"access_token":"a","token_type":"Bearer"}"#, Some(at)),
+            Err("it has no issued_token_type (RFC 8693 §2.2.1)".into())
+        );
+        assert_eq!(
+            judge(&good, Some("urn:ietf:params:oauth:token-type:jwt")),
+            Err(format!(
+                "issued_token_type is \"{at}\", not the requested \"urn:ietf:params:oauth:token-type:jwt\""
+            ))
+        );
+        assert_eq!(
+            judge(
+                r#"{"access_token":"a","issued_token_type":"urn:ietf:params:oauth:token-type:refresh_token","token_type":"N_A"}"#,
+                None
+            ),
+            Err("issued_token_type \"urn:ietf:params:oauth:token-type:refresh_token\" is not a token tollgate can send; set requested_token_type".into())
+        );
+        // A JWT that is not an access token: N_A is the right token_type (§2.2.1).
+        assert_eq!(
+            judge(
+                r#"{"access_token":"a","issued_token_type":"urn:ietf:params:oauth:token-type:jwt","token_type":"N_A"}"#,
+                None
+            ),
+            Ok(())
+        );
+        // An access token must be Bearer.
+        assert_eq!(
+            judge(
+                &format!(r#"{{"access_token":"a","issued_token_type":"{at}","token_type":"N_A"}}"#),
+                None
+            ),
+            Err("type N_A".into())
         );
     }
 

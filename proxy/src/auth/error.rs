@@ -32,6 +32,18 @@ pub enum AuthError {
         path: PathBuf,
         reason: String,
     },
+    /// Another file the credential reads: `value_file`, `service_account_file`,
+    /// `certificate_file`.
+    #[error("credential \"{credential}\": {key} {}: {reason}", path.display())]
+    File {
+        credential: String,
+        key: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    /// OIDC discovery of its `issuer` failed or found something unusable.
+    #[error("credential \"{credential}\": {reason}")]
+    Discovery { credential: String, reason: String },
     #[error("credential \"{credential}\": cannot build the token endpoint client: {reason}")]
     Client { credential: String, reason: String },
     #[error("registering the token metrics: {0}")]
@@ -71,6 +83,13 @@ pub(crate) enum Failure {
     },
     /// A success status whose body is not a usable token response.
     InvalidResponse { status: u16, reason: Arc<str> },
+    /// A token of a type tollgate does not send (RFC 6749 §7.1), e.g. `mac`.
+    UnsupportedTokenType {
+        /// The `token_type` as sent, sanitized.
+        sent: Arc<str>,
+        /// The type the credential sends (`Bearer`).
+        expected: &'static str,
+    },
     /// Our side: reading the secret or key file, or signing the assertion.
     Local(Arc<str>),
 }
@@ -131,7 +150,9 @@ impl Failure {
             Failure::UnknownCredential | Failure::Local(_) => None,
             Failure::Unreachable(_) | Failure::Timeout(_) => Some(Outcome::NetworkError),
             Failure::Rejected { .. } if self.is_permanent() => Some(Outcome::PermanentError),
-            Failure::Rejected { .. } | Failure::InvalidResponse { .. } => Some(Outcome::Error),
+            Failure::Rejected { .. }
+            | Failure::InvalidResponse { .. }
+            | Failure::UnsupportedTokenType { .. } => Some(Outcome::Error),
         }
     }
 }
@@ -203,6 +224,11 @@ impl fmt::Display for TokenError {
                     "token endpoint answered {status} with an unusable body: {reason}"
                 )
             }
+            Failure::UnsupportedTokenType { sent, expected } => write!(
+                f,
+                "token endpoint issued a token of type \"{sent}\", which tollgate does not use \
+                 (it sends only {expected} tokens; RFC 6749 §7.1)"
+            ),
             Failure::Local(why) => f.write_str(why),
         }
     }
@@ -268,6 +294,14 @@ mod tests {
         assert_eq!(
             err(Failure::Timeout(Duration::from_secs(10))),
             "credential \"billing\": token endpoint did not answer within 10s"
+        );
+        assert_eq!(
+            err(Failure::UnsupportedTokenType {
+                sent: Arc::from("mac"),
+                expected: "Bearer"
+            }),
+            "credential \"billing\": token endpoint issued a token of type \"mac\", which tollgate \
+             does not use (it sends only Bearer tokens; RFC 6749 §7.1)"
         );
         assert_eq!(
             err(Failure::UnknownCredential),

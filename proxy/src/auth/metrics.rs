@@ -17,6 +17,9 @@
 //!   `tollgate_token_expiry_timestamp_seconds - time()` in PromQL. A credential without
 //!   a valid token: `tollgate_token_requests_total unless on (credential)
 //!   (tollgate_token_expiry_timestamp_seconds > time())`.
+//! - `tollgate_token_client_secret_in_use{credential}`: for credentials with
+//!   `client_secret_files`, which one got the last token: 1 (the current secret) or 2
+//!   (the previous one: it cannot be revoked yet). Absent for other credentials.
 //!
 //! Per-credential handles are resolved once ([`CredMetrics`]), so the hot path
 //! increments an atomic without hashing labels. The cache counters are striped over
@@ -34,7 +37,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry,
 };
 
 use super::error::Outcome;
@@ -176,6 +180,7 @@ pub(crate) struct Metrics {
     duration: HistogramVec,
     cache: Arc<CacheFamily>,
     expiry: GaugeVec,
+    secret_in_use: IntGaugeVec,
 }
 
 /// One credential's handles.
@@ -184,6 +189,8 @@ pub(crate) struct CredMetrics {
     outcomes: [IntCounter; 4],
     pub duration: Histogram,
     pub expiry: ExpiryGauge,
+    /// The family, and this credential's label: its series exists only once set.
+    secret_in_use: (IntGaugeVec, String),
 }
 
 /// One credential's `tollgate_token_expiry_timestamp_seconds`: a series while a token is
@@ -215,6 +222,14 @@ impl CredMetrics {
         };
         &self.outcomes[i]
     }
+
+    /// Which of `client_secret_files` got the last token (1-based).
+    pub(crate) fn secret_in_use(&self, position: usize) {
+        let (family, name) = &self.secret_in_use;
+        family
+            .with_label_values(&[name.as_str()])
+            .set(i64::try_from(position).unwrap_or(0));
+    }
 }
 
 impl Metrics {
@@ -245,11 +260,19 @@ impl Metrics {
             ),
             &["credential"],
         )?;
+        let secret_in_use = IntGaugeVec::new(
+            Opts::new(
+                "tollgate_token_client_secret_in_use",
+                "Which of client_secret_files got the last token: 1 (current) or 2 (previous).",
+            ),
+            &["credential"],
+        )?;
         Ok(Metrics {
             requests,
             duration,
             cache,
             expiry,
+            secret_in_use,
         })
     }
 
@@ -259,6 +282,7 @@ impl Metrics {
         registry.register(Box::new(self.duration.clone()))?;
         registry.register(Box::new(CacheCollector(Arc::clone(&self.cache))))?;
         registry.register(Box::new(self.expiry.clone()))?;
+        registry.register(Box::new(self.secret_in_use.clone()))?;
         Ok(())
     }
 
@@ -273,6 +297,7 @@ impl Metrics {
                 vec: self.expiry.clone(),
                 name: name.to_owned(),
             },
+            secret_in_use: (self.secret_in_use.clone(), name.to_owned()),
         }
     }
 
@@ -284,5 +309,6 @@ impl Metrics {
         }
         let _ = self.duration.remove_label_values(&[name]);
         let _ = self.expiry.remove_label_values(&[name]);
+        let _ = self.secret_in_use.remove_label_values(&[name]);
     }
 }

@@ -1,4 +1,5 @@
-//! OAuth2 client-credentials tokens (RFC 6749 §4.4) for inject routes.
+//! The values inject routes send: OAuth 2 tokens (client credentials, RFC 6749 §4.4; JWT
+//! bearer, RFC 7523 §2.1; token exchange, RFC 8693; Google ID tokens) and static values.
 //!
 //! Start reading at [`TokenCache`] (`cache.rs`): the proxy holds one `Arc<TokenCache>`
 //! and, per inject route, a [`CredHandle`] resolved at config load; it calls
@@ -12,13 +13,21 @@
 //!   `min(30 s, 10 %)` cutoff, backoff with jitter, `Retry-After`, failure memo.
 //! - `client.rs`: the token request (form body and headers, built by a pure function),
 //!   the [`TokenEndpoint`] trait that sends it, the reqwest implementation, and the
-//!   parsing of the answer (RFC 6749 §5.1 / §5.2).
-//! - `secret.rs`: client secrets (inline or a file re-read when it changes) and the
-//!   private key of `private_key_jwt`, both through one cheap file watcher.
-//! - `jwt.rs`: RFC 7523 client assertions signed with ring (ES256, RS256), and reading
-//!   a JWT's claims without verification (for `exp` and `tollgate token`).
+//!   parsing of the answer (RFC 6749 §5.1 / §5.2, RFC 8693 §2.2, ID tokens).
+//! - `method.rs`: a credential's live material (its grant, client authentication and
+//!   token endpoint) and the token request made from it; `fetch.rs`: one attempt
+//!   (trying the previous client secret when the current one is refused, or reading a
+//!   static credential's file).
+//! - `secret.rs`: client secrets (inline or files re-read when they change) and the
+//!   other files a credential reads, through one cheap file watcher.
+//! - `jwt.rs`: assertions signed with ring (ES256, RS256, PS256; certificate
+//!   thumbprints; Google service account grants), and reading a JWT's claims without
+//!   verification (for `exp` and `tollgate token`). `service_account.rs`: Google's key
+//!   file. `discovery.rs`: OIDC discovery of an `issuer`'s token endpoint.
 //! - `cache.rs`: the cache (a map of credentials, each holding its token), single-flight fetches, background refresh, the
 //!   failure memo and hot reload. `refresh.rs`: the background refresher's loop.
+//! - `check.rs`: each file a credential names, read and checked the way the cache
+//!   reads it, without network (for `tollgate check`, start-up and reload).
 //! - `token.rs`: [`Token`] and [`TokenInfo`]; `error.rs`: [`TokenError`] and [`AuthError`].
 //! - `metrics.rs`: the `tollgate_token_*` metrics, registered on the given registry.
 //!
@@ -26,13 +35,18 @@
 //! wire through one accessor each and never a log line, error or metric label.
 
 mod cache;
+pub mod check;
 mod client;
+mod discovery;
 mod error;
+mod fetch;
 mod jwt;
+mod method;
 mod metrics;
 mod refresh;
 mod schedule;
 mod secret;
+mod service_account;
 mod token;
 
 #[cfg(test)]
@@ -46,19 +60,6 @@ pub use client::{
 pub use error::{AuthError, TokenError};
 pub use jwt::decode_claims;
 pub use token::{Token, TokenData, TokenInfo, BEARER_PREFIX};
-
-/// Reads and checks a credential's client secret file or private key file the way the
-/// cache reads it ([`TokenCache::new`] builds the same thing); no network. For
-/// `tollgate check` and the start-up and reload checks (`preflight`).
-pub fn check_client_auth(def: &tollgate_rules::Credential) -> Result<(), AuthError> {
-    secret::ClientAuth::new(def).map(drop)
-}
-
-/// Reads a credential's `ca_file` and builds its token endpoint client the way the cache
-/// does; no network. For `preflight`, like [`check_client_auth`].
-pub fn check_token_endpoint(def: &tollgate_rules::Credential) -> Result<(), AuthError> {
-    ReqwestEndpoint::for_credential(def).map(drop)
-}
 
 /// Installs ring as rustls' process-wide crypto provider, unless one already is.
 ///

@@ -3,7 +3,7 @@
 //!
 //! - [`lifetime`]: from `expires_in`, else the JWT's `exp`, else [`DEFAULT_LIFETIME`],
 //!   clamped to `[MIN_LIFETIME, MAX_LIFETIME]`.
-//! - [`Schedule`]: relative to the moment a token arrived, when to refresh it in the
+//! - [`Schedule`]: relative to the moment its token request was sent, when to refresh it in the
 //!   background (75 % of its lifetime) and until when it may be handed out (its expiry
 //!   minus `min(30 s, 10 % of lifetime)`).
 //! - [`backoff`], [`retry_delay`], [`memo_for`]: when to try the endpoint again.
@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 /// Lifetime of a token whose answer has neither `expires_in` nor a JWT `exp`.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(5 * 60);
-/// Shortest lifetime we believe (`expires_in: 0` is treated as absent).
+/// Shortest lifetime we believe. (An `expires_in` below one second never gets here: the
+/// answer is refused as unusable.)
 pub const MIN_LIFETIME: Duration = Duration::from_secs(1);
 /// Longest lifetime we believe: a token claiming more is refreshed as if it had this.
 /// Also keeps `Instant` arithmetic far from overflow whatever the endpoint says.
@@ -37,6 +38,8 @@ pub enum LifetimeSource {
     ExpiresIn,
     JwtExp,
     Default,
+    /// A static credential: until its file changes.
+    Static,
 }
 
 impl LifetimeSource {
@@ -45,6 +48,7 @@ impl LifetimeSource {
             LifetimeSource::ExpiresIn => "expires_in",
             LifetimeSource::JwtExp => "jwt_exp",
             LifetimeSource::Default => "default",
+            LifetimeSource::Static => "static",
         }
     }
 }
@@ -74,7 +78,7 @@ pub fn lifetime(
 ) -> (Duration, LifetimeSource) {
     if let Some(d) = expires_in.filter(|d| !d.is_zero()) {
         // A JWT's `exp` is whole seconds from the issuer's clock: when it says the token
-        // ends sooner than `expires_in` counted from its arrival, believe `exp`, so the
+        // ends sooner than `expires_in` counted from the request, believe `exp`, so the
         // upstream never sees a token it considers expired.
         let jwt_remaining = jwt
             .exp
@@ -120,7 +124,8 @@ pub fn cutoff(lifetime: Duration) -> Duration {
     MAX_CUTOFF.min(lifetime / 10)
 }
 
-/// When a token is refreshed and handed out, relative to the moment it arrived.
+/// When a token is refreshed and handed out, relative to the moment its token request was
+/// sent (the endpoint's clock starts when it issues the token, before its answer arrives).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Schedule {
     pub lifetime: Duration,

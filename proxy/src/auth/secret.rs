@@ -1,7 +1,8 @@
-//! What a client authenticates with: its secret (inline, or `client_secret_file`) or,
-//! for `private_key_jwt`, its private key file.
+//! Secret and key files: [`WatchedFile`] (read once, re-read when it changes),
+//! [`ClientSecret`] (inline, `client_secret_file` or `client_secret_files`), and
+//! [`read_now`] for files read afresh for every token request.
 //!
-//! Files are read once at start-up (a missing or bad file is an [`AuthError`]) and then
+//! Watched files are read once at start-up (a missing or bad file is an [`AuthError`]) and then
 //! watched cheaply by [`WatchedFile`]: before each token request one `stat` (a token
 //! request is rare), and otherwise at most one `stat` per second, when the cache asks
 //! whether a remembered failure is still worth remembering. When the file's
@@ -17,10 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
-use tollgate_rules::{AuthMethod, Credential, Secret, SecretSource};
+use tollgate_rules::{Secret, SecretSource};
 
 use super::error::AuthError;
-use super::jwt::{self, SigningKey};
 
 /// A file is stat'ed at most this often outside token requests.
 pub(crate) const STAT_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,7 +32,7 @@ type Parser<T> = Box<dyn Fn(&[u8]) -> Result<T, String> + Send + Sync>;
 
 /// A file whose parsed content is kept and re-read when the file changes.
 pub(crate) struct WatchedFile<T> {
-    /// The config key, for messages: `client_secret_file` or `private_key_file`.
+    /// The config key, for messages: `client_secret_file`, `private_key_file`, ...
     what: &'static str,
     path: PathBuf,
     parse: Parser<T>,
@@ -49,7 +49,7 @@ struct WatchState<T> {
 
 /// What tells us a file changed without reading it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileStamp {
+pub(super) struct FileStamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
@@ -126,8 +126,12 @@ impl<T> WatchedFile<T> {
     }
 }
 
-/// Reads the file through one handle, so the stamp describes the bytes read.
-fn read<T>(path: &Path, parse: &Parser<T>) -> Result<(FileStamp, T), String> {
+/// Reads the file through one handle, so the stamp describes the bytes read. The error
+/// is the reason alone (no path).
+pub(super) fn read<T>(
+    path: &Path,
+    parse: &dyn Fn(&[u8]) -> Result<T, String>,
+) -> Result<(FileStamp, T), String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let meta = file.metadata().map_err(|e| e.to_string())?;
     if meta.len() > MAX_FILE_LEN {
@@ -143,7 +147,7 @@ fn read<T>(path: &Path, parse: &Parser<T>) -> Result<(FileStamp, T), String> {
 
 /// A secret file's content: UTF-8, trailing line breaks removed (files written by
 /// `echo` or editors end with one), not empty.
-fn parse_secret(bytes: &[u8]) -> Result<Secret, String> {
+pub(crate) fn parse_secret(bytes: &[u8]) -> Result<Secret, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?;
     let text = text.trim_end_matches(['\r', '\n']);
     if text.is_empty() {
@@ -152,130 +156,103 @@ fn parse_secret(bytes: &[u8]) -> Result<Secret, String> {
     Ok(Secret::new(text))
 }
 
-/// A client secret, from the config or from a watched file.
+/// Reads a file that is used once and read again for every token request (a client
+/// assertion or subject token that someone else renews: Kubernetes' projected service
+/// account tokens). Same content rules as a secret file. The error names the file.
+pub(crate) fn read_now(what: &'static str, path: &Path) -> Result<Secret, String> {
+    let parse: Parser<Secret> = Box::new(parse_secret);
+    read(path, &parse)
+        .map(|(_, s)| s)
+        .map_err(|why| format!("{what} {}: {why}", path.display()))
+}
+
+/// A static credential's value: a secret file's rules, and nothing a header cannot hold.
+pub(crate) fn parse_header_value(bytes: &[u8]) -> Result<Secret, String> {
+    let secret = parse_secret(bytes)?;
+    if secret
+        .expose()
+        .bytes()
+        .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    {
+        return Err("holds characters not allowed in an HTTP header (a line break?)".into());
+    }
+    Ok(secret)
+}
+
+/// A client secret: inline, or one or two watched files (`client_secret_file`,
+/// `client_secret_files: [current, previous]`).
 pub(crate) enum ClientSecret {
     Inline(Arc<Secret>),
-    File(WatchedFile<Secret>),
+    Files(Vec<WatchedFile<Secret>>),
 }
 
 impl ClientSecret {
-    fn new(credential: &str, source: &SecretSource) -> Result<Self, AuthError> {
-        match source {
-            SecretSource::Inline(s) => Ok(ClientSecret::Inline(Arc::new(s.clone()))),
-            SecretSource::File(path) => {
-                WatchedFile::open("client_secret_file", path, Box::new(parse_secret))
-                    .map(ClientSecret::File)
-                    .map_err(|reason| AuthError::SecretFile {
+    pub(crate) fn new(credential: &str, source: &SecretSource) -> Result<Self, AuthError> {
+        let files = match source {
+            SecretSource::Inline(s) => return Ok(ClientSecret::Inline(Arc::new(s.clone()))),
+            SecretSource::File(path) => std::slice::from_ref(path),
+            SecretSource::Files(paths) => paths.as_slice(),
+        };
+        let what = match source {
+            SecretSource::Files(_) => "client_secret_files",
+            _ => "client_secret_file",
+        };
+        files
+            .iter()
+            .map(|path| {
+                WatchedFile::open(what, path, Box::new(parse_secret)).map_err(|reason| {
+                    AuthError::SecretFile {
                         credential: credential.to_string(),
                         path: path.clone(),
                         reason,
-                    })
-            }
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(ClientSecret::Files)
+    }
+
+    /// How many secrets there are to try (1 or 2).
+    pub(crate) fn count(&self) -> usize {
+        match self {
+            ClientSecret::Inline(_) => 1,
+            ClientSecret::Files(f) => f.len().max(1),
         }
     }
 
-    fn current(&self) -> Result<(Arc<Secret>, u64), String> {
+    /// The `i`-th secret (stat'ed, re-read if changed) and its file's version.
+    pub(crate) fn current(&self, i: usize) -> Result<(Arc<Secret>, u64), String> {
         match self {
             ClientSecret::Inline(s) => Ok((Arc::clone(s), 0)),
-            ClientSecret::File(f) => f.current(),
+            ClientSecret::Files(f) => match f.get(i) {
+                Some(file) => file.current(),
+                None => Err("no such secret".into()),
+            },
         }
     }
 
-    fn version(&self) -> u64 {
+    /// Where the `i`-th secret comes from, for `tollgate token`.
+    pub(crate) fn describe(&self, i: usize) -> String {
         match self {
-            ClientSecret::Inline(_) => 0,
-            ClientSecret::File(f) => f.version(),
-        }
-    }
-}
-
-/// How a credential authenticates at the token endpoint, with its live material.
-pub(crate) enum ClientAuth {
-    Basic(ClientSecret),
-    Post(ClientSecret),
-    PrivateKeyJwt {
-        key: WatchedFile<SigningKey>,
-        key_id: Option<String>,
-    },
-}
-
-/// The material for one token request. Every variant's `Debug` is redacted.
-#[derive(Debug)]
-pub(crate) enum Material {
-    /// `client_secret_basic`: id and secret in the `Authorization` header.
-    Basic(Arc<Secret>),
-    /// `client_secret_post`: id and secret in the form body.
-    Post(Arc<Secret>),
-    /// `private_key_jwt`: a freshly signed assertion.
-    Assertion(Secret),
-}
-
-impl ClientAuth {
-    /// Reads the secret or key file (an error names the credential and the file).
-    pub(crate) fn new(def: &Credential) -> Result<Self, AuthError> {
-        Ok(match &def.auth {
-            AuthMethod::ClientSecretBasic(src) => {
-                ClientAuth::Basic(ClientSecret::new(&def.name, src)?)
-            }
-            AuthMethod::ClientSecretPost(src) => {
-                ClientAuth::Post(ClientSecret::new(&def.name, src)?)
-            }
-            AuthMethod::PrivateKeyJwt {
-                private_key_file,
-                signing_alg,
-                key_id,
-            } => {
-                let alg = *signing_alg;
-                let key = WatchedFile::open(
-                    "private_key_file",
-                    private_key_file,
-                    Box::new(move |bytes: &[u8]| SigningKey::from_pem(bytes, alg)),
-                )
-                .map_err(|reason| AuthError::KeyFile {
-                    credential: def.name.clone(),
-                    path: private_key_file.clone(),
-                    reason,
-                })?;
-                ClientAuth::PrivateKeyJwt {
-                    key,
-                    key_id: key_id.clone(),
-                }
-            }
-        })
-    }
-
-    /// Material for one token request, and the version of the file it came from.
-    /// Stats the secret or key file (re-reading it if changed) and, for
-    /// `private_key_jwt`, signs a fresh assertion for `def.token_url`.
-    pub(crate) fn material(&self, def: &Credential) -> Result<(Material, u64), String> {
-        match self {
-            ClientAuth::Basic(s) => s.current().map(|(s, v)| (Material::Basic(s), v)),
-            ClientAuth::Post(s) => s.current().map(|(s, v)| (Material::Post(s), v)),
-            ClientAuth::PrivateKeyJwt { key, key_id } => {
-                let (key, version) = key.current()?;
-                let now = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let assertion = jwt::client_assertion(
-                    &key,
-                    &def.client_id,
-                    def.token_url.as_str(),
-                    key_id.as_deref(),
-                    now,
-                    &jwt::new_jti()?,
-                )?;
-                Ok((Material::Assertion(Secret::new(assertion)), version))
-            }
+            ClientSecret::Inline(_) => "the inline client_secret".into(),
+            ClientSecret::Files(f) if f.len() > 1 => match f.get(i) {
+                Some(file) => format!("client_secret_files[{i}] {}", file.path.display()),
+                None => String::new(),
+            },
+            ClientSecret::Files(f) => match f.first() {
+                Some(file) => format!("{} {}", file.what, file.path.display()),
+                None => String::new(),
+            },
         }
     }
 
-    /// Version of the secret or key file; changes when the file was rotated. Stats at
-    /// most once per [`STAT_INTERVAL`]; inline secrets are always version 0.
+    /// Changes whenever one of the files was re-read.
     pub(crate) fn version(&self) -> u64 {
         match self {
-            ClientAuth::Basic(s) | ClientAuth::Post(s) => s.version(),
-            ClientAuth::PrivateKeyJwt { key, .. } => key.version(),
+            ClientSecret::Inline(_) => 0,
+            ClientSecret::Files(f) => f
+                .iter()
+                .fold(0u64, |acc, file| acc.wrapping_add(file.version())),
         }
     }
 }
@@ -284,7 +261,9 @@ impl ClientAuth {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::auth::test_support::{credential, TempDir};
+    use crate::auth::method::CredAuth;
+    use crate::auth::test_support::{basic, credential, set_auth, TempDir};
+    use tollgate_rules::{AuthMethod, PrivateKeyJwt};
 
     #[test]
     fn secret_file_content_rules() {
@@ -303,8 +282,8 @@ mod tests {
         let dir = TempDir::new();
         let path = dir.path().join("nope");
         let mut def = credential("billing");
-        def.auth = AuthMethod::ClientSecretBasic(SecretSource::File(path.clone()));
-        let Err(err) = ClientAuth::new(&def) else {
+        set_auth(&mut def, basic(SecretSource::File(path.clone())));
+        let Err(err) = CredAuth::new(&def) else {
             panic!("expected an error")
         };
         let msg = err.to_string();
@@ -315,16 +294,32 @@ mod tests {
         assert!(msg.contains(&*path.to_string_lossy()), "{msg}");
     }
 
+    /// The `client_secret` a prepared request carries (client_secret_post).
+    fn posted(auth: &CredAuth, def: &tollgate_rules::Credential) -> Result<(String, u64), String> {
+        let p = auth.prepare(def, 0)?;
+        let secret = p
+            .request
+            .form()
+            .into_iter()
+            .find(|(k, _)| k == "client_secret")
+            .map(|(_, v)| v)
+            .unwrap();
+        Ok((secret, p.version))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn secret_file_is_reread_after_it_changes() {
         let dir = TempDir::new();
         let path = dir.write("secret", "first\n");
         let mut def = credential("billing");
-        def.auth = AuthMethod::ClientSecretPost(SecretSource::File(path.clone()));
-        let auth = ClientAuth::new(&def).unwrap();
+        set_auth(
+            &mut def,
+            AuthMethod::ClientSecretPost(SecretSource::File(path.clone())),
+        );
+        let auth = CredAuth::new(&def).unwrap();
 
-        let (m, v0) = auth.material(&def).unwrap();
-        assert!(matches!(&m, Material::Post(s) if s.expose() == "first"));
+        let (m, v0) = posted(&auth, &def).unwrap();
+        assert_eq!(m, "first");
         assert_eq!(auth.version(), v0);
 
         // Rotation: a new file swapped in (new inode, other length).
@@ -335,26 +330,73 @@ mod tests {
         let v1 = auth.version();
         assert_ne!(v1, v0);
         // A token request always looks, and sees the new secret.
-        let (m, v) = auth.material(&def).unwrap();
-        assert!(matches!(&m, Material::Post(s) if s.expose() == "second-secret"));
-        assert_eq!(v, v1);
+        let (m, _) = posted(&auth, &def).unwrap();
+        assert_eq!(m, "second-secret");
+        assert_eq!(auth.version(), v1);
 
         // Rewritten in place: a token request notices at once.
         std::fs::write(&path, "third\n").unwrap();
-        let (m, v2) = auth.material(&def).unwrap();
-        assert!(matches!(&m, Material::Post(s) if s.expose() == "third"));
+        let (m, v2) = posted(&auth, &def).unwrap();
+        assert_eq!(m, "third");
         assert_ne!(v2, v1);
 
         // Gone: the token request fails naming the file; the value comes back with it.
         std::fs::remove_file(&path).unwrap();
-        let err = auth.material(&def).unwrap_err();
+        let err = posted(&auth, &def).unwrap_err();
         assert!(err.starts_with("client_secret_file "), "{err}");
         assert!(!err.contains("third"), "{err}");
         std::fs::write(&path, "fourth\n").unwrap();
-        let (m, _) = auth.material(&def).unwrap();
-        assert!(matches!(&m, Material::Post(s) if s.expose() == "fourth"));
-        // Debug never shows it.
-        assert!(!format!("{m:?}").contains("fourth"));
+        let (m, _) = posted(&auth, &def).unwrap();
+        assert_eq!(m, "fourth");
+        // Debug of the request never shows it.
+        let p = auth.prepare(&def, 0).unwrap();
+        assert!(!format!("{:?}", p.request).contains("fourth"));
+    }
+
+    #[test]
+    fn read_now_reads_every_time_and_names_the_file() {
+        let dir = TempDir::new();
+        let path = dir.write("assertion", "eyJ.first.sig");
+        assert_eq!(
+            read_now("client_assertion_file", &path).unwrap().expose(),
+            "eyJ.first.sig"
+        );
+        // Same length, same second: still seen (no stamp involved).
+        std::fs::write(&path, "eyJ.secnd.sig").unwrap();
+        assert_eq!(
+            read_now("client_assertion_file", &path).unwrap().expose(),
+            "eyJ.secnd.sig"
+        );
+        std::fs::write(&path, "").unwrap();
+        let e = read_now("client_assertion_file", &path).unwrap_err();
+        assert_eq!(
+            e,
+            format!("client_assertion_file {}: is empty", path.display())
+        );
+        std::fs::remove_file(&path).unwrap();
+        let e = read_now("subject_token_file", &path).unwrap_err();
+        assert!(
+            e.starts_with(&format!("subject_token_file {}: ", path.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn header_values_have_no_line_breaks() {
+        assert_eq!(
+            parse_header_value(b"sk_live_123\n").unwrap().expose(),
+            "sk_live_123"
+        );
+        assert_eq!(
+            parse_header_value(b"Basic dXNlcjpwdw==").unwrap().expose(),
+            "Basic dXNlcjpwdw=="
+        );
+        assert!(parse_header_value(b"a\nb")
+            .unwrap_err()
+            .contains("not allowed in an HTTP header"));
+        assert!(parse_header_value(b"a\rb").is_err());
+        assert!(parse_header_value(b"a\x00b").is_err());
+        assert!(parse_header_value(b"a\tb").is_ok());
     }
 
     #[test]
@@ -362,12 +404,17 @@ mod tests {
         let dir = TempDir::new();
         let path = dir.write("key.pem", "not a key");
         let mut def = credential("signer");
-        def.auth = AuthMethod::PrivateKeyJwt {
-            private_key_file: path,
-            signing_alg: None,
-            key_id: None,
-        };
-        let Err(err) = ClientAuth::new(&def) else {
+        set_auth(
+            &mut def,
+            AuthMethod::PrivateKeyJwt(PrivateKeyJwt {
+                private_key_file: path,
+                signing_alg: None,
+                key_id: None,
+                certificate: None,
+                assertion_audience: None,
+            }),
+        );
+        let Err(err) = CredAuth::new(&def) else {
             panic!("expected an error")
         };
         let msg = err.to_string();

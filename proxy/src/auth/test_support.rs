@@ -7,26 +7,74 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tollgate_rules::{AuthMethod, Credential, Secret, SecretSource};
+use tollgate_rules::{
+    AuthMethod, BasicEncoding, Client, Credential, CredentialKind, Endpoint, Grant, OAuth2, Secret,
+    SecretSource,
+};
 use url::Url;
 
 use super::client::{BoxFuture, HttpRequest, HttpResponse, TokenEndpoint, TransportError};
 use super::TokenCache;
 
-/// A credential `NAME` with client id `NAME-client`, secret `NAME-secret` (basic).
+/// A credential `NAME` with client id `NAME-client`, secret `NAME-secret` (basic), at
+/// `https://idp.example.com/oauth2/token`.
 pub(crate) fn credential(name: &str) -> Credential {
     Credential {
         name: name.into(),
-        token_url: Url::parse("https://idp.example.com/oauth2/token").unwrap(),
-        client_id: format!("{name}-client"),
-        auth: AuthMethod::ClientSecretBasic(SecretSource::Inline(Secret::new(format!(
-            "{name}-secret"
-        )))),
-        scopes: vec![],
-        audience: None,
-        resource: None,
-        params: BTreeMap::new(),
-        ca_file: None,
+        kind: CredentialKind::OAuth2(Box::new(OAuth2 {
+            endpoint: Endpoint::TokenUrl(
+                Url::parse("https://idp.example.com/oauth2/token").unwrap(),
+            ),
+            grant: Grant::ClientCredentials(Client {
+                client_id: format!("{name}-client"),
+                auth: basic(SecretSource::Inline(Secret::new(format!("{name}-secret")))),
+            }),
+            scopes: vec![],
+            audience: None,
+            resource: None,
+            params: BTreeMap::new(),
+            ca_file: None,
+        })),
+    }
+}
+
+/// `client_secret_basic` with the default encoding.
+pub(crate) fn basic(secret: SecretSource) -> AuthMethod {
+    AuthMethod::ClientSecretBasic {
+        secret,
+        encoding: BasicEncoding::FormUrlencoded,
+    }
+}
+
+/// The OAuth 2 settings of a test credential.
+pub(crate) fn oauth(def: &mut Credential) -> &mut OAuth2 {
+    match &mut def.kind {
+        CredentialKind::OAuth2(o) => o,
+        CredentialKind::Static { .. } => panic!("a static credential"),
+    }
+}
+
+/// The client of a test credential (client_credentials or token_exchange).
+pub(crate) fn client(def: &mut Credential) -> &mut Client {
+    match &mut oauth(def).grant {
+        Grant::ClientCredentials(c) => c,
+        Grant::TokenExchange(t) => t.client.as_mut().expect("a client"),
+        Grant::JwtBearer(_) => panic!("jwt_bearer has no client"),
+    }
+}
+
+/// Sets a test credential's auth method.
+pub(crate) fn set_auth(def: &mut Credential, auth: AuthMethod) {
+    client(def).auth = auth;
+}
+
+/// A static credential reading `value_file`.
+pub(crate) fn static_credential(name: &str, value_file: &Path) -> Credential {
+    Credential {
+        name: name.into(),
+        kind: CredentialKind::Static {
+            value_file: value_file.to_path_buf(),
+        },
     }
 }
 
@@ -43,6 +91,30 @@ pub(crate) enum Reply {
     Status(u16, &'static str, Option<&'static str>),
     /// A transport failure.
     Fail(TransportError),
+    /// Computed from the request and the call number: (status, body).
+    With(Responder),
+}
+
+/// A function answering a request (for [`Reply::With`]).
+#[derive(Clone)]
+pub(crate) struct Responder(pub Arc<RespondFn>);
+
+/// What a [`Responder`] runs: (request, call number) -> (status, body).
+pub(crate) type RespondFn = dyn Fn(&HttpRequest, usize) -> (u16, String) + Send + Sync;
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
+}
+
+impl Reply {
+    /// A reply computed by `f` from the request and the call number (1-based).
+    pub(crate) fn with(
+        f: impl Fn(&HttpRequest, usize) -> (u16, String) + Send + Sync + 'static,
+    ) -> Self {
+        Reply::With(Responder(Arc::new(f)))
+    }
 }
 
 impl Reply {
@@ -97,7 +169,7 @@ impl TokenEndpoint for FakeEndpoint {
     fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
         Box::pin(async move {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-            self.requests.lock().unwrap().push(request);
+            self.requests.lock().unwrap().push(request.clone());
             let reply = self.default.lock().unwrap().clone();
             let delay = *self.delay.lock().unwrap();
             if !delay.is_zero() {
@@ -124,6 +196,14 @@ impl TokenEndpoint for FakeEndpoint {
                     body: body.as_bytes().to_vec(),
                 }),
                 Reply::Fail(e) => Err(e),
+                Reply::With(Responder(f)) => {
+                    let (status, body) = f(&request, n);
+                    Ok(HttpResponse {
+                        status,
+                        retry_after: None,
+                        body: body.into_bytes(),
+                    })
+                }
             }
         })
     }

@@ -32,10 +32,11 @@ pub struct TokenData {
 pub const BEARER_PREFIX: &str = "Bearer ";
 
 impl Token {
-    /// A token that arrived at `received`, with the given schedule. `id` is unique per
-    /// cache (compare-and-invalidate uses it).
-    pub(crate) fn new(value: String, id: u64, received: Instant, schedule: &Schedule) -> Self {
-        let at = |d: Duration| received.checked_add(d).unwrap_or(received);
+    /// A token whose lifetime started at `start` (when its token request was sent, not
+    /// when the answer arrived), with the given schedule. `id` is unique per cache
+    /// (compare-and-invalidate uses it).
+    pub(crate) fn new(value: String, id: u64, start: Instant, schedule: &Schedule) -> Self {
+        let at = |d: Duration| start.checked_add(d).unwrap_or(start);
         let bearer = prefixed(BEARER_PREFIX, &value);
         Token(Arc::new(TokenData {
             value: value.into_boxed_str(),
@@ -159,13 +160,17 @@ impl fmt::Debug for TokenData {
 /// A freshly fetched token and what the endpoint said about it (`tollgate token`).
 #[derive(Clone, Debug)]
 pub struct TokenInfo {
-    /// As sent by the endpoint (`Bearer` normally; anything else is accepted and shown).
+    /// What authenticated the token request (the secret file, key, assertion file,
+    /// service account) or, for a static credential, its file. Never a secret.
+    pub used: String,
+    /// As sent by the endpoint (`Bearer`, or empty when it sent none); `static` for a
+    /// static credential.
     pub token_type: String,
     /// The `expires_in` the endpoint sent, if any.
     pub expires_in: Option<Duration>,
     /// The lifetime the cache would use.
     pub lifetime: Duration,
-    /// `expires_in`, `jwt_exp` or `default`.
+    /// `expires_in`, `jwt_exp`, `default` or `static`.
     pub lifetime_source: &'static str,
     /// The `scope` the endpoint granted, if it said.
     pub scope: Option<String>,

@@ -133,6 +133,8 @@ struct Outcome<'s> {
     dest: Option<(String, u16)>,
     /// The OpenTelemetry span of this request (only when traces are exported).
     span: Option<tracing::Span>,
+    /// Who the request proved to be (`callers`), when it did.
+    caller: Option<crate::callers::Identity>,
 }
 
 impl Outcome<'_> {
@@ -149,6 +151,7 @@ impl Outcome<'_> {
             replayed: false,
             dest: None,
             span: None,
+            caller: None,
         }
     }
 }
@@ -383,6 +386,20 @@ impl Conn {
                 |e| ProxyError::new(Code::BadRequest, format!("bad request path: {e}"), None),
             )?,
         };
+        // ---- callers (issue 14): who is asking, before routing; a CONNECT authenticates
+        // its whole tunnel here. The logic is in `crate::callers`; this only calls it.
+        if let Some(callers) = state.callers.as_ref() {
+            let value = crate::callers::proxy_authorization(http1::Head::values(
+                head,
+                "proxy-authorization",
+            ))
+            .map_err(|e| callers.refusal(&e))?;
+            out.caller = callers
+                .authenticate(value)
+                .await
+                .map_err(|e| callers.refusal(&e))?;
+        }
+        // ---- end callers
         let facts = RequestFacts {
             host: &parsed.target.host,
             port: parsed.target.port,
@@ -394,6 +411,7 @@ impl Conn {
             },
             method: head.method(),
             client: self.client.map(|c| c.ip()),
+            caller: out.caller.as_ref().map(|c| c.name()),
         };
         let plan = plan(state, &parsed.target, &facts)?;
         out.route = Some(plan.route);
@@ -417,7 +435,15 @@ impl Conn {
     async fn answer(&mut self, err: ProxyError, keep_alive: bool, out: &mut Outcome<'_>) {
         let mut bytes = std::mem::take(&mut self.out);
         bytes.clear();
-        let extra: Vec<String> = Vec::new();
+        // A 407 says which schemes it accepts (`callers`).
+        let extra: Vec<String> = match (&err.code, self.state.as_ref()) {
+            (Code::ProxyAuthRequired, Some(s)) => s
+                .callers
+                .as_ref()
+                .map(|c| c.challenge_lines())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         err.write_response(keep_alive, &extra, &mut bytes);
         let wrote = io::write_all(&mut self.down, &bytes, Duration::from_secs(10)).await;
         self.out = bytes;
@@ -478,6 +504,9 @@ impl Conn {
                 span.record("server.port", i64::from(*port));
             }
             span.record("tollgate.route", series.route());
+            if let Some(c) = &out.caller {
+                span.record("tollgate.caller", c.name());
+            }
             span.record("tollgate.action", out.action.as_str());
             span.record("tollgate.replayed", out.replayed);
             span.record("http.response.status_code", i64::from(out.status));
@@ -493,6 +522,7 @@ impl Conn {
                 client: self.client,
                 route: series.route(),
                 action: out.action.as_str(),
+                caller: out.caller.as_ref().map(|c| c.name()),
                 head,
                 host: out.dest.as_ref().map_or("-", |d| d.0.as_str()),
                 port: out.dest.as_ref().map_or(0, |d| d.1),

@@ -31,6 +31,7 @@ fn rewritten(req: &str, credential: Option<&[u8]>, trace: Option<(&str, Option<&
         path: &path,
         method: head.method(),
         client: None,
+        caller: None,
     };
     let plan = plan(&state, &parsed.target, &facts).expect("plan");
     let mut out = Vec::new();

@@ -5,9 +5,11 @@
 //! when nothing at all was wrong. `credential.rs` and `route.rs` hold the per-entry
 //! checks; this file the [`Checker`] and the top level.
 
-use crate::file::{ConfigFile, DefaultActionFile, PathNormalizationFile};
-use crate::load::{Env, Problem};
-use crate::model::{Config, DefaultAction, Listen, PathNormalization};
+use crate::file::{ConfigFile, DefaultActionFile, InterceptionFile, PathNormalizationFile};
+use crate::load::{Env, Location, Problem};
+use crate::model::{
+    Config, DefaultAction, Interception, InterceptionSites, Listen, PathNormalization,
+};
 use crate::pos::{display, Pos, PosIndex, Seg, YPath};
 use crate::source::Partial;
 use crate::values::{self, shown};
@@ -29,6 +31,14 @@ pub const DEFAULT_PREFIX: &str = "Bearer ";
 pub const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Largest accepted `drain_timeout`.
 const MAX_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `interception.leaf_lifetime` when the file does not say.
+pub const DEFAULT_LEAF_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Shortest accepted `interception.leaf_lifetime` (leaves are renewed at 3/4 of it).
+pub const MIN_LEAF_LIFETIME: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// Longest accepted `interception.leaf_lifetime`: 397 days, the CA/Browser Forum limit
+/// that Apple and Chrome also apply to TLS server certificates.
+pub const MAX_LEAF_LIFETIME: std::time::Duration = std::time::Duration::from_secs(397 * 86400);
 
 /// Largest accepted `threads`.
 pub const MAX_THREADS: u64 = 4096;
@@ -65,10 +75,12 @@ fn child(base: &[Seg], seg: impl Into<Seg>) -> YPath {
     p
 }
 
+mod callers;
 mod credential;
 mod route;
 mod timeouts;
 
+pub use callers::DEFAULT_IDENTITY_CLAIM;
 use credential::credential;
 use route::route;
 
@@ -132,6 +144,17 @@ impl<'a> Checker<'a> {
             column: pos.column,
             message,
         });
+    }
+
+    /// Where the key at `path` is, for problems found after validation.
+    fn location(&self, path: &[Seg]) -> Location {
+        let pos = self.index.key(path);
+        Location {
+            file: self.file.to_owned(),
+            line: pos.line,
+            column: pos.column,
+            key: display(path),
+        }
     }
 
     /// A problem with the value at `path`.
@@ -228,6 +251,62 @@ fn with_written(msg: String, raw: &str, expanded: &str) -> String {
     } else {
         format!("{msg} (after substituting `${{...}}` in {})", shown(raw))
     }
+}
+
+/// `interception:`. The files are not opened here (the proxy reads and checks them).
+fn interception(c: &mut Checker<'_>, f: InterceptionFile) -> Option<Interception> {
+    let base = path!["interception"];
+    let file = |c: &mut Checker<'_>, key: &str, raw: &Option<String>| match raw {
+        Some(raw) => c.file_path(&child(&base, key), raw),
+        None => {
+            c.node_err(
+                &base,
+                format!("missing `{key}` (`interception` needs `ca_cert_file` and `ca_key_file`)"),
+            );
+            None
+        }
+    };
+    let ca_cert_file = file(c, "ca_cert_file", &f.ca_cert_file);
+    let ca_key_file = file(c, "ca_key_file", &f.ca_key_file);
+    if let (Some(cert), Some(key)) = (&ca_cert_file, &ca_key_file) {
+        if cert == key {
+            c.value_err(
+                &child(&base, "ca_key_file"),
+                "must not be the certificate file: tollgate reads the certificate and the key from separate files",
+            );
+        }
+    }
+    let lp = child(&base, "leaf_lifetime");
+    let leaf_lifetime = match &f.leaf_lifetime {
+        None => Some(DEFAULT_LEAF_LIFETIME),
+        Some(raw) => c
+            .text(&lp, raw)
+            .and_then(|t| match crate::units::parse_duration(&t) {
+                Ok(d) if (MIN_LEAF_LIFETIME..=MAX_LEAF_LIFETIME).contains(&d) => Some(d),
+                Ok(_) => {
+                    c.value_err(
+                        &lp,
+                        "must be between 10m and 397d (leaves are renewed when 3/4 of it has passed)",
+                    );
+                    None
+                }
+                Err(e) => {
+                    c.value_err(&lp, format!("{t:?} is not a duration like 24h or 7d: {e}"));
+                    None
+                }
+            }),
+    };
+    let sites = InterceptionSites {
+        ca_cert_file: c.location(&child(&base, "ca_cert_file")),
+        ca_key_file: c.location(&child(&base, "ca_key_file")),
+    };
+    let (ca_cert_file, ca_key_file, leaf_lifetime) = (ca_cert_file?, ca_key_file?, leaf_lifetime?);
+    (ca_cert_file != ca_key_file).then_some(Interception {
+        ca_cert_file,
+        ca_key_file,
+        leaf_lifetime,
+        sites,
+    })
 }
 
 /// The whole conversion. The config is `None` when any problem was recorded; the
@@ -342,6 +421,9 @@ fn assemble(c: &mut Checker<'_>, f: ConfigFile, partial: &mut Partial) -> Option
         }
     }
 
+    let callers = callers::callers(c, f.callers);
+    partial.callers = callers.clone().flatten();
+
     // Routes, in file order.
     let mut routes = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
@@ -349,6 +431,13 @@ fn assemble(c: &mut Checker<'_>, f: ConfigFile, partial: &mut Partial) -> Option
         let base = path!["routes", i];
         match route(c, &base, rf, &declared, &mut names, i) {
             Some(r) => {
+                if !r.callers.is_empty() && matches!(callers, Some(None)) {
+                    c.node_err(
+                        &child(&base, "callers"),
+                        "a route lists `callers` but there is no `callers:` section saying how callers authenticate",
+                    );
+                    all_ok = false;
+                }
                 partial.routes.push((i, r.clone()));
                 routes.push(r);
             }
@@ -356,7 +445,14 @@ fn assemble(c: &mut Checker<'_>, f: ConfigFile, partial: &mut Partial) -> Option
         }
     }
 
+    let interception = match f.interception {
+        None => Some(None),
+        Some(i) => interception(c, i).map(Some),
+    };
+    partial.interception = interception.clone().flatten();
+
     let config = Config {
+        interception: interception?,
         listen: Listen {
             proxy: proxy?,
             admin: admin?,
@@ -373,6 +469,7 @@ fn assemble(c: &mut Checker<'_>, f: ConfigFile, partial: &mut Partial) -> Option
         },
         credentials,
         routes,
+        callers: callers?,
     };
     (all_ok && c.problems.is_empty()).then_some(config)
 }

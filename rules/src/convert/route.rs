@@ -1,8 +1,8 @@
 //! One entry of `routes:` -> [`Route`].
 
 use super::{child, Checker, DEFAULT_HEADER, DEFAULT_PREFIX};
-use crate::file::{ActionFile, RouteFile};
-use crate::model::{Action, Inject, Route, RouteMatch};
+use crate::file::{ActionFile, ConnectFile, RouteFile};
+use crate::model::{Action, Connect, Inject, Route, RouteMatch};
 use crate::pos::Seg;
 use crate::values::{self, shown, shown_url};
 use std::collections::{HashMap, HashSet};
@@ -137,6 +137,11 @@ pub(super) fn route(
             }
         }
     } else if f.clients.is_some() {
+        ok = false;
+    }
+
+    let callers = super::callers::route_callers(c, base, &f.callers);
+    if callers.is_none() {
         ok = false;
     }
 
@@ -281,14 +286,61 @@ pub(super) fn route(
     if timeouts.is_none() {
         ok = false;
     }
+    let connect = match (f.action, f.connect) {
+        (_, None) => Some(default_connect(f.action)),
+        (Some(action), Some(written)) => match connect_problem(action, written) {
+            None => Some(match written {
+                ConnectFile::Tunnel => Connect::Tunnel,
+                ConnectFile::Refuse => Connect::Refuse,
+                ConnectFile::Intercept => Connect::Intercept,
+            }),
+            Some(msg) => {
+                c.value_err(&p("connect"), msg);
+                ok = false;
+                None
+            }
+        },
+        // A missing `action` is reported already.
+        (None, Some(_)) => None,
+    };
+    let connect_at = f.connect.map(|_| c.location(&p("connect")));
+
     let r = Route {
         timeouts: timeouts.unwrap_or_default(),
         name: name?,
         matcher: matcher?,
         clients,
+        callers: callers.unwrap_or_default(),
         action: action?,
         upstream,
         upstream_ca_file,
+        connect: connect?,
+        connect_at,
     };
     ok.then_some(r)
+}
+
+/// `connect:` when the route does not say: pass routes tunnel, the others refuse.
+fn default_connect(action: Option<ActionFile>) -> Connect {
+    match action {
+        Some(ActionFile::Pass) => Connect::Tunnel,
+        _ => Connect::Refuse,
+    }
+}
+
+/// Why `connect: written` does not fit a route with `action`, if it does not.
+fn connect_problem(action: ActionFile, written: ConnectFile) -> Option<&'static str> {
+    match (action, written) {
+        (ActionFile::Pass, ConnectFile::Tunnel | ConnectFile::Refuse)
+        | (ActionFile::Inject, ConnectFile::Refuse | ConnectFile::Intercept) => None,
+        (ActionFile::Pass, ConnectFile::Intercept) => Some(
+            "`intercept` needs `action: inject`: pass routes are never intercepted, their tunnels stay byte-for-byte (use `tunnel` or `refuse`)",
+        ),
+        (ActionFile::Inject, ConnectFile::Tunnel) => Some(
+            "an inject route cannot `tunnel`: a token cannot be added to bytes tollgate does not read (use `intercept`, or `refuse`, the default)",
+        ),
+        (ActionFile::Deny, _) => {
+            Some("a deny route has no `connect`: it refuses CONNECT like every other request")
+        }
+    }
 }

@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tollgate_rules::{AuthMethod, Credential, Secret, SecretSource};
+use tollgate_rules::{
+    AuthMethod, BasicEncoding, Credential, Endpoint, PrivateKeyJwt, Secret, SecretSource,
+};
 
+use super::tests::build;
 use super::*;
-use crate::auth::test_support::{credential, credentials, TempDir};
+use crate::auth::test_support::{basic, client, credential, credentials, oauth, TempDir};
 use crate::auth::{AuthError, TokenCache};
 
 /// One request as the server saw it.
@@ -89,12 +92,14 @@ fn json_response(status: &str, extra_headers: &str, body: &str) -> String {
 
 fn def_for(addr: SocketAddr, auth: AuthMethod) -> Credential {
     let mut def = credential("billing");
-    def.token_url = Url::parse(&format!("http://{addr}/oauth2/token")).unwrap();
-    def.client_id = "a:b c%".into();
-    def.auth = auth;
-    def.scopes = vec!["invoices:read".into(), "invoices:write".into()];
-    def.audience = Some("https://billing.example.com".into());
-    def.params = BTreeMap::from([("tenant".into(), "eu".into())]);
+    let o = oauth(&mut def);
+    o.endpoint = Endpoint::TokenUrl(Url::parse(&format!("http://{addr}/oauth2/token")).unwrap());
+    o.scopes = vec!["invoices:read".into(), "invoices:write".into()];
+    o.audience = Some("https://billing.example.com".into());
+    o.params = BTreeMap::from([("tenant".into(), "eu".into())]);
+    let c = client(&mut def);
+    c.client_id = "a:b c%".into();
+    c.auth = auth;
     def
 }
 
@@ -118,12 +123,18 @@ async fn basic_on_the_wire_matches_the_built_request() {
         r#"{"access_token":"real-token","token_type":"Bearer","expires_in":3600}"#,
     ))
     .await;
-    let def = def_for(addr, AuthMethod::ClientSecretBasic(inline("s:e c%")));
+    let def = def_for(addr, basic(inline("s:e c%")));
     let token = cache(&def).get("billing").await.unwrap();
     assert_eq!(token.secret(), "real-token");
     let seen = server.await.unwrap();
     assert_eq!(seen.request_line, "POST /oauth2/token HTTP/1.1");
-    let built = build_request(&def, &Material::Basic(Arc::new(Secret::new("s:e c%"))));
+    let built = build(
+        &def,
+        &Material::Basic(
+            Arc::new(Secret::new("s:e c%")),
+            BasicEncoding::FormUrlencoded,
+        ),
+    );
     assert_eq!(seen.body, built.body);
     assert_eq!(
         seen.body,
@@ -182,11 +193,13 @@ async fn private_key_jwt_on_the_wire() {
     let (addr, server) = serve_once(json_response("200 OK", "", r#"{"access_token":"t"}"#)).await;
     let def = def_for(
         addr,
-        AuthMethod::PrivateKeyJwt {
+        AuthMethod::PrivateKeyJwt(PrivateKeyJwt {
             private_key_file: key,
             signing_alg: None,
             key_id: None,
-        },
+            certificate: None,
+            assertion_audience: None,
+        }),
     );
     cache(&def).get("billing").await.unwrap();
     let seen = server.await.unwrap();
@@ -221,7 +234,7 @@ async fn error_answers_on_the_wire() {
         r#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
     ))
     .await;
-    let def = def_for(addr, AuthMethod::ClientSecretBasic(inline("wrong")));
+    let def = def_for(addr, basic(inline("wrong")));
     let e = cache(&def).get("billing").await.unwrap_err();
     server.await.unwrap();
     assert!(e.is_permanent());
@@ -236,7 +249,7 @@ async fn error_answers_on_the_wire() {
         "{}",
     ))
     .await;
-    let def = def_for(addr, AuthMethod::ClientSecretBasic(inline("s")));
+    let def = def_for(addr, basic(inline("s")));
     let e = cache(&def).get("billing").await.unwrap_err();
     server.await.unwrap();
     assert_eq!(
@@ -253,7 +266,7 @@ async fn redirects_are_not_followed() {
             .to_string(),
     )
     .await;
-    let def = def_for(addr, AuthMethod::ClientSecretBasic(inline("s")));
+    let def = def_for(addr, basic(inline("s")));
     let e = cache(&def).get("billing").await.unwrap_err();
     server.await.unwrap();
     assert_eq!(
@@ -268,7 +281,7 @@ async fn connection_refused() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap()
     };
-    let def = def_for(addr, AuthMethod::ClientSecretBasic(inline("s")));
+    let def = def_for(addr, basic(inline("s")));
     let e = cache(&def).get("billing").await.unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -286,8 +299,11 @@ async fn a_silent_server_times_out() {
         tokio::time::sleep(Duration::from_secs(30)).await;
     });
     let endpoint = ReqwestEndpoint::new(None, Duration::from_millis(300)).unwrap();
-    let def = def_for(addr, AuthMethod::ClientSecretBasic(inline("s")));
-    let req = build_request(&def, &Material::Basic(Arc::new(Secret::new("s"))));
+    let def = def_for(addr, basic(inline("s")));
+    let req = build(
+        &def,
+        &Material::Basic(Arc::new(Secret::new("s")), BasicEncoding::FormUrlencoded),
+    );
     assert_eq!(
         endpoint.send(req).await.unwrap_err(),
         TransportError::Timeout
@@ -298,7 +314,7 @@ async fn a_silent_server_times_out() {
 async fn huge_bodies_are_refused() {
     let body = "x".repeat(MAX_RESPONSE_BODY + 1);
     let (addr, server) = serve_once(json_response("200 OK", "", &body)).await;
-    let def = def_for(addr, AuthMethod::ClientSecretBasic(inline("s")));
+    let def = def_for(addr, basic(inline("s")));
     let e = cache(&def).get("billing").await.unwrap_err();
     let _ = server.await;
     assert_eq!(
@@ -312,7 +328,7 @@ async fn huge_bodies_are_refused() {
 fn ca_file_is_loaded_or_explained() {
     let dir = TempDir::new();
     let mut def = credential("billing");
-    def.ca_file = Some(dir.write("ca.pem", include_str!("../fixtures/ca.pem")));
+    oauth(&mut def).ca_file = Some(dir.write("ca.pem", include_str!("../fixtures/ca.pem")));
     assert!(ReqwestEndpoint::for_credential(&def).is_ok());
 
     for (content, reason) in [
@@ -322,7 +338,7 @@ fn ca_file_is_loaded_or_explained() {
             "",
         ),
     ] {
-        def.ca_file = Some(dir.write("bad.pem", content));
+        oauth(&mut def).ca_file = Some(dir.write("bad.pem", content));
         let err = match ReqwestEndpoint::for_credential(&def) {
             Err(e @ AuthError::CaFile { .. }) => e.to_string(),
             Err(other) => panic!("{other}"),
@@ -331,7 +347,7 @@ fn ca_file_is_loaded_or_explained() {
         assert!(err.starts_with("credential \"billing\": ca_file "), "{err}");
         assert!(err.ends_with(reason), "{err}");
     }
-    def.ca_file = Some(dir.path().join("missing.pem"));
+    oauth(&mut def).ca_file = Some(dir.path().join("missing.pem"));
     let Err(err) = ReqwestEndpoint::for_credential(&def) else {
         panic!()
     };
