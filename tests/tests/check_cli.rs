@@ -786,3 +786,224 @@ fn skip_files_validates_the_config_alone() {
         out.stdout
     );
 }
+
+// ------------------------------------------- the files of callers, interception, providers
+
+/// A config naming the files of the newer keys: a service account key, a static value,
+/// two client secrets, the callers' JWKS and htpasswd files and an interception CA made
+/// by `tollgate ca init`. All usable; a test breaks some.
+struct KindFiles {
+    dir: tempfile::TempDir,
+}
+
+impl KindFiles {
+    fn new() -> KindFiles {
+        use tollgate_tests::callers::{htpasswd_line, jwks, Alg, SigningKey};
+        let dir = tempdir();
+        let f = KindFiles { dir };
+        f.write("sa.json", &Self::service_account(|_| {}));
+        f.write("value", &format!("{SECRET}\n"));
+        f.write("secret", &format!("{SECRET}\n"));
+        f.write("previous", &format!("{SECRET}-old\n"));
+        f.write("jwks.json", &jwks(&[&SigningKey::new(Alg::Es256, "k1")]));
+        f.write("htpasswd", &format!("{}\n", htpasswd_line("batch", "pw")));
+        let mut cmd = tollgate_tests::process::command();
+        cmd.args(["ca", "init", "--out"])
+            .arg(f.dir.path().join("ca"));
+        tollgate_tests::process::run_to_end(cmd).assert_code(0);
+        f
+    }
+
+    /// A Google service account key file, changed by `mutate`.
+    fn service_account(
+        mutate: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+    ) -> String {
+        let key = std::fs::read_to_string(tollgate_tests::providers::client_key()).expect("key");
+        let mut v = serde_json::json!({
+            "type": "service_account",
+            "private_key_id": "k1",
+            "private_key": key,
+            "client_email": "egress@p.iam.gserviceaccount.com",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        mutate(v.as_object_mut().expect("object"));
+        v.to_string()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join(name), text).expect("write");
+    }
+
+    fn yaml(&self) -> String {
+        let p = |n| self.path(n);
+        format!(
+            "allow_private_networks: true
+credentials:
+  gcp:
+    grant: jwt_bearer
+    service_account_file: {sa}
+    scopes: [https://www.googleapis.com/auth/cloud-platform]
+  api:
+    kind: static
+    value_file: {value}
+  rotating:
+    token_url: http://127.0.0.1:9/token
+    client_id: r
+    client_secret_files: [{secret}, {previous}]
+callers:
+  jwt:
+    issuer: https://issuer.test
+    audiences: [tollgate]
+    jwks_file: {jwks}
+  basic:
+    htpasswd_file: {htpasswd}
+interception:
+  ca_cert_file: {ca_crt}
+  ca_key_file: {ca_key}
+routes:
+  - name: api
+    match: {{ hosts: [api.test] }}
+    action: inject
+    credential: api
+    connect: intercept
+",
+            sa = p("sa.json"),
+            value = p("value"),
+            secret = p("secret"),
+            previous = p("previous"),
+            jwks = p("jwks.json"),
+            htpasswd = p("htpasswd"),
+            ca_crt = p("ca/ca.crt"),
+            ca_key = p("ca/ca.key"),
+        )
+    }
+}
+
+/// `(line, column)` of `key:` on the first line holding it.
+fn key_at(yaml: &str, key: &str) -> (usize, usize) {
+    let needle = format!("{key}:");
+    let line = line_of(yaml, &needle);
+    let col = yaml
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.find(&needle))
+        .expect("key")
+        + 1;
+    (line, col)
+}
+
+#[test]
+fn the_files_of_callers_interception_and_service_accounts_pass_when_usable() {
+    let f = KindFiles::new();
+    let (_file, out) = check(&f.yaml());
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("ok (1 route, 3 credentials)"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_missing_jwks_file_a_bad_htpasswd_a_missing_ca_key_and_a_bad_service_account_come_in_one_pass()
+{
+    let f = KindFiles::new();
+    std::fs::remove_file(f.dir.path().join("jwks.json")).expect("rm");
+    f.write("htpasswd", "legacy:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n");
+    std::fs::remove_file(f.dir.path().join("ca/ca.key")).expect("rm");
+    f.write(
+        "sa.json",
+        &KindFiles::service_account(|m| drop(m.remove("client_email"))),
+    );
+    f.write("value", "two\nlines\n");
+    std::fs::remove_file(f.dir.path().join("previous")).expect("rm");
+    // And an unknown key and a semantic problem in the same file.
+    let yaml = format!(
+        "{}    colour: red\n  - name: api\n    match: {{ hosts: [b.test] }}\n    action: pass\n",
+        f.yaml()
+    );
+    let d = check_and_run_refuse(&yaml);
+    let got: Vec<(usize, usize, &str)> = d
+        .iter()
+        .map(|d| (d.line, d.column, d.message.as_str()))
+        .collect();
+    let previous_col = yaml
+        .lines()
+        .nth(line_of(&yaml, "client_secret_files:") - 1)
+        .and_then(|l| l.find(&f.path("previous")))
+        .expect("previous")
+        + 1;
+    let want: Vec<((usize, usize), String)> = vec![
+        (
+            key_at(&yaml, "service_account_file"),
+            format!(
+                "credentials.gcp.service_account_file: {}: lacks `client_email`",
+                f.path("sa.json")
+            ),
+        ),
+        (
+            key_at(&yaml, "value_file"),
+            format!(
+                "credentials.api.value_file: {}: holds characters not allowed",
+                f.path("value")
+            ),
+        ),
+        (
+            (line_of(&yaml, "client_secret_files:"), previous_col),
+            format!(
+                "credentials.rotating.client_secret_files[1]: {}: ",
+                f.path("previous")
+            ),
+        ),
+        (
+            key_at(&yaml, "jwks_file"),
+            format!("callers.jwt.jwks_file: {}: ", f.path("jwks.json")),
+        ),
+        (
+            key_at(&yaml, "htpasswd_file"),
+            format!(
+                "callers.basic.htpasswd_file: {}: line 1: user \"legacy\": SHA-1",
+                f.path("htpasswd")
+            ),
+        ),
+        (
+            key_at(&yaml, "ca_key_file"),
+            format!(
+                "interception.ca_key_file: cannot read {}",
+                f.path("ca/ca.key")
+            ),
+        ),
+        (
+            key_at(&yaml, "colour"),
+            "routes[0]: unknown field `colour`".to_owned(),
+        ),
+    ];
+    // The second route's name: the last `- name: api` line.
+    let dup_line = yaml
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| *l == "  - name: api")
+        .map(|(i, _)| i + 1)
+        .last()
+        .expect("dup");
+    assert_eq!(got.len(), want.len() + 1, "{d:#?}");
+    for (g, (at, msg)) in got.iter().zip(&want) {
+        assert_eq!((g.0, g.1), *at, "{msg}: {d:#?}");
+        assert!(
+            g.2.starts_with(msg.as_str()),
+            "expected {msg:?}, got {:?}",
+            g.2
+        );
+    }
+    let last = &got[want.len()];
+    assert_eq!(last.0, dup_line, "{d:#?}");
+    assert!(last.2.contains("duplicate route name"), "{d:#?}");
+    // Nothing quoted from the files (the value file held the secret).
+    for d in &d {
+        assert!(!d.message.contains("lines"), "{d:?}");
+    }
+}
