@@ -107,36 +107,39 @@ impl Reloader {
     }
 
     /// Watch for SIGHUP and file changes on a thread of its own, for the life of the process.
+    ///
+    /// The SIGHUP handler and the files' first stamps are set up before this returns (so
+    /// before the proxy reports ready): a SIGHUP or a file change right after start-up is
+    /// a reload, not a missed change (or, for SIGHUP, the default action: exit).
     pub fn spawn(self) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let hup = {
+            let _in_rt = rt.enter();
+            match signal(SignalKind::hangup()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGHUP: {e}");
+                    None
+                }
+            }
+        };
+        let files = watched_files(&self.path, &self.state.load().config);
+        let seen = stamps(&files);
         std::thread::Builder::new()
             .name("tollgate-reload".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!("reload watcher cannot start: {e}");
-                        return;
-                    }
-                };
-                rt.block_on(self.watch());
-            })
+            .spawn(move || rt.block_on(self.watch(hup, files, seen)))
             .map(drop)
     }
 
-    async fn watch(self) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGHUP: {e}");
-                None
-            }
-        };
-        let mut files = watched_files(&self.path, &self.state.load().config);
-        let mut seen = stamps(&files);
+    async fn watch(
+        self,
+        mut hup: Option<tokio::signal::unix::Signal>,
+        mut files: Vec<PathBuf>,
+        mut seen: Vec<Option<(SystemTime, u64)>>,
+    ) {
         let mut tick = tokio::time::interval(POLL);
         loop {
             let why = tokio::select! {
