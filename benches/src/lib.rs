@@ -5,7 +5,8 @@
 //! ([`peers`], [`procs`]) and the built-in servers ([`servers`]), drives each target
 //! with the load generator ([`gen`]) and wrk ([`wrk`]), and reports medians and ratios
 //! ([`report`]); [`scenarios`] holds the cold-cache storm, the 401 storm and the idle
-//! connections; [`target`] is `tollgate-bench target` against any running proxy.
+//! connections; [`target`] is `tollgate-bench target` against any running proxy;
+//! [`soak`] is `tollgate-bench soak`, the long mixed-traffic run with injected faults.
 
 pub mod gen;
 pub mod harness;
@@ -16,5 +17,6 @@ pub mod procs;
 pub mod report;
 pub mod scenarios;
 pub mod servers;
+pub mod soak;
 pub mod target;
 pub mod wrk;

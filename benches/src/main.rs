@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tollgate_benches::harness::{self, Mode};
-use tollgate_benches::{procs, servers, target};
+use tollgate_benches::{procs, servers, soak, target};
 
 #[derive(Parser)]
 #[command(
@@ -160,6 +160,46 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// A long run of mixed traffic (pass, inject, 401 replays, reloads, a failing token
+    /// endpoint, clients leaving mid-request) through one release tollgate, sampling its
+    /// RSS, descriptors, threads and metrics; fails on growth or unexplained failures.
+    Soak {
+        #[arg(long, default_value = "10m", value_parser = duration)]
+        duration: Duration,
+        #[arg(long, default_value = "10s", value_parser = duration)]
+        sample_every: Duration,
+        /// Reload the config this often (alternately a rewritten file and SIGHUP).
+        #[arg(long, default_value = "30s", value_parser = duration)]
+        reload_every: Duration,
+        /// Revoke every token issued so far this often (the upstream answers 401).
+        #[arg(long, default_value = "20s", value_parser = duration)]
+        revoke_every: Duration,
+        /// Token requests the token endpoint fails (503), per thousand.
+        #[arg(long, default_value_t = 50)]
+        token_fail_permille: u64,
+        /// `expires_in` of the tokens issued (tollgate refreshes at 75 %).
+        #[arg(long, default_value = "40s", value_parser = duration)]
+        token_lifetime: Duration,
+        #[arg(long, default_value_t = 6)]
+        pass_clients: usize,
+        #[arg(long, default_value_t = 6)]
+        inject_clients: usize,
+        /// Pause between two requests of one keep-alive client.
+        #[arg(long, default_value = "2ms", value_parser = duration)]
+        pause: Duration,
+        /// Pause between two connections of each client that leaves mid-request.
+        #[arg(long, default_value = "50ms", value_parser = duration)]
+        disconnect_every: Duration,
+        /// tollgate's `threads:`.
+        #[arg(long, default_value_t = 2)]
+        tollgate_threads: usize,
+        /// The tollgate release binary (default: next to this binary, or target/release/tollgate).
+        #[arg(long)]
+        tollgate: Option<PathBuf>,
+        /// Keep the work directory (config and tollgate's log).
+        #[arg(long)]
+        keep_dir: bool,
+    },
     /// The built-in fast upstream: `200 ok` to every request (used by `run` without nginx).
     Upstream {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -266,6 +306,38 @@ fn main() -> ExitCode {
             timeout,
             json,
         }),
+        Command::Soak {
+            duration,
+            sample_every,
+            reload_every,
+            revoke_every,
+            token_fail_permille,
+            token_lifetime,
+            pass_clients,
+            inject_clients,
+            pause,
+            disconnect_every,
+            tollgate_threads,
+            tollgate,
+            keep_dir,
+        } => {
+            procs::stop_children_on_signal();
+            soak::run(&soak::Options {
+                duration,
+                sample_every,
+                reload_every,
+                revoke_every,
+                token_fail_permille,
+                token_lifetime,
+                pass_clients,
+                inject_clients,
+                pause,
+                disconnect_every,
+                threads: tollgate_threads,
+                tollgate,
+                keep_dir,
+            })
+        }
         Command::Upstream { listen } => servers::serve_blocking(listen, servers::Behaviour::Fast)
             .map_err(|e| format!("{listen}: {e}")),
     };

@@ -2,9 +2,11 @@
 //! installed), the local token endpoint for tollgate's and Envoy's inject routes, and an
 //! upstream that can be told to reject the current token (the 401 storm).
 //!
-//! Tokens are `bench-tok-N`, N counting up from 1 with each token request. The
+//! Tokens are `bench-tok-N`, N counting up from 1 with each token issued. The
 //! revocable upstream accepts `Bearer bench-tok-N` while N is at least `min_valid`;
-//! [`Tokens::revoke`] makes every token issued so far invalid.
+//! [`Tokens::revoke`] makes every token issued so far invalid. The token endpoint can be
+//! told to fail a share of its requests (`fail_permille`, the soak's injected fault): it
+//! then answers `503` with the error `soak_injected_failure`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,6 +32,25 @@ pub struct Tokens {
     /// Requests the revocable upstream accepted and rejected.
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
+    /// Token requests to fail, per thousand (0: none).
+    pub fail_permille: AtomicU64,
+    /// Token requests received, and those failed on purpose.
+    pub attempts: AtomicU64,
+    pub failed: AtomicU64,
+    /// `expires_in` of the tokens issued, in seconds (0 means the default, 3600).
+    pub expires_in: AtomicU64,
+}
+
+/// The error a failed-on-purpose token request answers with.
+pub const INJECTED_FAILURE: &str = "soak_injected_failure";
+
+/// Spreads the attempt counter over 0..1000 (splitmix64), so failures are scattered but
+/// the same on every run.
+fn permille(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % 1000
 }
 
 impl Tokens {
@@ -58,7 +79,13 @@ pub enum Behaviour {
     TokenEndpoint(Arc<Tokens>),
     /// `200` for a valid `Authorization: Bearer bench-tok-N`, else `401`.
     Revocable(Arc<Tokens>),
+    /// `200 ok`, but a 1 MiB body for a path starting with `/big` (the soak's clients
+    /// that leave in the middle of a response).
+    Sized,
 }
+
+/// Body of `/big` on [`Behaviour::Sized`].
+pub const BIG_BODY: usize = 1 << 20;
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok";
 const UNAUTHORIZED: &[u8] = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer error=\"invalid_token\"\r\nContent-Length: 0\r\n\r\n";
@@ -147,6 +174,8 @@ struct Head {
     close: bool,
     /// The number N of an `Authorization: Bearer bench-tok-N`, if any.
     token: Option<u64>,
+    /// The path starts with `/big`.
+    big: bool,
 }
 
 fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
@@ -177,11 +206,13 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
                         .and_then(|n| n.parse().ok());
                 }
             }
+            let big = req.path.is_some_and(|p| p.starts_with("/big"));
             Ok(Some(Head {
                 len,
                 body,
                 close,
                 token,
+                big,
             }))
         }
         Ok(httparse::Status::Partial) => Ok(None),
@@ -203,6 +234,13 @@ async fn connection(mut s: TcpStream, behaviour: Behaviour) -> io::Result<()> {
             close = head.close;
             match &behaviour {
                 Behaviour::Fast => out.extend_from_slice(OK),
+                Behaviour::Sized if head.big => {
+                    out.extend_from_slice(
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG_BODY}\r\n\r\n").as_bytes(),
+                    );
+                    out.resize(out.len() + BIG_BODY, b'x');
+                }
+                Behaviour::Sized => out.extend_from_slice(OK),
                 Behaviour::Revocable(t) => {
                     let delay = t.upstream_delay_us.load(Ordering::Relaxed);
                     if delay > 0 {
@@ -224,13 +262,31 @@ async fn connection(mut s: TcpStream, behaviour: Behaviour) -> io::Result<()> {
                     if delay > 0 {
                         tokio::time::sleep(Duration::from_micros(delay)).await;
                     }
-                    let n = t.issued.fetch_add(1, Ordering::SeqCst) + 1;
-                    let body = format!(
-                        "{{\"access_token\":\"bench-tok-{n}\",\"token_type\":\"Bearer\",\"expires_in\":3600}}"
-                    );
+                    let attempt = t.attempts.fetch_add(1, Ordering::SeqCst);
+                    let (status, body) = if permille(attempt)
+                        < t.fail_permille.load(Ordering::Relaxed)
+                    {
+                        t.failed.fetch_add(1, Ordering::SeqCst);
+                        (
+                            "503 Service Unavailable",
+                            format!("{{\"error\":\"{INJECTED_FAILURE}\"}}"),
+                        )
+                    } else {
+                        let n = t.issued.fetch_add(1, Ordering::SeqCst) + 1;
+                        let expires_in = match t.expires_in.load(Ordering::Relaxed) {
+                            0 => 3600,
+                            s => s,
+                        };
+                        (
+                                "200 OK",
+                                format!(
+                                    "{{\"access_token\":\"bench-tok-{n}\",\"token_type\":\"Bearer\",\"expires_in\":{expires_in}}}"
+                                ),
+                            )
+                    };
                     out.extend_from_slice(
                         format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: {}\r\n\r\n{body}",
+                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: {}\r\n\r\n{body}",
                             body.len()
                         )
                         .as_bytes(),

@@ -14,6 +14,8 @@ pub struct Record<'a> {
     pub action: &'a str,
     /// The authenticated caller (`callers`), when the request proved one.
     pub caller: Option<&'a str>,
+    /// For a request inside an intercepted CONNECT: `intercept` (TLS) or `plain`.
+    pub tunnel: Option<&'a str>,
     /// `None` when the head could not be read.
     pub head: Option<&'a RequestHead>,
     /// Where the request was going (`-`, 0 when unknown).
@@ -74,6 +76,7 @@ pub fn log(r: &Record<'_>) {
         route = r.route,
         action = r.action,
         caller = r.caller.unwrap_or("-"),
+        tunnel = r.tunnel.unwrap_or("-"),
         method,
         host = r.host,
         port = r.port,

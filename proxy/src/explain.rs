@@ -40,7 +40,7 @@ fn request_line(url: &str, method: &str) -> Result<String, String> {
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Explanation {
     pub request: String,
-    /// `forward`, `tunnel`, or `refused`.
+    /// `forward`, `tunnel`, `intercept` or `refused`.
     pub decision: &'static str,
     /// The route's name; `null` when none matched (or `default_action: pass` let it through).
     pub route: Option<String>,
@@ -63,6 +63,8 @@ pub struct Explanation {
     pub transport: Option<String>,
     /// The address it would dial now, when it resolves.
     pub dial: Option<String>,
+    /// For a CONNECT to a `connect: intercept` route: what happens inside the tunnel.
+    pub connect: Option<String>,
     /// Why it would be refused.
     pub error: Option<Refusal>,
 }
@@ -197,6 +199,17 @@ pub fn explain(
         Err(err) => return Ok(refuse(e, &err)),
     };
     describe(state, &plan, &mut e);
+    if plan.step == Step::Intercept {
+        // The CA as `run` would load it (none when its files are unusable: `check` says why).
+        let ca = crate::intercept::prepare(&state.config).ok();
+        let ca = ca.as_ref().and_then(|p| p.authority());
+        let route = state
+            .config
+            .routes
+            .iter()
+            .find(|r| r.name == plan.route.name);
+        e.connect = route.map(|r| crate::intercept::plan(r, &parsed.target.host, ca).to_string());
+    }
     match resolve(state, &plan) {
         Ok(addr) => e.dial = Some(addr),
         Err(Some(err)) => return Ok(refuse(e, &err)),
@@ -210,11 +223,12 @@ fn describe(state: &State, plan: &Plan<'_, '_>, e: &mut Explanation) {
     e.route = route.label().map(str::to_owned);
     e.route_index = state.routes.iter().position(|r| std::ptr::eq(r, route));
     e.action = Some(route.action_name());
-    e.decision = if plan.step == Step::Tunnel {
-        "tunnel"
-    } else {
-        "forward"
+    e.decision = match plan.step {
+        Step::Tunnel => "tunnel",
+        Step::Intercept => "intercept",
+        Step::Forward => "forward",
     };
+
     if let RouteAction::Inject(i) = &route.action {
         e.credential = Some(i.credential.clone());
         e.header = Some(format!("{}: {}<token>", i.header, i.prefix));
@@ -317,10 +331,14 @@ fn print_text(e: &Explanation) {
                     }
                 );
             }
+            _ if e.decision == "intercept" => {}
             _ if e.upstream.as_deref().is_some_and(|u| u.starts_with("tcp:")) => {
                 println!("action:   pass (CONNECT tunnel, bytes untouched)")
             }
             _ => println!("action:   pass (forwarded without a credential)"),
+        }
+        if let Some(c) = &e.connect {
+            println!("connect:  {c}");
         }
         if let (Some(u), Some(t)) = (&e.upstream, &e.transport) {
             println!("upstream: {u} ({t})");

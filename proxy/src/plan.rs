@@ -15,6 +15,8 @@ pub enum Step {
     Forward,
     /// A CONNECT tunnelled byte for byte.
     Tunnel,
+    /// A CONNECT whose requests inside are served (`connect: intercept`).
+    Intercept,
 }
 
 /// Where to dial.
@@ -106,10 +108,18 @@ pub fn plan<'s: 't, 't>(
     let step = if target.form == Form::Connect {
         match route.connect {
             ConnectMode::Tunnel => Step::Tunnel,
+            ConnectMode::Intercept => Step::Intercept,
+            ConnectMode::Refuse if route.injection().is_some() => {
+                return Err(ProxyError::new(
+                    Code::ConnectNotAllowed,
+                    "route injects a credential, which cannot be added inside a CONNECT (TLS) tunnel tollgate does not read; set `connect: intercept` on the route, or send plain http:// to the proxy and let the route's https upstream originate TLS",
+                    Some(&route.name),
+                ))
+            }
             ConnectMode::Refuse => {
                 return Err(ProxyError::new(
                     Code::ConnectNotAllowed,
-                    "route injects a credential, which cannot be added inside a CONNECT (TLS) tunnel; send plain http:// to the proxy and let the route's https upstream originate TLS",
+                    format!("route {:?} refuses CONNECT (connect: refuse)", route.name),
                     Some(&route.name),
                 ))
             }

@@ -167,6 +167,8 @@ pub struct Reply<'a> {
     /// Drop `Content-Length` (it came with `Transfer-Encoding`, RFC 9112 §6.3).
     pub drop_length: bool,
     /// The body is being de-chunked for an HTTP/1.0 client: drop `Transfer-Encoding`.
+    /// (An HTTP/1.0 client never gets `Transfer-Encoding` or `Trailer`, RFC 9112 section
+    /// 6.1, also where there is no body to de-chunk: a response to HEAD, a 304.)
     pub dechunk: bool,
     pub via: &'a str,
 }
@@ -188,7 +190,7 @@ pub fn response_head(out: &mut Vec<u8>, resp: &ResponseHead, reply: &Reply<'_>) 
     for (name, value) in resp.fields() {
         if is_one_of(name, &HOP_BY_HOP_RESPONSE)
             || (reply.drop_length && name.eq_ignore_ascii_case(b"content-length"))
-            || (reply.dechunk
+            || ((reply.dechunk || reply.client == Version::Http10)
                 && (name.eq_ignore_ascii_case(b"transfer-encoding")
                     || name.eq_ignore_ascii_case(b"trailer")))
             || (check_named && nominated(resp, name))

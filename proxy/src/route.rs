@@ -7,7 +7,7 @@ use crate::auth::{CredHandle, TokenCache};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::{load_trust, Trust};
 use std::time::Duration;
-use tollgate_rules::{Action, Config, Route, Timeouts, Upstream};
+use tollgate_rules::{Action, Config, Connect, Route, Timeouts, Upstream};
 
 /// What a route does with a request.
 pub enum RouteAction {
@@ -40,8 +40,10 @@ pub struct Injection {
 pub enum ConnectMode {
     /// A byte-for-byte tunnel (pass routes).
     Tunnel,
-    /// 403 `connect_not_allowed` (inject routes, by default).
+    /// 403 `connect_not_allowed` (inject routes, by default; `connect: refuse`).
     Refuse,
+    /// 200, then the requests inside are served like any other (`connect: intercept`).
+    Intercept,
 }
 
 /// Timeouts of one route: the top-level ones with the route's overrides applied.
@@ -104,20 +106,24 @@ impl CompiledRoute {
                     .map_err(|e| format!("route {:?}: upstream_ca_file: {e}", route.name))?,
             ),
         };
-        let (action, connect) = match &route.action {
-            Action::Pass => (RouteAction::Pass, ConnectMode::Tunnel),
-            Action::Deny => (RouteAction::Deny, ConnectMode::Refuse),
-            Action::Inject(i) => (
-                RouteAction::Inject(Injection {
-                    credential: i.credential.clone(),
-                    header_lower: i.header.to_ascii_lowercase(),
-                    header: i.header.clone(),
-                    prefix: i.prefix.clone(),
-                    handle: tokens.and_then(|t| t.handle(&i.credential)),
-                    replay_on_401: i.replay_on_401,
-                }),
-                ConnectMode::Refuse,
-            ),
+        let action = match &route.action {
+            Action::Pass => RouteAction::Pass,
+            Action::Deny => RouteAction::Deny,
+            Action::Inject(i) => RouteAction::Inject(Injection {
+                credential: i.credential.clone(),
+                header_lower: i.header.to_ascii_lowercase(),
+                header: i.header.clone(),
+                prefix: i.prefix.clone(),
+                handle: tokens.and_then(|t| t.handle(&i.credential)),
+                replay_on_401: i.replay_on_401,
+            }),
+        };
+        // Validation allows `intercept` on inject routes and `tunnel` on pass routes only;
+        // a deny route refuses whatever it says.
+        let connect = match (&action, route.connect) {
+            (RouteAction::Deny, _) | (_, Connect::Refuse) => ConnectMode::Refuse,
+            (_, Connect::Tunnel) => ConnectMode::Tunnel,
+            (_, Connect::Intercept) => ConnectMode::Intercept,
         };
         let t = &route.timeouts;
         Ok(CompiledRoute {

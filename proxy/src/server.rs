@@ -78,8 +78,7 @@ pub fn serve(
         TokenCache::new(&state.config.credentials, &metrics.registry).map_err(|e| e.to_string())?;
     let mut state = state;
     state.bind(&tokens);
-    // Interception (issue 13): the CA is loaded here and on every reload; the CONNECT
-    // path takes `interceptor` once it serves `connect: intercept` tunnels.
+    // Interception: the CA is loaded here and on every reload.
     let interceptor = crate::intercept::Interceptor::new(&metrics.registry)?;
     interceptor.install(
         crate::intercept::prepare(&state.config).map_err(|problems| {
@@ -93,7 +92,7 @@ pub fn serve(
         state: state.clone(),
         tokens: tokens.clone(),
         metrics: metrics.clone(),
-        interceptor,
+        interceptor: interceptor.clone(),
     }
     .spawn()
     .map_err(|e| format!("cannot start the reload watcher: {e}"))?;
@@ -108,6 +107,7 @@ pub fn serve(
         via: format!("1.1 {pseudonym}"),
         pseudonym,
         own: OwnListeners::new(&[listen.proxy, listen.admin]),
+        interceptor,
     });
     let mut proxy = Service::new("tollgate proxy".to_owned(), App(shared));
     // No read buffer below our own: the connection loop reads into its own buffer, which

@@ -20,7 +20,9 @@ pub enum Form {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub form: Form,
-    /// `https` for CONNECT; `http` for origin-form.
+    /// `http` for origin-form; for CONNECT `https`, except `http` for a CONNECT to port 80
+    /// (what clients send for `http://` URLs through a tunnel, as Node's undici does), so
+    /// that a route's host without a port matches it as it matches `http://host/`.
     pub scheme: Scheme,
     /// Lower-cased host name or IP literal, IPv6 without brackets.
     pub host: String,
@@ -82,7 +84,11 @@ pub fn parse(head: &RequestHead) -> Result<Parsed<'_>, ProxyError> {
         return Ok(Parsed {
             target: Target {
                 form: Form::Connect,
-                scheme: Scheme::Https,
+                scheme: if port == Scheme::Http.default_port() {
+                    Scheme::Http
+                } else {
+                    Scheme::Https
+                },
                 host: h,
                 port,
             },
@@ -145,6 +151,73 @@ pub fn parse(head: &RequestHead) -> Result<Parsed<'_>, ProxyError> {
         path: if path.is_empty() { "/" } else { path },
         query,
     })
+}
+
+/// The CONNECT tunnel (`connect: intercept`) a request was read from. Inside it the
+/// destination is the CONNECT authority, whatever the request line or `Host` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnel {
+    /// The CONNECT host (lower-cased) and port.
+    pub host: String,
+    pub port: u16,
+    /// `https` when tollgate terminated TLS inside the tunnel, `http` for plain HTTP.
+    pub scheme: Scheme,
+    /// The TLS server name, when it named another host than the CONNECT's.
+    pub sni_mismatch: Option<String>,
+}
+
+impl Tunnel {
+    /// `"intercept"` (TLS terminated) or `"plain"`: the tunnel's mode in metrics and logs.
+    pub fn mode(&self) -> &'static str {
+        match self.scheme {
+            Scheme::Https => "intercept",
+            Scheme::Http => "plain",
+        }
+    }
+
+    /// Points a request read inside the tunnel at the CONNECT authority. A `Host`, an
+    /// absolute-form authority or an SNI that names anything else gets 421 `misdirected`:
+    /// what tollgate routes on must be what the client's TLS session was opened for.
+    pub fn retarget<'h>(
+        &self,
+        mut parsed: Parsed<'h>,
+        head: &RequestHead,
+    ) -> Result<Parsed<'h>, ProxyError> {
+        let misdirected = |what: String| {
+            Err(ProxyError::new(
+                Code::Misdirected,
+                format!(
+                    "{what}, not the tunnel's {}: open a tunnel to that host",
+                    join_host_port(&self.host, self.port)
+                ),
+                None,
+            ))
+        };
+        if let Some(sni) = &self.sni_mismatch {
+            return misdirected(format!("the TLS server name is {sni:?}"));
+        }
+        match parsed.target.form {
+            Form::Connect => return Err(bad("a CONNECT cannot be sent inside a tunnel")),
+            Form::Absolute => {
+                if parsed.target.host != self.host || parsed.target.port != self.port {
+                    return misdirected(format!(
+                        "the request is for {}",
+                        parsed.target.authority()
+                    ));
+                }
+            }
+            Form::Origin => {
+                let host = host_field(head)?.unwrap_or_default();
+                if !crate::intercept::host_agrees(&self.host, self.port, host) {
+                    return misdirected(format!("the Host header names {host:?}"));
+                }
+            }
+        }
+        parsed.target.scheme = self.scheme;
+        parsed.target.host.clone_from(&self.host);
+        parsed.target.port = self.port;
+        Ok(parsed)
+    }
 }
 
 fn split_query(pq: &str) -> (&str, &str) {
@@ -229,6 +302,96 @@ mod tests {
         parse(&h)
             .map(|p| (p.target, p.path.to_owned(), p.query.to_owned()))
             .map_err(|e| e.message)
+    }
+
+    fn tunnel(scheme: Scheme) -> Tunnel {
+        Tunnel {
+            host: "api.test".into(),
+            port: 443,
+            scheme,
+            sni_mismatch: None,
+        }
+    }
+
+    fn inside(t: &Tunnel, s: &str) -> Result<Target, (Code, String)> {
+        let h = head(s);
+        let p = parse(&h).map_err(|e| (e.code, e.message))?;
+        t.retarget(p, &h)
+            .map(|p| p.target)
+            .map_err(|e| (e.code, e.message))
+    }
+
+    #[test]
+    fn connect_to_port_80_is_http() {
+        let (t, _, _) = parsed("CONNECT api.test:80 HTTP/1.1\r\n\r\n").expect("ok");
+        assert_eq!(
+            (t.form, t.scheme, t.port),
+            (Form::Connect, Scheme::Http, 80)
+        );
+        let (t, _, _) = parsed("CONNECT api.test:8443 HTTP/1.1\r\n\r\n").expect("ok");
+        assert_eq!(t.scheme, Scheme::Https);
+    }
+
+    #[test]
+    fn inside_a_tunnel_the_connect_authority_is_the_target() {
+        let t = tunnel(Scheme::Https);
+        for ok in [
+            "GET /v2/x HTTP/1.1\r\nHost: api.test\r\n\r\n",
+            "GET /v2/x HTTP/1.1\r\nHost: API.test:443\r\n\r\n",
+            "GET https://api.test/v2/x HTTP/1.1\r\n\r\n",
+        ] {
+            let got = inside(&t, ok).unwrap_or_else(|e| panic!("{ok:?}: {e:?}"));
+            assert_eq!(
+                (got.scheme, got.host.as_str(), got.port),
+                (Scheme::Https, "api.test", 443),
+                "{ok:?}"
+            );
+        }
+        let plain = inside(
+            &tunnel(Scheme::Http),
+            "GET /x HTTP/1.1\r\nHost: api.test:443\r\n\r\n",
+        )
+        .expect("plain");
+        assert_eq!(plain.scheme, Scheme::Http);
+    }
+
+    #[test]
+    fn inside_a_tunnel_another_host_is_misdirected() {
+        let t = tunnel(Scheme::Https);
+        for bad in [
+            "GET /x HTTP/1.1\r\nHost: admin.test\r\n\r\n",
+            "GET /x HTTP/1.1\r\nHost: api.test:8443\r\n\r\n",
+            "GET /x HTTP/1.1\r\nHost: api.test.evil\r\n\r\n",
+            "GET http://admin.test/x HTTP/1.1\r\n\r\n",
+            "GET https://api.test:8443/x HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                inside(&t, bad).map_err(|e| e.0),
+                Err(Code::Misdirected),
+                "{bad:?}"
+            );
+        }
+        let sni = Tunnel {
+            sni_mismatch: Some("admin.test".into()),
+            ..tunnel(Scheme::Https)
+        };
+        let (code, msg) =
+            inside(&sni, "GET /x HTTP/1.1\r\nHost: api.test\r\n\r\n").expect_err("sni");
+        assert_eq!(code, Code::Misdirected);
+        assert!(msg.contains("admin.test"), "{msg}");
+        assert_eq!(
+            inside(
+                &t,
+                "CONNECT api.test:443 HTTP/1.1\r\nHost: api.test:443\r\n\r\n"
+            )
+            .map_err(|e| e.0),
+            Err(Code::BadRequest)
+        );
+        assert_eq!(
+            inside(&t, "GET /x HTTP/1.1\r\n\r\n").map_err(|e| e.0),
+            Err(Code::BadRequest),
+            "origin-form without Host"
+        );
     }
 
     #[test]

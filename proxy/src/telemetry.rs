@@ -186,6 +186,7 @@ pub fn request_span(head: &RequestHead) -> tracing::Span {
         server.port = tracing::field::Empty,
         tollgate.route = tracing::field::Empty,
         tollgate.caller = tracing::field::Empty,
+        tollgate.tunnel = tracing::field::Empty,
         tollgate.action = tracing::field::Empty,
         tollgate.replayed = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,

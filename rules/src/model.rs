@@ -544,7 +544,7 @@ pub struct HostPattern {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PortMatch {
     /// No port written: the default port of the request's scheme (80 for `http://`,
-    /// 443 for `https://` and `CONNECT`).
+    /// 443 for `https://` and `CONNECT`; a `CONNECT host:80` is `http`).
     Default,
     /// `:*`: any port.
     Any,

@@ -155,9 +155,19 @@ fn parse_script_output(what: &str, out: &std::process::Output) -> ClientResponse
 /// Run `python3 tests/clients/SCRIPT ARGS...` with `HTTP_PROXY`/`HTTPS_PROXY` (both
 /// cases) set to `proxy_url`.
 pub async fn python(script: &str, args: &[&str], proxy_url: &str) -> ClientResponse {
+    python_env(script, args, proxy_url, &[]).await
+}
+
+/// [`python`] with more environment variables (`REQUESTS_CA_BUNDLE`, ...).
+pub async fn python_env(
+    script: &str,
+    args: &[&str],
+    proxy_url: &str,
+    env: &[(&str, &str)],
+) -> ClientResponse {
     let path = clients_dir().join(script);
     let mut cmd = command("python3");
-    cmd.arg(&path).args(args);
+    cmd.arg(&path).args(args).envs(env.iter().copied());
     for var in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"] {
         cmd.env(var, proxy_url);
     }
@@ -176,6 +186,16 @@ pub async fn python(script: &str, args: &[&str], proxy_url: &str) -> ClientRespo
 /// `GLOBAL_AGENT_HTTP_PROXY` set to `proxy_url`. Panics with the fix when
 /// `tests/clients/node_modules` is missing.
 pub async fn node(script: &str, args: &[&str], proxy_url: &str) -> ClientResponse {
+    node_env(script, args, proxy_url, &[]).await
+}
+
+/// [`node`] with more environment variables (`NODE_EXTRA_CA_CERTS`, ...).
+pub async fn node_env(
+    script: &str,
+    args: &[&str],
+    proxy_url: &str,
+    env: &[(&str, &str)],
+) -> ClientResponse {
     let modules = clients_dir().join("node_modules");
     for package in ["global-agent", "undici"] {
         assert!(
@@ -186,7 +206,7 @@ pub async fn node(script: &str, args: &[&str], proxy_url: &str) -> ClientRespons
     }
     let path = clients_dir().join(script);
     let mut cmd = command("node");
-    cmd.arg(&path).args(args);
+    cmd.arg(&path).args(args).envs(env.iter().copied());
     for var in [
         "HTTP_PROXY",
         "http_proxy",

@@ -192,10 +192,21 @@ impl<S: AsyncRead + Unpin> Wire<S> {
 
     /// Read a body with the given framing (chunked is decoded; trailers are dropped).
     pub async fn read_body(&mut self, kind: BodyKind) -> Result<Vec<u8>, String> {
+        self.read_body_and_trailers(kind)
+            .await
+            .map(|(body, _)| body)
+    }
+
+    /// Read a body with the given framing; chunked is decoded and its trailer fields are
+    /// returned (in order, as sent).
+    pub async fn read_body_and_trailers(
+        &mut self,
+        kind: BodyKind,
+    ) -> Result<(Vec<u8>, Vec<(String, String)>), String> {
         match kind {
-            BodyKind::None => Ok(Vec::new()),
-            BodyKind::Length(n) => self.read_exact(n).await,
-            BodyKind::UntilClose => self.read_to_end().await,
+            BodyKind::None => Ok((Vec::new(), Vec::new())),
+            BodyKind::Length(n) => Ok((self.read_exact(n).await?, Vec::new())),
+            BodyKind::UntilClose => Ok((self.read_to_end().await?, Vec::new())),
             BodyKind::Chunked => {
                 let mut body = Vec::new();
                 loop {
@@ -206,10 +217,15 @@ impl<S: AsyncRead + Unpin> Wire<S> {
                         .map_err(|_| format!("bad chunk size line {line:?}"))?;
                     if size == 0 {
                         // Trailer section, ended by an empty line.
+                        let mut trailers = Vec::new();
                         loop {
-                            if self.read_line().await?.is_empty() {
-                                return Ok(body);
+                            let line = self.read_line().await?;
+                            if line.is_empty() {
+                                return Ok((body, trailers));
                             }
+                            let line = String::from_utf8_lossy(&line);
+                            let (n, v) = line.split_once(':').unwrap_or((&line, ""));
+                            trailers.push((n.to_string(), v.trim().to_string()));
                         }
                     }
                     body.extend(self.read_exact(size).await?);
@@ -252,8 +268,12 @@ mod tests {
     async fn reads_chunked_body_and_keeps_leftover() {
         let data: &[u8] = b"4\r\nabcd\r\n2;ext=1\r\nef\r\n0\r\nT: 1\r\n\r\nNEXT";
         let mut wire = Wire::new(data);
-        let body = wire.read_body(BodyKind::Chunked).await.unwrap();
+        let (body, trailers) = wire
+            .read_body_and_trailers(BodyKind::Chunked)
+            .await
+            .unwrap();
         assert_eq!(body, b"abcdef");
+        assert_eq!(trailers, vec![("T".to_string(), "1".to_string())]);
         assert_eq!(wire.buf, b"NEXT");
     }
 

@@ -40,7 +40,7 @@ pub mod raw;
 pub mod tls;
 pub mod upstream;
 
-pub use clients::{curl, curl_via, node, python, ClientResponse};
+pub use clients::{curl, curl_via, node, node_env, python, python_env, try_curl, ClientResponse};
 pub use echo::EchoServer;
 pub use idp::{
     Fault, Idp, IdpOptions, IdpStats, ProtectedUpstream, TokenRequest, UpstreamOptions,
@@ -49,7 +49,7 @@ pub use idp::{
 pub use process::{check, check_with_env, route, tempdir, ConfigFile, Launch, Tollgate};
 pub use raw::{RawConn, RawResponse};
 pub use tls::TestCa;
-pub use upstream::{RecordedRequest, RecordingUpstream, Reply};
+pub use upstream::{RecordedRequest, RecordingUpstream, Reply, Scripted};
 
 /// Assert that `resp` is one of the proxy's own JSON errors:
 /// status `status`, header `tollgate-error: code`, body `{"error": code, "message": <non-empty

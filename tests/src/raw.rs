@@ -16,6 +16,10 @@ pub struct RawResponse {
     pub reason: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Trailer fields of a chunked body.
+    pub trailers: Vec<(String, String)>,
+    /// Interim (1xx) responses received before this one, in order: `100`, `103`, ...
+    pub interim: Vec<u16>,
 }
 
 impl RawResponse {
@@ -66,14 +70,43 @@ impl RawConn {
             .expect("write to the proxy");
     }
 
+    /// Write all bytes, or say why not (the proxy may close on a refused request while a
+    /// test is still writing it).
+    pub async fn try_send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.wire
+            .stream
+            .write_all(bytes)
+            .await
+            .map_err(|e| format!("write to the proxy: {e}"))
+    }
+
+    /// Wait up to `t` for the proxy to send something (kept for the next read); `false`
+    /// when nothing came (or the connection closed).
+    pub async fn wait_for_bytes(&mut self, t: std::time::Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        if !self.wire.buf.is_empty() {
+            return true;
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout(t, self.wire.stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => {
+                self.wire.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Half-close: no more bytes from us.
     pub async fn shutdown_write(&mut self) {
         self.wire.stream.shutdown().await.expect("shutdown(write)");
     }
 
-    /// Read one response to a request made with `method`. `Err` describes a connection
+    /// Read one final response to a request made with `method` (interim 1xx responses
+    /// before it are listed in [`RawResponse::interim`]). `Err` describes a connection
     /// closed before a complete response, a timeout, or an unparsable response.
     pub async fn try_read_response(&mut self, method: &str) -> Result<RawResponse, String> {
+        let mut interim = Vec::new();
         loop {
             let head = self
                 .wire
@@ -88,17 +121,20 @@ impl RawConn {
                 .parse()
                 .map_err(|_| format!("bad status line {:?}", head.start_line))?;
             let reason = parts.next().unwrap_or_default().to_string();
-            if status == 100 {
+            if status == 100 || (102..200).contains(&status) {
+                interim.push(status);
                 continue; // interim response; the real one follows
             }
             let kind = http1::response_body_kind(method, status, &head.headers)?;
-            let body = self.wire.read_body(kind).await?;
+            let (body, trailers) = self.wire.read_body_and_trailers(kind).await?;
             return Ok(RawResponse {
                 version,
                 status,
                 reason,
                 headers: head.headers,
                 body,
+                trailers,
+                interim,
             });
         }
     }
@@ -116,6 +152,11 @@ impl RawConn {
             .read_exact(n)
             .await
             .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"))
+    }
+
+    /// Read until the peer closes, or say why that failed (a reset, a timeout).
+    pub async fn try_read_to_end(&mut self) -> Result<Vec<u8>, String> {
+        self.wire.read_to_end().await
     }
 
     /// Read until the peer closes.

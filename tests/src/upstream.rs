@@ -1,8 +1,9 @@
 //! A recording HTTP/1.1 upstream, plain or TLS, on `127.0.0.1:0`.
 //!
 //! It records every request exactly as it arrived on the wire (method, request-target,
-//! headers in order with their original case, decoded body, TLS SNI) and answers with a
-//! JSON echo of it: 200 by default, or whatever status/headers a test sets.
+//! headers in order with their original case, decoded body and trailers, TLS SNI) and
+//! answers with a JSON echo of it: 200 by default, or whatever status/headers a test sets,
+//! or the exact bytes a test's [`Scripted`] responder writes.
 
 use crate::http1::{self, BodyKind, Wire};
 use crate::tls::{self, TestCa};
@@ -25,6 +26,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// Decoded body (chunked framing removed).
     pub body: Vec<u8>,
+    /// Trailer fields of a chunked body, in order.
+    pub trailers: Vec<(String, String)>,
     /// SNI the client sent (TLS upstream only).
     pub sni: Option<String>,
     pub peer: SocketAddr,
@@ -65,10 +68,30 @@ impl Default for Reply {
     }
 }
 
+/// A response a test writes byte for byte instead of the JSON echo: odd framing, 1xx
+/// responses, trailers, a connection closed part way through.
+#[derive(Debug, Clone, Default)]
+pub struct Scripted {
+    /// Written in order, each flushed on its own with [`Scripted::PAUSE`] between them, so
+    /// that the proxy reads them apart.
+    pub pieces: Vec<Vec<u8>>,
+    /// Close the connection after the last piece (a close-delimited body, an upstream
+    /// that gives up on a keep-alive connection, one that dies mid-body).
+    pub close: bool,
+}
+
+impl Scripted {
+    pub const PAUSE: std::time::Duration = std::time::Duration::from_millis(3);
+}
+
+/// Chooses the answer to a request: `None` for the usual JSON echo.
+type Responder = Arc<dyn Fn(&RecordedRequest) -> Option<Scripted> + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     requests: Mutex<Vec<RecordedRequest>>,
     reply: Mutex<Reply>,
+    responder: Mutex<Option<Responder>>,
     connections: AtomicUsize,
 }
 
@@ -170,6 +193,15 @@ impl RecordingUpstream {
     pub fn set_reply(&self, reply: Reply) {
         *self.state.reply.lock().expect("reply lock") = reply;
     }
+
+    /// Answer later requests with what `f` scripts for them (the JSON echo where it
+    /// returns `None`). Requests are recorded before `f` sees them.
+    pub fn set_responder(
+        &self,
+        f: impl Fn(&RecordedRequest) -> Option<Scripted> + Send + Sync + 'static,
+    ) {
+        *self.state.responder.lock().expect("responder lock") = Some(Arc::new(f));
+    }
 }
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
@@ -209,7 +241,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         {
             return;
         }
-        let Ok(body) = wire.read_body(kind).await else {
+        let Ok((body, trailers)) = wire.read_body_and_trailers(kind).await else {
             return;
         };
         let close = head
@@ -222,6 +254,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             version,
             headers: head.headers,
             body,
+            trailers,
             sni: sni.clone(),
             peer,
         };
@@ -234,7 +267,25 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             "sni": record.sni,
         })
         .to_string();
+        let responder = state.responder.lock().expect("responder lock").clone();
+        let scripted = responder.and_then(|f| f(&record));
         state.requests.lock().expect("requests lock").push(record);
+        if let Some(script) = scripted {
+            for (i, piece) in script.pieces.iter().enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(Scripted::PAUSE).await;
+                }
+                if wire.stream.write_all(piece).await.is_err() || wire.stream.flush().await.is_err()
+                {
+                    return;
+                }
+            }
+            if script.close || close {
+                let _ = wire.stream.shutdown().await;
+                return;
+            }
+            continue;
+        }
         let reply = state.reply.lock().expect("reply lock").clone();
         let mut response = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Recorded-By: tollgate-tests\r\n",

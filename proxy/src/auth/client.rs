@@ -263,7 +263,7 @@ fn basic_auth(client_id: &str, secret: &str, encoding: BasicEncoding) -> String 
 /// A successful token response (RFC 6749 §5.1; RFC 8693 §2.2.1; or Google's ID token
 /// answer, whose token is in `access_token` here).
 #[derive(Clone)]
-pub(crate) struct TokenResponse {
+pub struct TokenResponse {
     pub access_token: String,
     /// As sent (sanitized); empty when absent. Judged by [`check_token_type`], not here.
     pub token_type: String,

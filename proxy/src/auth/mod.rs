@@ -61,6 +61,26 @@ pub use error::{AuthError, TokenError};
 pub use jwt::decode_claims;
 pub use token::{Token, TokenData, TokenInfo, BEARER_PREFIX};
 
+/// Entry points for the fuzz targets in `fuzz/` (`fuzz/fuzz_targets/token_response.rs`).
+/// Not an API: nothing else calls them, and they may change with the internals.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    pub use super::client::TokenResponse;
+    use super::{HttpResponse, TokenError};
+
+    /// Judges a token endpoint's answer exactly as the cache does; a failure comes back
+    /// as the cache reports it (for the credential `fuzz`).
+    pub fn parse_response(
+        resp: &HttpResponse,
+        now: SystemTime,
+    ) -> Result<TokenResponse, TokenError> {
+        super::client::parse_response(resp, now).map_err(|f| TokenError::new(Arc::from("fuzz"), f))
+    }
+}
+
 /// Installs ring as rustls' process-wide crypto provider, unless one already is.
 ///
 /// reqwest is built with `rustls-no-provider`; building a client without a provider

@@ -15,6 +15,7 @@
 //! can be fed to it unchanged.
 
 mod forward;
+mod intercept_step;
 mod io;
 mod pinned;
 
@@ -62,6 +63,8 @@ pub struct Shared {
     pub via: String,
     pub pseudonym: String,
     pub own: OwnListeners,
+    /// Leaf certificates and TLS for `connect: intercept` tunnels.
+    pub interceptor: Arc<crate::intercept::Interceptor>,
 }
 
 impl Shared {
@@ -177,6 +180,16 @@ pub struct Conn {
     /// The config this connection serves with (refreshed per request when it changed).
     state: Option<Arc<State>>,
     shutting_down: bool,
+    shutdown: Option<ShutdownWatch>,
+    /// Set on the connection that serves the requests inside an intercepted CONNECT.
+    inside: Option<Box<Inside>>,
+}
+
+/// What a connection inside an intercepted CONNECT knows from the CONNECT.
+struct Inside {
+    tunnel: crate::target::Tunnel,
+    /// The caller the CONNECT authenticated: the requests inside are theirs.
+    caller: Option<crate::callers::Identity>,
 }
 
 /// What reading a request head gave.
@@ -201,11 +214,14 @@ impl Conn {
             dns: None,
             state: None,
             shutting_down: false,
+            shutdown: None,
+            inside: None,
         }
     }
 
     /// Serves requests until the client or the proxy ends the connection.
     pub async fn run(&mut self, sh: &Shared, mut shutdown: ShutdownWatch) {
+        self.shutdown = Some(shutdown.clone());
         loop {
             let state = self.current_state(sh);
             let read = self.read_head(sh, &state, &mut shutdown).await;
@@ -365,7 +381,10 @@ impl Conn {
         if crate::telemetry::tracing_enabled() {
             out.span = Some(crate::telemetry::request_span(head));
         }
-        let parsed = target::parse(head)?;
+        let mut parsed = target::parse(head)?;
+        if let Some(inside) = &self.inside {
+            parsed = inside.tunnel.retarget(parsed, head)?;
+        }
         if out.span.is_some() || tracing::enabled!(target: "tollgate::access", tracing::Level::INFO)
         {
             out.dest = Some((parsed.target.host.clone(), parsed.target.port));
@@ -388,7 +407,9 @@ impl Conn {
         };
         // ---- callers (issue 14): who is asking, before routing; a CONNECT authenticates
         // its whole tunnel here. The logic is in `crate::callers`; this only calls it.
-        if let Some(callers) = state.callers.as_ref() {
+        if let Some(inside) = &self.inside {
+            out.caller.clone_from(&inside.caller);
+        } else if let Some(callers) = state.callers.as_ref() {
             let value = crate::callers::proxy_authorization(http1::Head::values(
                 head,
                 "proxy-authorization",
@@ -419,6 +440,11 @@ impl Conn {
             Step::Tunnel => {
                 out.action = ActionLabel::Tunnel;
                 self.tunnel(sh, state, &plan, head, out).await
+            }
+            Step::Intercept => {
+                out.action = ActionLabel::Tunnel;
+                self.intercept(sh, state, &plan, &parsed.target, head, out)
+                    .await
             }
             Step::Forward => {
                 out.action = match plan.route.injection() {
@@ -508,6 +534,9 @@ impl Conn {
                 span.record("tollgate.caller", c.name());
             }
             span.record("tollgate.action", out.action.as_str());
+            if let Some(i) = &self.inside {
+                span.record("tollgate.tunnel", i.tunnel.mode());
+            }
             span.record("tollgate.replayed", out.replayed);
             span.record("http.response.status_code", i64::from(out.status));
             if out.source == Source::Upstream {
@@ -523,6 +552,7 @@ impl Conn {
                 route: series.route(),
                 action: out.action.as_str(),
                 caller: out.caller.as_ref().map(|c| c.name()),
+                tunnel: self.inside.as_ref().map(|i| i.tunnel.mode()),
                 head,
                 host: out.dest.as_ref().map_or("-", |d| d.0.as_str()),
                 port: out.dest.as_ref().map_or(0, |d| d.1),

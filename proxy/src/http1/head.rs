@@ -296,7 +296,12 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, HeadEr
         Some(1) => Version::Http11,
         _ => return Err(HeadError::Version),
     };
+    // httparse takes any three digits; `000` to `099` have no class (RFC 9110 §15), so
+    // a client cannot tell what they mean: refused, as nginx and hyper do.
     let status = resp.code.unwrap_or_default();
+    if status < 100 {
+        return Err(HeadError::Malformed("the status code is below 100"));
+    }
     let fields = resp
         .headers
         .iter()
@@ -395,5 +400,20 @@ mod tests {
         assert_eq!(r.value("content-length"), Some(&b"2"[..]));
         assert_eq!(&buf[..], b"no");
         assert!(r.allows_reuse());
+    }
+
+    #[test]
+    fn status_codes_below_100_are_refused() {
+        // Found by the `head` fuzz target: `043` was taken as a status with a body.
+        for s in ["000", "043", "099"] {
+            let mut buf =
+                BytesMut::from(format!("HTTP/1.0 {s} X\r\nContent-Length: 4\r\n\r\n").as_str());
+            assert!(parse_response(&mut buf).is_err(), "{s}");
+        }
+        let mut buf = BytesMut::from("HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(
+            parse_response(&mut buf).ok().flatten().map(|r| r.status),
+            Some(100)
+        );
     }
 }

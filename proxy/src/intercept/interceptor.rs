@@ -230,6 +230,12 @@ impl Interceptor {
         }
     }
 
+    /// Counts a tunnel that never reached a handshake: nothing arrived after the 200
+    /// (`timeout`), or bytes that are neither HTTP nor TLS (`failed`).
+    pub fn count(&self, route: &str, outcome: HandshakeOutcome) {
+        self.metrics.handshake(route, outcome);
+    }
+
     /// Terminates TLS on an intercepted tunnel: `stream` is the client connection after
     /// the 200, its first byte peeked (a ClientHello, [`tls::classify`]) but not consumed.
     /// Bounded by `timeout` ([`tls::HANDSHAKE_TIMEOUT`]). Every outcome is counted in

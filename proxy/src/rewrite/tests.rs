@@ -215,6 +215,19 @@ fn response_rewrites() {
         },
     );
     assert!(out.ends_with("Connection: keep-alive\r\n\r\n"), "{out}");
+    // A response without a body (to HEAD) names no transfer coding to an HTTP/1.0 client
+    // either, though there is nothing to de-chunk.
+    let out = response(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X\r\nX-Up: a\r\n\r\n",
+        Reply {
+            client: Version::Http10,
+            ..reply()
+        },
+    );
+    assert_eq!(
+        out,
+        "HTTP/1.1 200 OK\r\nX-Up: a\r\nVia: 1.1 tollgate-t\r\nConnection: keep-alive\r\n\r\n"
+    );
 }
 
 #[test]
