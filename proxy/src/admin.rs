@@ -1,4 +1,4 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/status` and `/status.json`.
 
 use crate::metrics::Metrics;
 use async_trait::async_trait;
@@ -14,14 +14,20 @@ pub struct Admin {
     proxy_addr: SocketAddr,
     ready: AtomicBool,
     metrics: Arc<Metrics>,
+    status: crate::status::Sources,
 }
 
 impl Admin {
-    pub fn new(proxy_addr: SocketAddr, metrics: Arc<Metrics>) -> Admin {
+    pub fn new(
+        proxy_addr: SocketAddr,
+        metrics: Arc<Metrics>,
+        status: crate::status::Sources,
+    ) -> Admin {
         Admin {
             proxy_addr,
             ready: AtomicBool::new(false),
             metrics,
+            status,
         }
     }
 
@@ -63,7 +69,19 @@ fn text(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response<V
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let path = session.req_header().uri.path().to_owned();
+        let req = session.req_header();
+        let path = req.uri.path().to_owned();
+        let read = matches!(req.method, http::Method::GET | http::Method::HEAD);
+        let known = matches!(
+            path.as_str(),
+            "/healthz" | "/readyz" | "/metrics" | "/status" | "/status.json"
+        );
+        if known && !read {
+            let mut r = text(405, "text/plain", "method not allowed: GET or HEAD\n");
+            r.headers_mut()
+                .insert("allow", http::HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
         match path.as_str() {
             "/healthz" => text(200, "text/plain", "ok\n"),
             "/readyz" => {
@@ -74,10 +92,20 @@ impl ServeHttp for Admin {
                 }
             }
             "/metrics" => text(200, "text/plain; version=0.0.4", self.metrics.render()),
+            "/status" => text(
+                200,
+                "text/html; charset=utf-8",
+                crate::status::html(&self.status.snapshot()),
+            ),
+            "/status.json" => text(
+                200,
+                "application/json",
+                serde_json::to_vec_pretty(&self.status.snapshot()).unwrap_or_default(),
+            ),
             _ => text(
                 404,
                 "text/plain",
-                "not found: try /healthz, /readyz or /metrics\n",
+                "not found: try /healthz, /readyz, /metrics, /status or /status.json\n",
             ),
         }
     }

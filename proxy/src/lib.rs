@@ -34,6 +34,7 @@ pub mod rewrite;
 pub mod route;
 pub mod server;
 pub mod state;
+pub mod status;
 pub mod target;
 pub mod telemetry;
 pub mod tunnel;

@@ -9,11 +9,13 @@
 //! fire on the first event (a series that appears at 1 has no increase). Also here:
 //! `tollgate_build_info` and the standard `process_*` families.
 
+use dashmap::DashMap;
 use prometheus::{
     exponential_buckets, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry,
 };
-use std::sync::OnceLock;
+use std::sync::atomic::AtomicU16;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tollgate_rules::Config;
 
@@ -136,6 +138,9 @@ pub struct RouteMetrics {
     requests: Box<[OnceLock<IntCounter>]>,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
+    /// The status of the route's last answered request (the status page), kept across
+    /// reloads; 0 before the first.
+    pub last_status: Arc<AtomicU16>,
 }
 
 impl RouteMetrics {
@@ -144,8 +149,10 @@ impl RouteMetrics {
         requests: &IntCounterVec,
         request_duration: &HistogramVec,
         upstream_duration: &HistogramVec,
+        last_status: Arc<AtomicU16>,
     ) -> RouteMetrics {
         RouteMetrics {
+            last_status,
             route: route.to_owned(),
             requests_vec: requests.clone(),
             requests: (0..ActionLabel::ALL.len() * CODES.len() * 2)
@@ -202,6 +209,10 @@ pub struct Metrics {
     pub no_route: RouteMetrics,
     /// The same, for requests refused before routing.
     pub unrouted: RouteMetrics,
+    /// Each route's last status (the status page), by route name.
+    last_status: DashMap<String, Arc<AtomicU16>>,
+    /// When the config was last reloaded, and whether it was `applied` or `rejected`.
+    last_reload: Mutex<Option<(SystemTime, &'static str)>>,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> Result<T, String> {
@@ -301,11 +312,24 @@ impl Metrics {
         }
         config_last_reload_successful.set(1);
         config_last_reload_success_timestamp.set(unix_now());
-        let no_route =
-            RouteMetrics::new(NO_ROUTE, &requests, &request_duration, &upstream_duration);
-        let unrouted =
-            RouteMetrics::new(NO_ROUTE, &requests, &request_duration, &upstream_duration);
+        let last_status: DashMap<String, Arc<AtomicU16>> = DashMap::new();
+        let no_route = RouteMetrics::new(
+            NO_ROUTE,
+            &requests,
+            &request_duration,
+            &upstream_duration,
+            last_status.entry(NO_ROUTE.to_owned()).or_default().clone(),
+        );
+        let unrouted = RouteMetrics::new(
+            NO_ROUTE,
+            &requests,
+            &request_duration,
+            &upstream_duration,
+            last_status.entry(NO_ROUTE.to_owned()).or_default().clone(),
+        );
         Ok(Metrics {
+            last_status,
+            last_reload: Mutex::new(None),
             registry,
             no_route,
             unrouted,
@@ -333,14 +357,33 @@ impl Metrics {
         }
     }
 
-    /// Counts a reload attempt and sets the last-reload gauges.
+    /// Counts a reload attempt, sets the last-reload gauges and notes it for the status
+    /// page.
     pub fn reloaded(&self, applied: bool) {
         let outcome = if applied { "applied" } else { "rejected" };
         self.config_reloads.with_label_values(&[outcome]).inc();
+        self.note_reload(outcome);
         self.config_last_reload_successful.set(i64::from(applied));
         if applied {
             self.config_last_reload_success_timestamp.set(unix_now());
         }
+    }
+
+    /// Records a reload's outcome (`applied` or `rejected`) for the status page.
+    pub fn note_reload(&self, outcome: &'static str) {
+        *self
+            .last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((SystemTime::now(), outcome));
+    }
+
+    /// When the config was last reloaded, and the outcome.
+    pub fn last_reload(&self) -> Option<(SystemTime, &'static str)> {
+        *self
+            .last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The series of one route (or of [`NO_ROUTE`]).
@@ -350,6 +393,10 @@ impl Metrics {
             &self.requests,
             &self.request_duration,
             &self.upstream_duration,
+            self.last_status
+                .entry(route.to_owned())
+                .or_default()
+                .clone(),
         )
     }
 

@@ -74,8 +74,12 @@ pub fn serve(
 
     let open = Arc::new(AtomicUsize::new(0));
     crate::auth::install_crypto_provider();
-    let tokens =
-        TokenCache::new(&state.config.credentials, &metrics.registry).map_err(|e| e.to_string())?;
+    let tokens = TokenCache::with_request_timeout(
+        &state.config.credentials,
+        &metrics.registry,
+        state.config.timeouts.token_request,
+    )
+    .map_err(|e| e.to_string())?;
     let mut state = state;
     state.bind(&tokens);
     // Interception: the CA is loaded here and on every reload.
@@ -97,6 +101,13 @@ pub fn serve(
     .spawn()
     .map_err(|e| format!("cannot start the reload watcher: {e}"))?;
     let pseudonym = Shared::pseudonym();
+    let status = crate::status::Sources {
+        state: state.clone(),
+        tokens: tokens.clone(),
+        metrics: metrics.clone(),
+        config_path: path.to_path_buf(),
+        started: std::time::SystemTime::now(),
+    };
     let shared = Arc::new(Shared {
         state,
         dns: Dns::system(),
@@ -119,7 +130,7 @@ pub fn serve(
 
     let mut admin = Service::new(
         "tollgate admin".to_owned(),
-        Admin::new(listen.proxy, metrics),
+        Admin::new(listen.proxy, metrics, status),
     );
     admin.add_tcp(&listen.admin.to_string());
     admin.threads = Some(1);

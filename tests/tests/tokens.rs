@@ -1004,3 +1004,26 @@ async fn the_clients_own_authorization_is_replaced_never_forwarded() {
     }
     assert_eq!(reqs[0].header("x-other"), Some("kept"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeouts_token_request_bounds_a_slow_token_endpoint() {
+    let idp = Idp::start().await;
+    let up = ProtectedUpstream::start(&idp).await;
+    let tg = Tollgate::start(&format!(
+        "timeouts:\n  token_request: 1s\n{}",
+        basic_config(&idp, &up)
+    ))
+    .await;
+    idp.delay(6000).await;
+    let started = Instant::now();
+    let resp = get(&tg, &up, "/slow").await;
+    let took = started.elapsed();
+    let v = resp.assert_error(502, "token_unavailable", Some("api"));
+    assert!(
+        v["message"].as_str().is_some_and(|m| m.contains("api")),
+        "names the credential: {v}"
+    );
+    // With the default (10 s) the answer would wait for the IdP's 6 s.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(up.count().await, 0, "nothing reached the upstream");
+}

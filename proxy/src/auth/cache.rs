@@ -108,6 +108,8 @@ pub(crate) struct CredState {
     /// A background refresher runs for this credential.
     pub(crate) refreshing: AtomicBool,
     pub(crate) m: CredMetrics,
+    /// What the status page shows about the last token requests.
+    last: Mutex<status::Last>,
 }
 
 type FlightResult = Option<Result<Token, TokenError>>;
@@ -156,11 +158,21 @@ impl TokenCache {
         credentials: &BTreeMap<String, Credential>,
         registry: &prometheus::Registry,
     ) -> Result<Arc<Self>, AuthError> {
+        Self::with_request_timeout(credentials, registry, super::client::REQUEST_TIMEOUT)
+    }
+
+    /// Like [`new`](Self::new), each token request bounded by `timeout`
+    /// (`timeouts.token_request`: connect, send and the whole answer).
+    pub fn with_request_timeout(
+        credentials: &BTreeMap<String, Credential>,
+        registry: &prometheus::Registry,
+        timeout: std::time::Duration,
+    ) -> Result<Arc<Self>, AuthError> {
         super::install_crypto_provider();
         Self::with_endpoint_factory(
             credentials,
             registry,
-            Box::new(ReqwestEndpoint::for_credential),
+            Box::new(move |def: &Credential| ReqwestEndpoint::for_credential(def, timeout)),
         )
     }
 
@@ -435,6 +447,7 @@ impl CredState {
             flight: Mutex::new(Flight::default()),
             refreshing: AtomicBool::new(false),
             m,
+            last: Mutex::new(status::Last::default()),
         })
     }
 }
@@ -547,6 +560,7 @@ async fn run_flight(shared: Arc<Shared>, cred: Arc<CredState>, tx: watch::Sender
         shared.store(&cred, &f.token, f.lifetime);
         f.token
     });
+    status::record(&cred, &result);
     {
         let mut flight = lock(&cred.flight);
         flight.running = None;
@@ -592,6 +606,9 @@ pub(crate) async fn wait(
         Err(_) => Err(cancelled()),
     }
 }
+
+mod status;
+pub use status::CredentialStatus;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

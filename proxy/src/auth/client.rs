@@ -551,25 +551,28 @@ impl ReqwestEndpoint {
             .map_err(|e| root_cause(&e))
     }
 
-    /// The endpoint for a credential: its `ca_file` read now.
-    pub(crate) fn for_credential(def: &Credential) -> Result<Arc<dyn TokenEndpoint>, AuthError> {
+    /// The endpoint for a credential: its `ca_file` read now; each request bounded by
+    /// `timeout`.
+    pub(crate) fn for_credential(
+        def: &Credential,
+        timeout: Duration,
+    ) -> Result<Arc<dyn TokenEndpoint>, AuthError> {
         let roots = ca_roots(def)?;
         let ca_file = def.oauth2().and_then(|o| o.ca_file.as_ref());
-        let endpoint =
-            ReqwestEndpoint::new(roots.as_deref(), REQUEST_TIMEOUT).map_err(|reason| {
-                match ca_file {
-                    // Extra roots are the only input the builder can reject.
-                    Some(path) => AuthError::CaFile {
-                        credential: def.name.clone(),
-                        path: path.clone(),
-                        reason,
-                    },
-                    None => AuthError::Client {
-                        credential: def.name.clone(),
-                        reason,
-                    },
-                }
-            })?;
+        let endpoint = ReqwestEndpoint::new(roots.as_deref(), timeout).map_err(|reason| {
+            match ca_file {
+                // Extra roots are the only input the builder can reject.
+                Some(path) => AuthError::CaFile {
+                    credential: def.name.clone(),
+                    path: path.clone(),
+                    reason,
+                },
+                None => AuthError::Client {
+                    credential: def.name.clone(),
+                    reason,
+                },
+            }
+        })?;
         Ok(Arc::new(endpoint))
     }
 }

@@ -52,7 +52,7 @@ mod token;
 #[cfg(test)]
 mod test_support;
 
-pub use cache::{CredHandle, EndpointFactory, TokenCache};
+pub use cache::{CredHandle, CredentialStatus, EndpointFactory, TokenCache};
 pub use client::{
     BoxFuture, HttpRequest, HttpResponse, ReqwestEndpoint, TokenEndpoint, TransportError,
     REQUEST_TIMEOUT,

@@ -503,6 +503,9 @@ impl Conn {
             series
         };
         series.requests(out.action, out.status, out.source).inc();
+        series
+            .last_status
+            .store(out.status, std::sync::atomic::Ordering::Relaxed);
         series.request_duration.observe(elapsed.as_secs_f64());
         if let Some(u) = out.upstream {
             series.upstream_duration.observe(u.as_secs_f64());

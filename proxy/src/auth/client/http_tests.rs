@@ -329,7 +329,7 @@ fn ca_file_is_loaded_or_explained() {
     let dir = TempDir::new();
     let mut def = credential("billing");
     oauth(&mut def).ca_file = Some(dir.write("ca.pem", include_str!("../fixtures/ca.pem")));
-    assert!(ReqwestEndpoint::for_credential(&def).is_ok());
+    assert!(ReqwestEndpoint::for_credential(&def, REQUEST_TIMEOUT).is_ok());
 
     for (content, reason) in [
         ("not a certificate", "contains no PEM certificate"),
@@ -339,7 +339,7 @@ fn ca_file_is_loaded_or_explained() {
         ),
     ] {
         oauth(&mut def).ca_file = Some(dir.write("bad.pem", content));
-        let err = match ReqwestEndpoint::for_credential(&def) {
+        let err = match ReqwestEndpoint::for_credential(&def, REQUEST_TIMEOUT) {
             Err(e @ AuthError::CaFile { .. }) => e.to_string(),
             Err(other) => panic!("{other}"),
             Ok(_) => panic!("{content} accepted"),
@@ -348,7 +348,7 @@ fn ca_file_is_loaded_or_explained() {
         assert!(err.ends_with(reason), "{err}");
     }
     oauth(&mut def).ca_file = Some(dir.path().join("missing.pem"));
-    let Err(err) = ReqwestEndpoint::for_credential(&def) else {
+    let Err(err) = ReqwestEndpoint::for_credential(&def, REQUEST_TIMEOUT) else {
         panic!()
     };
     assert!(
