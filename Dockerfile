@@ -18,9 +18,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# The commit `tollgate version` and tollgate_build_info report (.git is not in the
+# context): docker build --build-arg TOLLGATE_GIT_COMMIT=$(git rev-parse --short=12 HEAD) .
+ARG TOLLGATE_GIT_COMMIT=""
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p tollgate \
+    TOLLGATE_GIT_COMMIT="${TOLLGATE_GIT_COMMIT}" cargo build --release --locked -p tollgate \
  && install -m 0755 target/release/tollgate /usr/local/bin/tollgate
 
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -1,4 +1,5 @@
-//! The command line of SPEC: `run`, `check`, `route`, `token`, `demo`, `ca init`.
+//! The command line: `run`, `check`, `route`, `token`, `demo`, `ca init`, and the
+//! operator's helpers `version`, `completions`, `man` and `probe`.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ pub const EX_CONFIG: i32 = 78;
 #[command(
     name = "tollgate",
     version,
+    long_version = crate::version::LONG_VERSION,
     about = "An authenticating egress proxy: routes outbound HTTP, attaches OAuth2 tokens, replays once after a 401"
 )]
 pub struct Cli {
@@ -36,12 +38,25 @@ impl ConfigArg {
     }
 }
 
+/// How `check`, `route` and `version` print their result: text, or one JSON document.
+pub use crate::explain::Format;
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the proxy and admin listeners.
+    /// Serve the proxy and admin listeners (exits 78 if the config or a file it names is unusable).
     Run(ConfigArg),
-    /// Validate the config; print every problem as FILE:LINE:COL: message; exit 78 if invalid.
-    Check(ConfigArg),
+    /// Validate the config and every file it names; print every problem as FILE:LINE:COL: message; exit 78 if invalid.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Validate the config alone, without opening the files it names (for a CI machine
+        /// that does not have the secrets); `run` still checks them
+        #[arg(long)]
+        skip_files: bool,
+    },
     /// Explain what the proxy would do with a request to URL (exit 1 when it would be refused).
     Route {
         #[command(flatten)]
@@ -81,6 +96,36 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Print the version, git commit, rustc and pingora versions of this build.
+    Version {
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print a shell completion script (e.g. `tollgate completions bash > /etc/bash_completion.d/tollgate`).
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (tollgate.1), or write one page per command into DIR.
+    Man {
+        /// Write tollgate.1 and tollgate-COMMAND.1 into this directory instead
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// GET an http:// URL and exit 0 on a 2xx answer (a health check for images without curl).
+    Probe {
+        /// e.g. http://127.0.0.1:9901/readyz
+        url: String,
+        /// Give up after this long (humantime: 5s, 500ms)
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]

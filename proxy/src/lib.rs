@@ -7,7 +7,9 @@
 //! `upstream` (DNS cache, address guards, TLS trust, peers), `tunnel` (CONNECT splicing),
 //! `auth` (tokens), `replay` (the 401 decision), `errors` (our error codes and responses),
 //! `access` (the access log). `server` wires listeners; `commands`, `explain` and `demo`
-//! implement the CLI.
+//! implement the CLI, `preflight`
+//! checks every file a config names before `check` says ok and before `run` serves,
+//! `version`, `docs` (completions, man page) and `probe` are the operator's helpers.
 
 pub mod access;
 pub mod admin;
@@ -17,12 +19,15 @@ pub mod cli;
 pub mod commands;
 pub mod conn;
 pub mod demo;
+pub mod docs;
 pub mod errors;
 pub mod explain;
 pub mod http1;
 pub mod intercept;
 pub mod metrics;
 pub mod plan;
+pub mod preflight;
+pub mod probe;
 pub mod reload;
 pub mod replay;
 pub mod rewrite;
@@ -34,3 +39,4 @@ pub mod target;
 pub mod telemetry;
 pub mod tunnel;
 pub mod upstream;
+pub mod version;

@@ -17,7 +17,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(c) => tollgate::commands::run(&c.path()),
-        Command::Check(c) => tollgate::commands::check(&c.path()),
+        Command::Check {
+            config,
+            format,
+            skip_files,
+        } => {
+            let files = if skip_files {
+                tollgate::commands::Files::Skip
+            } else {
+                tollgate::commands::Files::Check
+            };
+            tollgate::commands::check(&config.path(), format, files)
+        }
         Command::Route {
             config,
             url,
@@ -48,6 +59,10 @@ fn main() -> ExitCode {
                     lifetime,
                 },
         } => tollgate::intercept::init::run(&out, for_config.as_deref(), force, lifetime),
+        Command::Version { format } => tollgate::version::print(format),
+        Command::Completions { shell } => tollgate::docs::completions(shell),
+        Command::Man { out_dir } => tollgate::docs::man(out_dir.as_deref()),
+        Command::Probe { url, timeout } => tollgate::probe::run(&url, timeout),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

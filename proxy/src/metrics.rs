@@ -1,15 +1,29 @@
 //! Proxy metrics (SPEC "Admin and telemetry"). Label values are bounded: route names from
 //! the config, actions, status codes and fixed outcome words; never a client id, token or
-//! secret. Token metrics are registered by `auth` on the same registry.
+//! secret. Token metrics are registered by `auth` on the same registry. docs/metrics.md
+//! describes every family and gives an example alert for each.
+//!
+//! Every series an alert needs exists from start-up, at zero: reload outcomes here, each
+//! inject route's replay outcomes once a config is bound ([`Metrics::prepare`]), each
+//! credential's token request outcomes in `auth`. An alert on `increase(...) > 0` can then
+//! fire on the first event (a series that appears at 1 has no increase). Also here:
+//! `tollgate_build_info` and the standard `process_*` families.
 
 use dashmap::DashMap;
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
-    Registry,
+    exponential_buckets, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
 };
 use std::sync::atomic::AtomicU16;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tollgate_rules::Config;
+
+/// Values of `tollgate_replays_total`'s `outcome` label (`replay::Outcome::as_str`).
+pub const REPLAY_OUTCOMES: [&str; 4] = ["replayed", "second_401", "body_too_large", "no_replay"];
+
+/// Values of `tollgate_config_reloads_total`'s `outcome` label.
+pub const RELOAD_OUTCOMES: [&str; 2] = ["applied", "rejected"];
 
 /// The label used when no route matched (`default_action` decided).
 pub const NO_ROUTE: &str = "-";
@@ -187,6 +201,10 @@ pub struct Metrics {
     pub client_gone_mid_head: IntCounter,
     pub client_gone_mid_body: IntCounter,
     pub client_gone_mid_response: IntCounter,
+    /// 1 while the last reload attempt was applied (or none was made), 0 after a rejected one.
+    pub config_last_reload_successful: IntGauge,
+    /// Unix time of the last config load that was applied (start-up counts).
+    pub config_last_reload_success_timestamp: Gauge,
     /// The series of requests no route matched (and of requests too malformed to route).
     pub no_route: RouteMetrics,
     /// The same, for requests refused before routing.
@@ -256,12 +274,44 @@ impl Metrics {
             ),
             &["stage"],
         ))?;
+        let config_last_reload_successful = must(IntGauge::new(
+            "tollgate_config_last_reload_successful",
+            "1 if the last config reload was applied (or none was tried yet), 0 if it was rejected",
+        ))?;
+        let config_last_reload_success_timestamp = must(Gauge::new(
+            "tollgate_config_last_reload_success_timestamp_seconds",
+            "Unix time the running config was loaded (at start-up or by the last applied reload)",
+        ))?;
+        let build_info = must(IntGaugeVec::new(
+            Opts::new(
+                "tollgate_build_info",
+                "Always 1; the labels say which build is running",
+            ),
+            &["version", "commit", "rustc", "pingora"],
+        ))?;
+        let b = crate::version::BUILD;
+        build_info
+            .with_label_values(&[b.version, b.commit, b.rustc, b.pingora])
+            .set(1);
         for c in [&requests, &replays, &config_reloads, &tunnels, &disconnects] {
             must(registry.register(Box::new(c.clone())))?;
         }
         for h in [&request_duration, &upstream_duration] {
             must(registry.register(Box::new(h.clone())))?;
         }
+        must(registry.register(Box::new(config_last_reload_successful.clone())))?;
+        must(registry.register(Box::new(config_last_reload_success_timestamp.clone())))?;
+        must(registry.register(Box::new(build_info)))?;
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
+        #[cfg(target_os = "linux")]
+        must(registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )))?;
+        for outcome in RELOAD_OUTCOMES {
+            config_reloads.with_label_values(&[outcome]);
+        }
+        config_last_reload_successful.set(1);
+        config_last_reload_success_timestamp.set(unix_now());
         let last_status: DashMap<String, Arc<AtomicU16>> = DashMap::new();
         let no_route = RouteMetrics::new(
             NO_ROUTE,
@@ -292,7 +342,31 @@ impl Metrics {
             upstream_duration,
             replays,
             config_reloads,
+            config_last_reload_successful,
+            config_last_reload_success_timestamp,
         })
+    }
+    /// Creates, at zero, the series a config's alerts need before anything happens: the
+    /// replay outcomes of each inject route. Called whenever a config is bound (start-up
+    /// and each applied reload); series of routes that went away keep their last value.
+    pub fn prepare(&self, config: &Config) {
+        for r in config.routes.iter().filter(|r| r.inject().is_some()) {
+            for outcome in REPLAY_OUTCOMES {
+                self.replays.with_label_values(&[r.name.as_str(), outcome]);
+            }
+        }
+    }
+
+    /// Counts a reload attempt, sets the last-reload gauges and notes it for the status
+    /// page.
+    pub fn reloaded(&self, applied: bool) {
+        let outcome = if applied { "applied" } else { "rejected" };
+        self.config_reloads.with_label_values(&[outcome]).inc();
+        self.note_reload(outcome);
+        self.config_last_reload_successful.set(i64::from(applied));
+        if applied {
+            self.config_last_reload_success_timestamp.set(unix_now());
+        }
     }
 
     /// Records a reload's outcome (`applied` or `rejected`) for the status page.
@@ -334,9 +408,80 @@ impl Metrics {
     }
 }
 
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replay_outcomes_are_the_replay_decisions_words() {
+        use crate::replay::Outcome;
+        // Exhaustive: a new outcome must be added to REPLAY_OUTCOMES (and pre-created).
+        for o in [
+            Outcome::Replayed,
+            Outcome::Second401,
+            Outcome::BodyTooLarge,
+            Outcome::NoReplay,
+        ] {
+            match o {
+                Outcome::Replayed
+                | Outcome::Second401
+                | Outcome::BodyTooLarge
+                | Outcome::NoReplay => {
+                    assert!(REPLAY_OUTCOMES.contains(&o.as_str()), "{}", o.as_str());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn alert_series_exist_at_zero_before_anything_happens() {
+        let m = Metrics::new().expect("metrics");
+        let config = tollgate_rules::load_str(
+            "t.yaml",
+            "credentials:\n  c: { token_url: http://127.0.0.1:9/t, client_id: a, client_secret: s }\n\
+             routes:\n  - { name: api, match: { hosts: [a.com] }, action: inject, credential: c }\n\
+             \x20 - { name: open, match: { hosts: [b.com] }, action: pass }\n",
+            &|_: &str| None,
+        )
+        .expect("config");
+        m.prepare(&config);
+        let text = m.render();
+        for outcome in REPLAY_OUTCOMES {
+            let want = format!(r#"tollgate_replays_total{{outcome="{outcome}",route="api"}} 0"#);
+            assert!(text.contains(&want), "{want}\n{text}");
+        }
+        assert!(
+            !text.contains(r#"route="open""#),
+            "a pass route has no replays: {text}"
+        );
+        for outcome in RELOAD_OUTCOMES {
+            let want = format!(r#"tollgate_config_reloads_total{{outcome="{outcome}"}} 0"#);
+            assert!(text.contains(&want), "{want}\n{text}");
+        }
+        assert!(
+            text.contains("tollgate_config_last_reload_successful 1"),
+            "{text}"
+        );
+        assert!(text.contains("tollgate_build_info{commit="), "{text}");
+        assert!(text.contains("process_resident_memory_bytes"), "{text}");
+        m.reloaded(false);
+        let text = m.render();
+        assert!(
+            text.contains("tollgate_config_last_reload_successful 0"),
+            "{text}"
+        );
+        assert!(text.contains(r#"tollgate_config_reloads_total{outcome="rejected"} 1"#));
+        m.reloaded(true);
+        assert!(m
+            .render()
+            .contains("tollgate_config_last_reload_successful 1"));
+    }
 
     #[test]
     fn renders_registered_families() {

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tollgate_rules::{load::ProcessEnv, AuthMethod, Config, Grant};
+use tollgate_rules::Config;
 
 /// How often watched files are checked for changes.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -26,54 +26,20 @@ pub struct Reloader {
     pub interceptor: Arc<Interceptor>,
 }
 
-/// The files a config depends on (the config itself first). Files a credential reads
-/// afresh for every token request (`client_assertion_file`, `subject_token_file`: renewed
-/// by someone else, often hourly) are not among them: a change there needs no reload.
+/// The files a config depends on (the config itself first, then [`Config::files`]).
+/// Files a credential reads afresh for every token request (`client_assertion_file`,
+/// `subject_token_file`: renewed by someone else, often hourly; see
+/// [`tollgate_rules::FileKind::per_request`]) are not among them: a change there needs
+/// no reload.
 fn watched_files(path: &Path, config: &Config) -> Vec<PathBuf> {
     let mut files = vec![path.to_path_buf()];
-    for c in config.credentials.values() {
-        let per_request: Vec<&Path> = match c.oauth2() {
-            Some(o) => {
-                let mut v = Vec::new();
-                if let Grant::TokenExchange(t) = &o.grant {
-                    v.push(t.subject_token_file.as_path());
-                }
-                if let Some(AuthMethod::ClientAssertionFile(p)) = o.grant.client().map(|c| &c.auth)
-                {
-                    v.push(p.as_path());
-                }
-                v
-            }
-            None => Vec::new(),
-        };
-        files.extend(
-            c.files()
-                .into_iter()
-                .filter(|f| !per_request.contains(f))
-                .map(Path::to_path_buf),
-        );
-    }
-    for r in &config.routes {
-        if let Some(ca) = &r.upstream_ca_file {
-            files.push(ca.clone());
-        }
-    }
-    if let Some(c) = &config.callers {
-        if let Some(tollgate_rules::JwtCallers {
-            keys: tollgate_rules::JwksSource::File(p),
-            ..
-        }) = &c.jwt
-        {
-            files.push(p.clone());
-        }
-        if let Some(b) = &c.basic {
-            files.push(b.htpasswd_file.clone());
-        }
-    }
-    if let Some(i) = &config.interception {
-        files.push(i.ca_cert_file.clone());
-        files.push(i.ca_key_file.clone());
-    }
+    files.extend(
+        config
+            .files()
+            .iter()
+            .filter(|f| !f.kind.per_request())
+            .map(|f| f.path.to_path_buf()),
+    );
     if let Some(store) = &config.token_store {
         // Key files take effect on reload (rotation); the Redis password only on restart.
         files.extend(store.encryption_key_files.iter().cloned());
@@ -94,8 +60,10 @@ fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
 impl Reloader {
     /// Load, validate and apply the config file. Returns whether it was applied.
     pub fn reload(&self, why: &str) -> bool {
-        let outcome = match tollgate_rules::load(&self.path, &ProcessEnv) {
-            Err(errors) => Err(errors.0.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
+        // The same checks as `tollgate check` and start-up: a reload that names a missing
+        // secret file or a bad CA is rejected with FILE:LINE:COL, like a typo.
+        let outcome = match crate::preflight::load(&self.path) {
+            Err(problems) => Err(problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
             Ok(config) => {
                 let old = self.state.load();
                 if config.listen != old.config.listen || config.threads != old.config.threads {
@@ -136,20 +104,12 @@ impl Reloader {
         };
         match outcome {
             Ok(()) => {
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["applied"])
-                    .inc();
-                self.metrics.note_reload("applied");
+                self.metrics.reloaded(true);
                 tracing::info!(path = %self.path.display(), why, "config reloaded");
                 true
             }
             Err(problems) => {
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["rejected"])
-                    .inc();
-                self.metrics.note_reload("rejected");
+                self.metrics.reloaded(false);
                 for p in &problems {
                     tracing::error!(why, "config reload rejected: {p}");
                 }
@@ -164,36 +124,39 @@ impl Reloader {
     }
 
     /// Watch for SIGHUP and file changes on a thread of its own, for the life of the process.
+    ///
+    /// The SIGHUP handler and the files' first stamps are set up before this returns (so
+    /// before the proxy reports ready): a SIGHUP or a file change right after start-up is
+    /// a reload, not a missed change (or, for SIGHUP, the default action: exit).
     pub fn spawn(self) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let hup = {
+            let _in_rt = rt.enter();
+            match signal(SignalKind::hangup()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGHUP: {e}");
+                    None
+                }
+            }
+        };
+        let files = watched_files(&self.path, &self.state.load().config);
+        let seen = stamps(&files);
         std::thread::Builder::new()
             .name("tollgate-reload".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!("reload watcher cannot start: {e}");
-                        return;
-                    }
-                };
-                rt.block_on(self.watch());
-            })
+            .spawn(move || rt.block_on(self.watch(hup, files, seen)))
             .map(drop)
     }
 
-    async fn watch(self) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGHUP: {e}");
-                None
-            }
-        };
-        let mut files = watched_files(&self.path, &self.state.load().config);
-        let mut seen = stamps(&files);
+    async fn watch(
+        self,
+        mut hup: Option<tokio::signal::unix::Signal>,
+        mut files: Vec<PathBuf>,
+        mut seen: Vec<Option<(SystemTime, u64)>>,
+    ) {
         let mut tick = tokio::time::interval(POLL);
         loop {
             let why = tokio::select! {

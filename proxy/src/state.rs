@@ -30,6 +30,8 @@ impl State {
         tokens: Option<&TokenCache>,
     ) -> Result<State, Vec<String>> {
         let router = Router::new(&config);
+        // The series this config's alerts need, at zero before anything happens.
+        metrics.prepare(&config);
         let mut problems = Vec::new();
         let mut routes = Vec::with_capacity(config.routes.len());
         for r in &config.routes {

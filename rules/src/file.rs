@@ -1,4 +1,11 @@
-//! serde structs mirroring the YAML file (`deny_unknown_fields`). Converted by `load`.
+//! serde structs mirroring the YAML file. Converted by `load`.
+//!
+//! Unknown keys are errors, but they do not stop parsing: `load` deserializes through
+//! `serde_ignored`, which reports every key no struct here accepts, and turns each into a
+//! problem at its position (in serde's words, with the keys [`fields`] lists), so they are
+//! reported together with every other problem in the file. That is why these structs do
+//! not say `deny_unknown_fields`: it would stop at the first unknown key. Deserializing
+//! them other than through `load` ignores unknown keys.
 //!
 //! These types say only what the file *looks like*: they check key names and value
 //! types, nothing else. Almost every value is a `String` (or `Option`) here even when the
@@ -19,7 +26,6 @@ use std::marker::PhantomData;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// `listen:` addresses.
     #[serde(default)]
@@ -64,7 +70,6 @@ pub struct ConfigFile {
 
 /// `callers:`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CallersFile {
     /// `callers.jwt:`.
     #[serde(default)]
@@ -79,7 +84,6 @@ pub struct CallersFile {
 
 /// `callers.jwt:`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct JwtCallersFile {
     /// `issuer:` (required).
     #[serde(default)]
@@ -100,7 +104,6 @@ pub struct JwtCallersFile {
 
 /// `callers.basic:`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BasicCallersFile {
     /// `htpasswd_file:` (required).
     #[serde(default)]
@@ -109,7 +112,6 @@ pub struct BasicCallersFile {
 
 /// `interception:`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct InterceptionFile {
     /// `interception.ca_cert_file:` (required) PEM CA certificate.
     #[serde(default)]
@@ -160,7 +162,6 @@ pub struct RedisFile {
 
 /// `listen:`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ListenFile {
     /// `listen.proxy:` `IP:PORT`.
     #[serde(default)]
@@ -172,7 +173,6 @@ pub struct ListenFile {
 
 /// `timeouts:` at the top level (every key) or on a route (the upstream ones).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TimeoutsFile {
     /// Upstream TCP and TLS connect.
     #[serde(default)]
@@ -279,7 +279,6 @@ pub enum SigningAlgFile {
 
 /// One entry of `credentials:`.
 #[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CredentialFile {
     /// `kind:` `oauth2` (default) or `static`.
     #[serde(default)]
@@ -408,7 +407,6 @@ impl fmt::Debug for CredentialFile {
 
 /// One entry of `routes:`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RouteFile {
     /// `name:` (required, unique).
     #[serde(default)]
@@ -465,7 +463,6 @@ pub enum ConnectFile {
 
 /// `routes[].match:`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MatchFile {
     /// `hosts:` (required, non-empty).
     #[serde(default)]
@@ -527,6 +524,43 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
 
         deserializer.deserialize_map(MapVisitor(PhantomData))
     }
+}
+
+/// The keys a struct of this file accepts (serde's field list, as written in the file).
+pub fn fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    use serde::de::{Error as _, Visitor};
+    type Error = serde::de::value::Error;
+
+    /// Answers only `deserialize_struct`, recording its field list.
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> Deserializer<'de> for Fields<'_> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+            Err(Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Error> {
+            *self.0 = fields;
+            Err(Error::custom("fields recorded"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
+            enum identifier ignored_any
+        }
+    }
+
+    let mut out: &'static [&'static str] = &[];
+    let _ = T::deserialize(Fields(&mut out));
+    out
 }
 
 /// Form fields tollgate sets itself; `params` may not override them.

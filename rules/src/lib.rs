@@ -6,7 +6,7 @@
 //! and `${VAR}` substitution reading the environment (injected via [`Env`]).
 //!
 //! Two layers (STYLE habit 6): [`mod@file`] holds serde structs that mirror the YAML
-//! (`deny_unknown_fields`); [`model`] holds validated types that never derive
+//! (unknown keys collected as problems); [`model`] holds validated types that never derive
 //! `Deserialize`; [`mod@load`] converts one into the other (the work is in the private
 //! `convert` module, value parsers in `values`, positions of YAML nodes in `pos`) and
 //! collects every problem with its location. [`matcher`] picks the most specific route,
@@ -43,6 +43,7 @@ pub mod matcher;
 pub mod model;
 pub mod path;
 mod pos;
+pub mod source;
 pub mod units;
 mod values;
 
@@ -52,7 +53,10 @@ pub use convert::{
     DEFAULT_PROXY_ADDR, DEFAULT_REDIS_PORT, DEFAULT_REDIS_TIMEOUT, MAX_LEAF_LIFETIME,
     MIN_LEAF_LIFETIME,
 };
-pub use load::{load, load_str, ConfigErrors, Env, Location, Problem, ProcessEnv};
+pub use load::{
+    load, load_str, load_str_with_source, load_with_source, ConfigErrors, Env, Loaded, Location,
+    Problem, ProcessEnv,
+};
 pub use matcher::{Admission, CallerRank, Decision, RequestFacts, Router};
 
 /// Checks a token endpoint URL the way `token_url:` is checked (https, or http on a
@@ -63,3 +67,4 @@ pub fn parse_endpoint_url(s: &str) -> Result<url::Url, String> {
     values::parse_token_url(s)
 }
 pub use model::*;
+pub use source::{FileKind, FileRef, Partial, Setting, Source};

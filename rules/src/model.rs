@@ -530,37 +530,13 @@ impl Credential {
     }
 
     /// Every file the credential reads: secret, key, certificate, service account,
-    /// subject token, assertion and value files, and the CA file.
+    /// subject token, assertion and value files, and the CA file (the paths of
+    /// [`Config::files`]' entries for this credential, in the same order).
     pub fn files(&self) -> Vec<&std::path::Path> {
-        let mut out: Vec<&std::path::Path> = Vec::new();
-        let o = match &self.kind {
-            CredentialKind::Static { value_file } => return vec![value_file.as_path()],
-            CredentialKind::OAuth2(o) => o,
-        };
-        match &o.grant {
-            Grant::JwtBearer(j) => out.push(&j.service_account_file),
-            Grant::TokenExchange(t) => out.push(&t.subject_token_file),
-            Grant::ClientCredentials(_) => {}
-        }
-        if let Some(c) = o.grant.client() {
-            match &c.auth {
-                AuthMethod::ClientSecretBasic { secret, .. }
-                | AuthMethod::ClientSecretPost(secret) => {
-                    out.extend(secret.files().iter().map(PathBuf::as_path))
-                }
-                AuthMethod::PrivateKeyJwt(k) => {
-                    out.push(&k.private_key_file);
-                    if let Some(cert) = &k.certificate {
-                        out.push(&cert.file);
-                    }
-                }
-                AuthMethod::ClientAssertionFile(p) => out.push(p),
-            }
-        }
-        if let Some(ca) = &o.ca_file {
-            out.push(ca);
-        }
-        out
+        crate::source::credential_files(self)
+            .into_iter()
+            .map(|f| f.path)
+            .collect()
     }
 }
 

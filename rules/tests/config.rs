@@ -463,6 +463,305 @@ fn unknown_keys() {
 }
 
 #[test]
+fn unknown_keys_do_not_hide_other_problems() {
+    // Two unknown keys, a semantic problem in the same route and one in another: all four
+    // are reported, in file order.
+    let text = "\
+routes:
+  - name: a
+    match: { hosts: [a.com] }
+    acton: pass
+    colour: red
+  - name: b
+    match: { hosts: [\"x.*.com\"] }
+    action: pass
+";
+    let ps = problems(text);
+    assert_eq!(ps.len(), 4, "{ps:#?}");
+    assert!(
+        ps[0].starts_with("2:5: routes[0]: missing `action`"),
+        "{ps:#?}"
+    );
+    assert!(
+        ps[1].starts_with("4:5: routes[0]: unknown field `acton`, expected one of `name`, `match`"),
+        "{ps:#?}"
+    );
+    assert!(
+        ps[2].starts_with("5:5: routes[0]: unknown field `colour`"),
+        "{ps:#?}"
+    );
+    assert!(
+        ps[3].starts_with("7:22: routes[1].match.hosts[0]: bad host pattern"),
+        "{ps:#?}"
+    );
+}
+
+#[test]
+fn unknown_keys_at_every_level_are_all_reported() {
+    let text = format!(
+        "{CRED}    client_secrt: {SECRET}\nlisten: {{ proxi: 1.2.3.4:5 }}\ntreads: 2\nroutes:\n  - name: r\n    match: {{ hosts: [r.com], hots: [x] }}\n    action: pass\n"
+    );
+    let ps = problems(&text);
+    let want = [
+        "6:5: credentials.billing: unknown field `client_secrt`",
+        "7:11: listen: unknown field `proxi`, expected `proxy` or `admin`",
+        "8:1: unknown field `treads`, expected one of `listen`, `threads`",
+        "11:30: routes[0].match: unknown field `hots`",
+    ];
+    assert_eq!(ps.len(), want.len(), "{ps:#?}");
+    for (p, w) in ps.iter().zip(want) {
+        assert!(p.starts_with(w), "expected {w:?}, got {p:?}");
+    }
+}
+
+#[test]
+fn unknown_timeouts_keys_are_reported_with_the_rest() {
+    let ps = problems(
+        "timeouts:\n  conect: 5s\nroutes:\n  - name: r\n    match: { hosts: [r.com] }\n    action: pass\n    timeouts: { raed: 1s }\n    colour: red\n",
+    );
+    let want = [
+        "2:3: timeouts: unknown field `conect`, expected one of `connect`, `read`",
+        "7:17: routes[0].timeouts: unknown field `raed`, expected one of `connect`",
+        "8:5: routes[0]: unknown field `colour`",
+    ];
+    assert_eq!(ps.len(), want.len(), "{ps:#?}");
+    for (p, w) in ps.iter().zip(want) {
+        assert!(p.starts_with(w), "expected {w:?}, got {p:?}");
+    }
+}
+
+#[test]
+fn an_unknown_key_before_a_type_error_is_reported_with_it() {
+    let ps = problems("thread: 2\nthreads: lots\n");
+    assert_eq!(ps.len(), 2, "{ps:#?}");
+    assert!(ps[0].starts_with("1:1: unknown field `thread`"), "{ps:#?}");
+    assert!(ps[1].starts_with("2:10: threads: invalid type"), "{ps:#?}");
+}
+
+#[test]
+fn valid_entries_and_their_files_come_back_with_the_problems() {
+    let text = "\
+credentials:
+  good:
+    token_url: https://idp.example.com/token
+    client_id: g
+    client_secret_file: /run/good
+    ca_file: /run/ca.pem
+  bad:
+    token_url: ftp://idp.example.com/token
+    client_id: b
+    client_secret_file: /run/bad
+routes:
+  - name: r0
+    match: { hosts: [a.com] }
+    action: pass
+    upstream: https://a.com
+    upstream_ca_file: /run/up.pem
+  - name: r1
+    match: { hosts: [b.com] }
+    action: nonsense_is_a_type_error_so_use_a_missing_key_instead
+";
+    // (An unknown enum value stops parsing; use a semantic problem instead.)
+    let text = text.replace(
+        "    action: nonsense_is_a_type_error_so_use_a_missing_key_instead\n",
+        "",
+    );
+    let loaded = load_str_with_source("t.yaml", &text, &env);
+    assert!(loaded.result.is_err());
+    let names: Vec<&str> = loaded
+        .partial
+        .credentials
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["good"]);
+    let routes: Vec<(usize, &str)> = loaded
+        .partial
+        .routes
+        .iter()
+        .map(|(i, r)| (*i, r.name.as_str()))
+        .collect();
+    assert_eq!(routes, [(0, "r0")]);
+    let files: Vec<(String, &Path)> = loaded
+        .partial
+        .files()
+        .into_iter()
+        .map(|f| (f.setting.to_string(), f.path))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            (
+                "credentials.good.client_secret_file".to_owned(),
+                Path::new("/run/good")
+            ),
+            (
+                "credentials.good.ca_file".to_owned(),
+                Path::new("/run/ca.pem")
+            ),
+            (
+                "routes[0].upstream_ca_file".to_owned(),
+                Path::new("/run/up.pem")
+            ),
+        ]
+    );
+    // Each is located at its key.
+    let at = |s: &Setting| loaded.source.locate(s);
+    assert_eq!(
+        at(&Setting::credential("good", "client_secret_file")),
+        (5, 5)
+    );
+    assert_eq!(at(&Setting::credential("good", "ca_file")), (6, 5));
+    assert_eq!(at(&Setting::route(0, "upstream_ca_file")), (16, 5));
+}
+
+#[test]
+fn files_lists_every_file_the_spec_example_names() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/spec-example.yaml"
+    ))
+    .unwrap();
+    let loaded = load_str_with_source("spec.yaml", &text, &env);
+    let config = loaded.result.unwrap();
+    let files: Vec<String> = config
+        .files()
+        .iter()
+        .map(|f| {
+            let (line, col) = loaded.source.locate(&f.setting);
+            format!("{}:{line}:{col} {}", f.setting, f.path.display())
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "credentials.billing.client_secret_file:12:5 /var/run/secrets/billing/secret",
+            "credentials.billing.ca_file:20:5 /etc/ssl/idp-ca.pem",
+            "routes[0].upstream_ca_file:34:5 /etc/ssl/billing-ca.pem",
+        ]
+    );
+}
+
+/// Every key of the file structs that names a file (`*_file`, `*_files`) must be listed
+/// by `Config::files`, or `tollgate check` would not open it and the reload watcher
+/// would not watch it. Add a new one to `source.rs` (and its check to the proxy's
+/// `preflight`), then here.
+#[test]
+fn every_file_key_is_known_to_files() {
+    let listed = [
+        "client_secret_file",
+        "client_secret_files",
+        "private_key_file",
+        "certificate_file",
+        "client_assertion_file",
+        "service_account_file",
+        "subject_token_file",
+        "value_file",
+        "ca_file",
+        "upstream_ca_file",
+        "jwks_file",
+        "htpasswd_file",
+        "ca_cert_file",
+        "ca_key_file",
+    ];
+    for fields in [
+        file::fields::<file::ConfigFile>(),
+        file::fields::<file::ListenFile>(),
+        file::fields::<file::CredentialFile>(),
+        file::fields::<file::RouteFile>(),
+        file::fields::<file::MatchFile>(),
+        file::fields::<file::TimeoutsFile>(),
+        file::fields::<file::CallersFile>(),
+        file::fields::<file::JwtCallersFile>(),
+        file::fields::<file::BasicCallersFile>(),
+        file::fields::<file::InterceptionFile>(),
+    ] {
+        assert!(!fields.is_empty());
+        for f in fields {
+            if f.ends_with("_file") || f.ends_with("_files") {
+                assert!(
+                    listed.contains(f),
+                    "`{f}` names a file but Config::files does not list it"
+                );
+            }
+        }
+    }
+    // And each listed key really comes out of `files()` for a config that sets it, at
+    // its key (a list item at the item).
+    let text = "\
+credentials:
+  s: { token_url: https://i.example/t, client_id: a, client_secret_file: /s, ca_file: /c }
+  two: { token_url: https://i.example/t, client_id: a, client_secret_files: [/s1, /s2] }
+  k: { token_url: https://i.example/t, client_id: a, auth_method: private_key_jwt, private_key_file: /k, certificate_file: /crt }
+  fed: { token_url: https://i.example/t, client_id: a, auth_method: client_assertion_file, client_assertion_file: /a }
+  sa: { grant: jwt_bearer, service_account_file: /sa.json, scopes: [x] }
+  sts: { token_url: https://i.example/t, grant: token_exchange, subject_token_file: /st, subject_token_type: urn:ietf:params:oauth:token-type:jwt }
+  api: { kind: static, value_file: /v }
+callers:
+  jwt: { issuer: i, audiences: [a], jwks_file: /jwks.json }
+  basic: { htpasswd_file: /htpasswd }
+interception: { ca_cert_file: /ca.crt, ca_key_file: /ca.key }
+routes:
+  - { name: r, match: { hosts: [a.com] }, action: pass, upstream: https://a.com, upstream_ca_file: /u }
+";
+    let loaded = load_str_with_source("t.yaml", text, &env);
+    let config = match loaded.result {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    let files = config.files();
+    let mut got: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let key = f.setting.to_string();
+            let key = key.rsplit('.').next().unwrap();
+            key.split('[').next().unwrap().to_owned()
+        })
+        .collect();
+    got.sort();
+    got.dedup();
+    let mut want: Vec<String> = listed.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want);
+    let shown: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let (line, col) = loaded.source.locate(&f.setting);
+            format!(
+                "{line}:{col} {} {}{}",
+                f.setting,
+                f.path.display(),
+                if f.kind.per_request() {
+                    " (per request)"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "8:24 credentials.api.value_file /v",
+            "5:92 credentials.fed.client_assertion_file /a (per request)",
+            "4:84 credentials.k.private_key_file /k",
+            "4:106 credentials.k.certificate_file /crt",
+            "2:54 credentials.s.client_secret_file /s",
+            "2:78 credentials.s.ca_file /c",
+            "6:28 credentials.sa.service_account_file /sa.json",
+            "7:65 credentials.sts.subject_token_file /st (per request)",
+            "3:78 credentials.two.client_secret_files[0] /s1",
+            "3:83 credentials.two.client_secret_files[1] /s2",
+            "14:82 routes[0].upstream_ca_file /u",
+            "10:37 callers.jwt.jwks_file /jwks.json",
+            "11:12 callers.basic.htpasswd_file /htpasswd",
+            "12:17 interception.ca_cert_file /ca.crt",
+            "12:40 interception.ca_key_file /ca.key",
+        ]
+    );
+}
+
+#[test]
 fn unknown_enum_values() {
     one(
         "default_action: allow\n",
@@ -1081,7 +1380,30 @@ fn callers_problems_are_located() {
         "must use https",
     );
     one("callers:\n  basic: {}\n", "2:3", "missing `htpasswd_file`");
-    one("callers:\n  basic:\n    htpasswd: f\n", "3:5", "htpasswd");
+    // A misspelt key and the key it hides: both reported.
+    assert_eq!(
+        problems("callers:\n  basic:\n    htpasswd: f\n"),
+        [
+            "2:3: callers.basic: missing `htpasswd_file`",
+            "3:5: callers.basic: unknown field `htpasswd`, expected `htpasswd_file`",
+        ]
+    );
+}
+
+#[test]
+fn unknown_callers_keys_are_reported_with_the_rest() {
+    let ps = problems(
+        "callers:\n  jwt:\n    issuer: i\n    audiences: [a]\n    jwks_file: f\n    jwks_fiel: g\n  basic: { htpasswd_file: h }\n  requierd: true\nthreads: 0\n",
+    );
+    let want = [
+        "6:5: callers.jwt: unknown field `jwks_fiel`, expected one of `issuer`, `audiences`",
+        "8:3: callers: unknown field `requierd`, expected one of `jwt`, `basic`, `required`",
+        "9:10: threads: must be at least 1",
+    ];
+    assert_eq!(ps.len(), want.len(), "{ps:#?}");
+    for (p, w) in ps.iter().zip(want) {
+        assert!(p.starts_with(w), "expected {w:?}, got {p:?}");
+    }
 }
 
 #[test]

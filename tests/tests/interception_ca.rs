@@ -335,7 +335,34 @@ fn check_names_what_is_wrong_with_each_bad_ca() {
     std::fs::write(&garbage, "hello\n").expect("write");
     refused(&good, &garbage, &good.key, 1, "holds no PEM certificate");
     refused(&good, &good.cert, &garbage, 2, "holds no PEM private key");
-    refused(&good, &good.key, &good.cert, 1, "is it the key file");
+    // Swapped: each file is wrong at its own key, and both are reported in one pass.
+    std::fs::write(&good.cfg, config(Some((&good.key, &good.cert)), BILLING)).expect("write");
+    let o = check_file(&good.cfg, &[]);
+    o.assert_code(EX_CONFIG);
+    let d = diagnostics(&o.stdout, "tollgate.yaml");
+    assert_eq!(d.len(), 2, "{}", o.combined());
+    assert_eq!((d[0].line, d[0].column), (2, 3), "{}", o.combined());
+    assert!(
+        d[0].message.starts_with("interception.ca_cert_file: "),
+        "{}",
+        o.stdout
+    );
+    assert!(d[0].message.contains("is it the key file"), "{}", o.stdout);
+    assert_eq!((d[1].line, d[1].column), (3, 3), "{}", o.combined());
+    assert!(
+        d[1].message.starts_with("interception.ca_key_file: "),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        d[1].message.contains("is it the certificate file"),
+        "{}",
+        o.stdout
+    );
+    let pem = std::fs::read_to_string(&good.key).expect("key");
+    for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!o.combined().contains(line), "check printed key material");
+    }
     refused(
         &good,
         &good.cert,

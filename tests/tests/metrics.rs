@@ -38,33 +38,35 @@ fn expected_labels(sample: &str) -> Option<BTreeSet<&'static str>> {
         .or_else(|| sample.strip_suffix("_count"))
         .or_else(|| sample.strip_suffix("_sum"))
         .unwrap_or(sample);
-    let mut set: BTreeSet<&'static str> = match base {
-        "tollgate_requests_total" => ["route", "action", "code", "source"].into(),
-        "tollgate_tunnels_total" => ["route", "mode"].into(),
-        "tollgate_client_disconnects_total" => ["stage"].into(),
-        "tollgate_request_duration_seconds" | "tollgate_upstream_duration_seconds" => {
-            ["route"].into()
-        }
-        "tollgate_token_requests_total" => ["credential", "outcome"].into(),
-        "tollgate_token_request_duration_seconds" | "tollgate_token_expiry_seconds" => {
-            ["credential"].into()
-        }
-        "tollgate_token_cache_total" => ["credential", "result"].into(),
-        // Issue 15: rate-limit holds, and the token store (only with `token_store`).
-        "tollgate_token_requests_deferred_total" | "tollgate_token_rate_limit_remaining" => {
-            ["credential"].into()
-        }
-        "tollgate_token_store_total" => ["credential", "op", "outcome"].into(),
-        "tollgate_token_store_up" => [].into(),
-        "tollgate_replays_total" => ["route", "outcome"].into(),
-        "tollgate_config_reloads_total" => ["outcome"].into(),
-        "tollgate_interception_leaves_total" => ["outcome"].into(),
-        "tollgate_interception_handshakes_total" => ["route", "outcome"].into(),
-        "tollgate_interception_leaf_cache_hosts" | "tollgate_interception_ca_expiry_seconds" => {
-            BTreeSet::new()
-        }
-        _ => return None,
-    };
+    let mut set: BTreeSet<&'static str> =
+        match base {
+            "tollgate_requests_total" => ["route", "action", "code", "source"].into(),
+            "tollgate_tunnels_total" => ["route", "mode"].into(),
+            "tollgate_client_disconnects_total" => ["stage"].into(),
+            "tollgate_request_duration_seconds" | "tollgate_upstream_duration_seconds" => {
+                ["route"].into()
+            }
+            "tollgate_token_requests_total" => ["credential", "outcome"].into(),
+            "tollgate_token_request_duration_seconds"
+            | "tollgate_token_expiry_timestamp_seconds" => ["credential"].into(),
+            "tollgate_token_cache_total" => ["credential", "result"].into(),
+            // The rate-limit holds, and the token store (only with `token_store`).
+            "tollgate_token_requests_deferred_total" | "tollgate_token_rate_limit_remaining" => {
+                ["credential"].into()
+            }
+            "tollgate_token_store_total" => ["credential", "op", "outcome"].into(),
+            "tollgate_token_store_up" => [].into(),
+            "tollgate_replays_total" => ["route", "outcome"].into(),
+            "tollgate_config_reloads_total" => ["outcome"].into(),
+            "tollgate_config_last_reload_successful"
+            | "tollgate_config_last_reload_success_timestamp_seconds" => BTreeSet::new(),
+            "tollgate_build_info" => ["version", "commit", "rustc", "pingora"].into(),
+            "tollgate_interception_leaves_total" => ["outcome"].into(),
+            "tollgate_interception_handshakes_total" => ["route", "outcome"].into(),
+            "tollgate_interception_leaf_cache_hosts"
+            | "tollgate_interception_ca_expiry_seconds" => BTreeSet::new(),
+            _ => return None,
+        };
     if sample.ends_with("_bucket") {
         set.insert("le");
     }
@@ -120,6 +122,10 @@ fn assert_bounded(scrape: &Scrape, routes: &[&str]) {
                 "le" => v == "+Inf" || v.parse::<f64>().is_ok(),
                 // Credential names come from the config; the token tests check them.
                 "credential" => true,
+                // The build's own facts (tollgate_build_info).
+                "version" | "commit" | "rustc" | "pingora" => {
+                    s.name == "tollgate_build_info" && !v.is_empty()
+                }
                 _ => false,
             };
             assert!(ok, "unexpected value {k}={v:?} in {}", s.name);
@@ -149,9 +155,75 @@ async fn admin_listener_answers_healthz_readyz_and_metrics() {
     let resp = get(&mut conn, up.port(), "/via-admin").await;
     assert_ne!(resp.status, 200, "{resp:?}");
     assert_eq!(up.connections(), 0, "the admin port forwarded a request");
-    // A fresh process, before any traffic, already exposes a parsable (possibly empty) scrape.
+    // A fresh process, before any traffic, already exposes a parsable scrape.
     let scrape = tg.scrape().await;
     assert_bounded(&scrape, &["local"]);
+    let t = &scrape.text;
+    // What alerts and dashboards need exists from the start.
+    for outcome in ["applied", "rejected"] {
+        assert_eq!(
+            scrape
+                .family_of("tollgate_config_reloads_total")
+                .map(|_| ()),
+            Some(()),
+            "{t}"
+        );
+        assert!(
+            scrape
+                .samples()
+                .any(|x| x.name == "tollgate_config_reloads_total"
+                    && x.labels.get("outcome").map(String::as_str) == Some(outcome)
+                    && x.value == 0.0),
+            "no tollgate_config_reloads_total{{outcome={outcome}}} 0 at start: {t}"
+        );
+    }
+    assert_eq!(
+        scrape.sum("tollgate_config_last_reload_successful", &[]),
+        1.0,
+        "{t}"
+    );
+    let loaded = scrape.sum("tollgate_config_last_reload_success_timestamp_seconds", &[]);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(
+        loaded > now - 120.0 && loaded <= now,
+        "{loaded} vs {now}: {t}"
+    );
+    let build = scrape
+        .samples()
+        .find(|x| x.name == "tollgate_build_info")
+        .unwrap_or_else(|| panic!("no tollgate_build_info: {t}"));
+    assert_eq!(build.value, 1.0);
+    let version = tollgate_tests::process::run_to_end({
+        let mut c = tollgate_tests::process::command();
+        c.args(["version", "--format", "json"]);
+        c
+    });
+    let v: serde_json::Value = serde_json::from_str(&version.stdout).expect("version json");
+    for k in ["version", "commit", "rustc", "pingora"] {
+        assert_eq!(
+            build.labels.get(k).map(String::as_str),
+            v[k].as_str(),
+            "tollgate_build_info{{{k}}} vs `tollgate version`: {t}"
+        );
+    }
+    // The standard process families (CPU is counted in whole seconds: 0 this early).
+    assert!(
+        scrape.family_of("process_cpu_seconds_total").is_some(),
+        "{t}"
+    );
+    for family in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            scrape.samples().any(|x| x.name == family && x.value > 0.0),
+            "no {family} > 0: {t}"
+        );
+    }
     assert_eq!(scrape.sum("tollgate_requests_total", &[]), 0.0);
 }
 
@@ -417,12 +489,24 @@ routes:
         "{}",
         s.text
     );
-    assert_eq!(
-        s.sum("tollgate_token_expiry_seconds", &cred),
-        0.0,
-        "{}",
+    // No token yet: no expiry series at all (no 0 sentinel).
+    assert!(
+        s.family_of("tollgate_token_expiry_timestamp_seconds")
+            .is_none(),
+        "an expiry before any token: {}",
         s.text
     );
+    // The replay outcomes an alert watches exist too, at zero.
+    for outcome in ["replayed", "second_401", "body_too_large", "no_replay"] {
+        assert!(
+            s.samples().any(|x| x.name == "tollgate_replays_total"
+                && x.labels.get("route").map(String::as_str) == Some("api")
+                && x.labels.get("outcome").map(String::as_str) == Some(outcome)
+                && x.value == 0.0),
+            "no tollgate_replays_total{{route=api,outcome={outcome}}} 0 at start: {}",
+            s.text
+        );
+    }
 
     // 1: a cache miss and one token request.
     assert_eq!(api(&tg, "GET", "/1", b"").await.status, 200);
@@ -455,13 +539,13 @@ routes:
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_secs_f64();
-    let expiry = s.sum("tollgate_token_expiry_seconds", &cred);
+    let expiry = s.sum("tollgate_token_expiry_timestamp_seconds", &cred);
     assert!(
         expiry > now && expiry < now + 300.0 + 5.0,
-        "token_expiry_seconds {expiry} for a 300 s token fetched at {now}: {t}"
+        "token_expiry_timestamp_seconds {expiry} for a 300 s token fetched at {now}: {t}"
     );
     assert_eq!(
-        s.family_of("tollgate_token_expiry_seconds")
+        s.family_of("tollgate_token_expiry_timestamp_seconds")
             .map(|f| f.kind.as_str()),
         Some("gauge")
     );

@@ -445,7 +445,6 @@ async fn entra_workload_identity_sends_the_projected_token_of_the_moment() {
     )
     .unwrap();
     let empty = dir.path().join("empty-token");
-    std::fs::write(&empty, "").unwrap();
     let missing = dir.path().join("not-mounted");
     let url = p.url(&format!("/entra/{ENTRA_TENANT}/oauth2/v2.0/token"));
     let cred = |name: &str, file: &Path| {
@@ -461,6 +460,30 @@ async fn entra_workload_identity_sends_the_projected_token_of_the_moment() {
         cred("missing", &missing)
     );
     let yaml = config(&up, &creds, &["wif", "empty", "missing"]);
+
+    // Empty or missing at start: the first token request would fail, so `run` (like
+    // `check`) refuses the config, each at its key.
+    std::fs::write(&empty, "").unwrap();
+    let out = run_fails(&yaml).await;
+    let text = out.combined();
+    assert_eq!(out.code, Some(78), "{text}");
+    assert!(
+        text.contains(&format!(
+            "credentials.empty.client_assertion_file: {}: is empty",
+            empty.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "credentials.missing.client_assertion_file: {}: ",
+            missing.display()
+        )),
+        "{text}"
+    );
+
+    std::fs::write(&empty, "eyJ.placeholder.sig").unwrap();
+    std::fs::write(&missing, "eyJ.placeholder.sig").unwrap();
     let tg = Tollgate::start(&yaml).await;
 
     let header = injected(&tg, &up, "wif").await;
@@ -481,7 +504,10 @@ async fn entra_workload_identity_sends_the_projected_token_of_the_moment() {
     assert_eq!(a["federated"], true, "{a}");
     assert_eq!(a["claims"]["sub"], "system:serviceaccount:billing:egress");
 
-    // Empty or missing at fetch time: 502 naming the file.
+    // Emptied or gone at fetch time (the file is read for every token request, never
+    // watched): 502 naming the file, and nothing is sent.
+    std::fs::write(&empty, "").unwrap();
+    std::fs::remove_file(&missing).unwrap();
     let message = unavailable(&tg, &up, "empty").await;
     assert!(
         message.contains(&format!(
@@ -629,9 +655,12 @@ async fn a_broken_service_account_file_stops_the_start_naming_the_field() {
         ))
         .await;
         let text = out.combined();
+        // A config problem like any other: exit 78, at the key naming the file.
+        assert_eq!(out.code, Some(78), "{text}");
         assert!(
             text.contains(&format!(
-                "credential \"gcp\": service_account_file {}: {want}",
+                // Line 7: `run_fails` writes three lines of `listen` first.
+                ":7:5: credentials.gcp.service_account_file: {}: {want}",
                 file.display()
             )),
             "{text}"

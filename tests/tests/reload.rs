@@ -309,7 +309,8 @@ async fn invalid_config_is_rejected_and_the_old_routes_keep_serving() {
             "routes:\n  - name: svc\n    match:\n      hosts: [\"svc.test\"]\n    action: inject\n    credential: missing-cred\n",
             "missing-cred",
         ),
-        // Passes validation but cannot be served: the secret file does not exist.
+        // Passes validation but cannot be served: the secret file does not exist. Like
+        // `tollgate check`, the rejection names the key's position.
         (
             "credentials:\n  c:\n    token_url: http://127.0.0.1:9/token\n    client_id: x\n    client_secret_file: /nonexistent/tollgate-test/secret\n\
              routes:\n  - name: svc\n    match:\n      hosts: [\"svc.test\"]\n    action: deny\n",
@@ -340,12 +341,32 @@ async fn invalid_config_is_rejected_and_the_old_routes_keep_serving() {
             "{}",
             scrape.text
         );
+        assert_eq!(
+            scrape.sum("tollgate_config_last_reload_successful", &[]),
+            0.0,
+            "the last reload was rejected: {}",
+            scrape.text
+        );
         if !mentions.is_empty() {
             assert!(
                 tg.output()
                     .lines()
                     .any(|l| l.contains("config reload rejected:") && l.contains(mentions)),
                 "the rejection log does not name {mentions:?}:\n{}",
+                tg.output()
+            );
+        }
+        if body.contains("client_secret_file") {
+            // A file problem carries the position of the key naming the file.
+            let written = std::fs::read_to_string(tg.config_path()).expect("read config");
+            let line = tollgate_tests::process::line_of(&written, "client_secret_file:");
+            let at = format!(
+                "{}:{line}:5: credentials.c.client_secret_file:",
+                tg.config_path().display()
+            );
+            assert!(
+                tg.output().lines().any(|l| l.contains(&at)),
+                "the rejection log does not say {at:?}:\n{}",
                 tg.output()
             );
         }
@@ -368,6 +389,12 @@ async fn invalid_config_is_rejected_and_the_old_routes_keep_serving() {
     let scrape = tg.scrape().await;
     assert_eq!(
         scrape.sum("tollgate_config_reloads_total", &[("outcome", "applied")]),
+        1.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.sum("tollgate_config_last_reload_successful", &[]),
         1.0,
         "{}",
         scrape.text

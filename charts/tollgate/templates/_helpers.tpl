@@ -42,11 +42,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- define "tollgate.image" -}}
+{{- $repo := required "image.repository is required: there is no published tollgate image; build the repository's Dockerfile, push it to your registry and set image.repository (docs/kubernetes.md, \"The image\")" .Values.image.repository }}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repo .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- printf "%s:%s" $repo $tag }}
 {{- end }}
 {{- end }}
 
@@ -139,6 +140,82 @@ user set them (tollgate's default, 127.0.0.1, is unreachable from outside the po
 {{- $_ := set $cfg "token_store" $store }}
 {{- end }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+The tollgate.yaml the ConfigMap holds. A config given as a mapping is rendered with the
+chart's additions merged in (tollgate.config). A config given as a string is kept as
+written, byte for byte, so that FILE:LINE:COL in a pod's log points into the user's own
+file; the chart's additions (listen addresses, threads, the interception CA's files)
+are appended after it, and only for keys the text does not set.
+*/}}
+{{- define "tollgate.configFile" -}}
+{{- $raw := .Values.config }}
+{{- if and (kindIs "string" $raw) (trim $raw) }}
+{{- $user := fromYaml (include "tollgate.userConfig" .) }}
+{{- if regexMatch "(?m)^(\\.\\.\\.|---)[ \\t]*(#.*)?$" (regexReplaceAll "\\A(\\s*(#[^\\n]*)?\\n)*---[ \\t]*\\n" $raw "") }}
+{{- fail "config: the string holds a document marker (--- or ...) after its start; tollgate reads one YAML document: remove it" }}
+{{- end }}
+{{- $extra := "" }}
+{{- if hasKey $user "listen" }}
+{{- $l := get $user "listen" }}
+{{- if or (not (kindIs "map" $l)) (not (hasKey $l "proxy")) (not (hasKey $l "admin")) }}
+{{- fail "config.listen: a config given as a string is kept as written, so the chart cannot add to its `listen`: set both `proxy` and `admin` (e.g. 0.0.0.0:3128 and 0.0.0.0:9901), or leave `listen` out and the chart appends it" }}
+{{- end }}
+{{- else }}
+{{- $extra = printf "%slisten:\n  proxy: 0.0.0.0:%d\n  admin: 0.0.0.0:%d\n" $extra (int .Values.ports.proxy) (int .Values.ports.admin) }}
+{{- end }}
+{{- if and (not (hasKey $user "threads")) (not (kindIs "invalid" .Values.threads)) }}
+{{- $extra = printf "%sthreads: %d\n" $extra (int .Values.threads) }}
+{{- end }}
+{{- if .Values.interception.caSecret }}
+{{- $dir := include "tollgate.interceptionDir" . }}
+{{- if hasKey $user "interception" }}
+{{- $i := get $user "interception" }}
+{{- if or (not (kindIs "map" $i)) (not (hasKey $i "ca_cert_file")) (not (hasKey $i "ca_key_file")) }}
+{{- fail (printf "config.interception: a config given as a string is kept as written, so the chart cannot add to its `interception`: set both `ca_cert_file` and `ca_key_file` (%s/tls.crt and %s/tls.key), or leave `interception` out and the chart appends it" $dir $dir) }}
+{{- end }}
+{{- else }}
+{{- $extra = printf "%sinterception:\n  ca_cert_file: %s/tls.crt\n  ca_key_file: %s/tls.key\n" $extra $dir $dir }}
+{{- end }}
+{{- end }}
+{{- $text := $raw }}
+{{- if not (hasSuffix "\n" $text) }}{{ $text = printf "%s\n" $text }}{{ end }}
+{{- if $extra }}
+{{- $text = printf "%s# Added by the tollgate chart (the pod's listen addresses, threads, interception CA):\n%s" $text $extra }}
+{{- $check := fromYaml $text }}
+{{- if or (hasKey $check "Error") (not (hasKey $check "listen")) }}
+{{- fail "config: the chart cannot append `listen`/`threads` to this text (a flow-style `{...}` document?): set them in the config yourself" }}
+{{- end }}
+{{- end }}
+{{- $text }}
+{{- else }}
+{{- include "tollgate.config" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+`drain_timeout` of the config in whole seconds (rounded up), for the grace-period guard;
+10 when unset (tollgate's default); empty when it comes from the environment (`${VAR}`) or
+is not a duration the chart can read (then `tollgate check` in the pod reports it).
+*/}}
+{{- define "tollgate.drainSeconds" -}}
+{{- $cfg := fromYaml (include "tollgate.config" .) }}
+{{- if not (hasKey $cfg "drain_timeout") }}10
+{{- else }}
+{{- $d := toString (get $cfg "drain_timeout") | trim }}
+{{- if and (not (contains "${" $d)) (regexMatch "^([0-9]+ *[a-zµ]+ *)+$" $d) }}
+{{- $units := dict "ns" 0.000000001 "nsec" 0.000000001 "us" 0.000001 "usec" 0.000001 "µs" 0.000001 "ms" 0.001 "msec" 0.001 "s" 1 "sec" 1 "secs" 1 "second" 1 "seconds" 1 "m" 60 "min" 60 "mins" 60 "minute" 60 "minutes" 60 "h" 3600 "hr" 3600 "hrs" 3600 "hour" 3600 "hours" 3600 "d" 86400 "day" 86400 "days" 86400 }}
+{{- $total := 0.0 }}
+{{- $known := true }}
+{{- range regexFindAll "[0-9]+ *[a-zµ]+" $d -1 }}
+{{- $n := regexFind "^[0-9]+" . | float64 }}
+{{- $u := regexFind "[a-zµ]+$" . }}
+{{- if hasKey $units $u }}{{ $total = addf $total (mulf $n (get $units $u)) }}{{ else }}{{ $known = false }}{{ end }}
+{{- end }}
+{{- if $known }}{{ ceil $total | int }}{{ end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -266,5 +343,136 @@ interception.caSecret: otherwise the pod would start with a missing file.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+What the tollgate container needs from the pod, shared by the Deployment and the helm
+test pod (which runs `tollgate route` on the same config, so it needs the same
+environment for `${VAR}` and the same files).
+*/}}
+{{- define "tollgate.podEnv" -}}
+env:
+  - name: TOLLGATE_CONFIG
+    value: {{ include "tollgate.configPath" . }}
+  - name: TOLLGATE_LOG_FORMAT
+    value: {{ .Values.log.format | quote }}
+  - name: RUST_LOG
+    value: {{ .Values.log.level | quote }}
+  {{- with .Values.otlpEndpoint }}
+  - name: OTEL_EXPORTER_OTLP_ENDPOINT
+    value: {{ . | quote }}
+  - name: OTEL_SERVICE_NAME
+    value: {{ include "tollgate.fullname" $ | quote }}
+  {{- end }}
+  {{- with .Values.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with .Values.extraEnvFrom }}
+envFrom:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "tollgate.podVolumeMounts" -}}
+# A directory mount (never subPath), so ConfigMap updates reach the pod: the
+# kubelet swaps the `..data` symlink and tollgate sees the file change.
+- name: config
+  mountPath: {{ include "tollgate.configDir" . }}
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- range $name, $s := .Values.credentialSecrets }}
+- name: cred-{{ $name }}
+  mountPath: {{ include "tollgate.secretsDir" $ }}/{{ $name }}
+  readOnly: true
+{{- end }}
+{{- if .Values.callersJwks.configMap }}
+- name: callers-jwks
+  mountPath: /etc/tollgate-callers
+  readOnly: true
+{{- end }}
+{{- if .Values.interception.caSecret }}
+- name: interception-ca
+  mountPath: {{ include "tollgate.interceptionDir" . }}
+  readOnly: true
+{{- end }}
+{{- if .Values.tokenStore.enabled }}
+{{- if .Values.tokenStore.passwordSecret.name }}
+- name: store-redis
+  mountPath: {{ include "tollgate.storeDir" . }}/redis
+  readOnly: true
+{{- end }}
+- name: store-keys
+  mountPath: {{ include "tollgate.storeDir" . }}/keys
+  readOnly: true
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "tollgate.podVolumes" -}}
+- name: config
+  configMap:
+    name: {{ include "tollgate.fullname" . }}
+- name: tmp
+  emptyDir:
+    medium: Memory
+    sizeLimit: 16Mi
+{{- range $name, $s := .Values.credentialSecrets }}
+- name: cred-{{ $name }}
+  secret:
+    secretName: {{ $s.secretName }}
+    defaultMode: 0440
+    {{- with $s.items }}
+    items:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- if $s.optional }}
+    optional: true
+    {{- end }}
+{{- end }}
+{{- with .Values.callersJwks.configMap }}
+- name: callers-jwks
+  configMap:
+    name: {{ . }}
+    items:
+      - key: {{ $.Values.callersJwks.key }}
+        path: {{ $.Values.callersJwks.key }}
+{{- end }}
+{{- with .Values.interception.caSecret }}
+- name: interception-ca
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- with .Values.tokenStore }}
+{{- if .enabled }}
+{{- if .passwordSecret.name }}
+# The token store's Redis password (tokenStore.passwordSecret).
+- name: store-redis
+  secret:
+    secretName: {{ .passwordSecret.name }}
+    defaultMode: 0440
+    items:
+      - key: {{ .passwordSecret.key }}
+        path: {{ .passwordSecret.key }}
+{{- end }}
+# The token store's encryption keys (tokenStore.encryptionKeySecret): every key of
+# the Secret, so a key added for rotation appears without a restart.
+- name: store-keys
+  secret:
+    secretName: {{ .encryptionKeySecret.name }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}

@@ -381,7 +381,7 @@ impl TokenCache {
         let previous = cred.token.compare_and_swap(token, None);
         let swapped = previous.as_ref().is_some_and(|p| p.id() == sent);
         if swapped {
-            cred.m.expiry.set(0.0);
+            cred.m.expiry.clear();
             tracing::debug!(credential, token_id = sent, "token invalidated");
             fleet::invalidate(&self.shared, &cred, sent);
         }
@@ -435,7 +435,7 @@ impl TokenCache {
                     kept += 1;
                 }
                 Plan::Replace(cred) => {
-                    cred.m.expiry.set(0.0);
+                    cred.m.expiry.clear();
                     if let Some(fleet) = self.shared.fleet_for(&cred) {
                         fleet.metrics.credential(name);
                     }
@@ -517,7 +517,7 @@ impl CredState {
         let limit = Arc::new(RateLimit::new(name, metrics.rate_limit_remaining.clone()));
         let endpoint = ratelimit::observe(factory(def)?, &limit);
         let m = metrics.credential(name);
-        m.expiry.set(0.0);
+        m.expiry.clear();
         Ok(CredState {
             name: Arc::from(name),
             token: ArcSwapOption::empty(),

@@ -7,6 +7,7 @@
 //! plus the credential's `ca_file`, no proxy, no redirects, bounded time and body.
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -592,18 +593,24 @@ pub(crate) fn ca_roots(def: &Credential) -> Result<Option<Vec<reqwest::Certifica
     let Some(path) = def.oauth2().and_then(|o| o.ca_file.as_ref()) else {
         return Ok(None);
     };
-    let ca_error = |reason: String| AuthError::CaFile {
-        credential: def.name.clone(),
-        path: path.clone(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+    ca_roots_at(path)
+        .map(Some)
+        .map_err(|reason| AuthError::CaFile {
+            credential: def.name.clone(),
+            path: path.clone(),
+            reason,
+        })
+}
+
+/// The PEM certificates of a `ca_file`. The error is the reason alone (no path).
+pub(crate) fn ca_roots_at(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| ca_error(format!("not a PEM certificate bundle: {}", root_cause(&e))))?;
+        .map_err(|e| format!("not a PEM certificate bundle: {}", root_cause(&e)))?;
     if certs.is_empty() {
-        return Err(ca_error("contains no PEM certificate".into()));
+        return Err("contains no PEM certificate".into());
     }
-    Ok(Some(certs))
+    Ok(certs)
 }
 
 impl TokenEndpoint for ReqwestEndpoint {

@@ -11,9 +11,12 @@
 //!   `hit` (a cached token), `wait` (joined a fetch in flight), `miss` (started a fetch,
 //!   or got the remembered failure). Counted by [`TokenCache::cached`] on a hit and by
 //!   [`TokenCache::get`] otherwise, so a request that tries `cached` then `get` counts once.
-//! - `tollgate_token_expiry_seconds{credential}`: the Unix time, in seconds, at which
-//!   the cached token expires; 0 when none is cached. Seconds left:
-//!   `tollgate_token_expiry_seconds - time()` in PromQL.
+//! - `tollgate_token_expiry_timestamp_seconds{credential}`: the Unix time, in seconds, at
+//!   which the cached token expires; absent while no token is held (before the first,
+//!   after an invalidation or a reconfiguration). Seconds left:
+//!   `tollgate_token_expiry_timestamp_seconds - time()` in PromQL. A credential without
+//!   a valid token: `tollgate_token_requests_total unless on (credential)
+//!   (tollgate_token_expiry_timestamp_seconds > time())`.
 //! - `tollgate_token_client_secret_in_use{credential}`: for credentials with
 //!   `client_secret_files`, which one got the last token: 1 (the current secret) or 2
 //!   (the previous one: it cannot be revoked yet). Absent for other credentials.
@@ -42,8 +45,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry,
 };
 
 use super::error::Outcome;
@@ -195,10 +198,29 @@ pub(crate) struct CredMetrics {
     pub cache: Arc<CacheCounters>,
     outcomes: [IntCounter; 4],
     pub duration: Histogram,
-    pub expiry: Gauge,
+    pub expiry: ExpiryGauge,
     /// The family, and this credential's label: its series exists only once set.
     secret_in_use: (IntGaugeVec, String),
     pub deferred: IntCounter,
+}
+
+/// One credential's `tollgate_token_expiry_timestamp_seconds`: a series while a token is
+/// held, none otherwise (no 0 sentinel, which would read as "expired in 1970").
+pub(crate) struct ExpiryGauge {
+    vec: GaugeVec,
+    name: String,
+}
+
+impl ExpiryGauge {
+    /// A token expiring at `unix_seconds` is held.
+    pub(crate) fn set(&self, unix_seconds: f64) {
+        self.vec.with_label_values(&[&self.name]).set(unix_seconds);
+    }
+
+    /// No token is held.
+    pub(crate) fn clear(&self) {
+        let _ = self.vec.remove_label_values(&[&self.name]);
+    }
 }
 
 impl CredMetrics {
@@ -244,8 +266,8 @@ impl Metrics {
         let cache = Arc::new(CacheFamily::new()?);
         let expiry = GaugeVec::new(
             Opts::new(
-                "tollgate_token_expiry_seconds",
-                "Unix time at which the cached token expires (0: none cached).",
+                "tollgate_token_expiry_timestamp_seconds",
+                "Unix time at which the cached token expires; absent while no token is held.",
             ),
             &["credential"],
         )?;
@@ -300,7 +322,10 @@ impl Metrics {
             cache: self.cache.counters(name),
             outcomes: Outcome::ALL.map(outcome),
             duration: self.duration.with_label_values(&[name]),
-            expiry: self.expiry.with_label_values(&[name]),
+            expiry: ExpiryGauge {
+                vec: self.expiry.clone(),
+                name: name.to_owned(),
+            },
             secret_in_use: (self.secret_in_use.clone(), name.to_owned()),
             deferred: self.deferred.with_label_values(&[name]),
         }

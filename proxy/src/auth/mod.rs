@@ -26,6 +26,8 @@
 //!   file. `discovery.rs`: OIDC discovery of an `issuer`'s token endpoint.
 //! - `cache.rs`: the cache (a map of credentials, each holding its token), single-flight fetches, background refresh, the
 //!   failure memo and hot reload. `refresh.rs`: the background refresher's loop.
+//! - `check.rs`: each file a credential names, read and checked the way the cache
+//!   reads it, without network (for `tollgate check`, start-up and reload).
 //! - `token.rs`: [`Token`] and [`TokenInfo`]; `error.rs`: [`TokenError`] and [`AuthError`].
 //! - `metrics.rs`: the `tollgate_token_*` metrics, registered on the given registry.
 //! - `ratelimit.rs`: the hold on a token endpoint whose rate limit says to wait.
@@ -36,6 +38,7 @@
 //! wire through one accessor each and never a log line, error or metric label.
 
 mod cache;
+pub mod check;
 mod client;
 mod discovery;
 mod error;

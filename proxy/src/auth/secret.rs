@@ -49,7 +49,7 @@ struct WatchState<T> {
 
 /// What tells us a file changed without reading it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileStamp {
+pub(super) struct FileStamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
@@ -126,8 +126,12 @@ impl<T> WatchedFile<T> {
     }
 }
 
-/// Reads the file through one handle, so the stamp describes the bytes read.
-fn read<T>(path: &Path, parse: &Parser<T>) -> Result<(FileStamp, T), String> {
+/// Reads the file through one handle, so the stamp describes the bytes read. The error
+/// is the reason alone (no path).
+pub(super) fn read<T>(
+    path: &Path,
+    parse: &dyn Fn(&[u8]) -> Result<T, String>,
+) -> Result<(FileStamp, T), String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let meta = file.metadata().map_err(|e| e.to_string())?;
     if meta.len() > MAX_FILE_LEN {

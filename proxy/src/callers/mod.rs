@@ -34,6 +34,7 @@ pub use source::{MAX_AGE as JWKS_MAX_AGE, MIN_REFRESH_INTERVAL};
 use crate::errors::{Code, ProxyError};
 use header::{JwtText, Presented};
 use htpasswd::{Check, Htpasswd};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -146,6 +147,22 @@ impl std::fmt::Debug for Callers {
     }
 }
 
+/// Reads and parses `callers.jwt.jwks_file` the way [`Callers::load`] (and a reload)
+/// does. The error names the file, not the key. For `preflight`.
+pub(crate) fn check_jwks_file(path: &Path) -> Result<(), String> {
+    source::read_file(path).map(drop)
+}
+
+/// Reads and parses `callers.basic.htpasswd_file`: one problem per bad line, each naming
+/// the file (not the key). `jwt_too`: `callers.jwt` is configured as well, so the user
+/// name [`TOKEN_USER`] is reserved. Used by [`Callers::load`] and `preflight`.
+pub(crate) fn read_htpasswd(path: &Path, jwt_too: bool) -> Result<Htpasswd, Vec<String>> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{shown}: {e}")])?;
+    Htpasswd::parse(&text, jwt_too.then_some(TOKEN_USER))
+        .map_err(|ps| ps.into_iter().map(|p| format!("{shown}: {p}")).collect())
+}
+
 impl Callers {
     /// Builds the config's callers (`None` without a `callers:` section), reading the
     /// JWKS and htpasswd files. Each problem names the key and the file.
@@ -179,31 +196,16 @@ impl Callers {
         };
         let basic = match &c.basic {
             None => None,
-            Some(b) => {
-                let path = &b.htpasswd_file;
-                let reserved = c.jwt.is_some().then_some(TOKEN_USER);
-                match std::fs::read_to_string(path) {
-                    Err(e) => {
-                        problems.push(format!(
-                            "callers.basic.htpasswd_file: {}: {e}",
-                            path.display()
-                        ));
-                        None
-                    }
-                    Ok(text) => match Htpasswd::parse(&text, reserved) {
-                        Ok(h) => Some(Arc::new(h)),
-                        Err(ps) => {
-                            for p in ps {
-                                problems.push(format!(
-                                    "callers.basic.htpasswd_file: {}: {p}",
-                                    path.display()
-                                ));
-                            }
-                            None
-                        }
-                    },
+            Some(b) => match read_htpasswd(&b.htpasswd_file, c.jwt.is_some()) {
+                Ok(h) => Some(Arc::new(h)),
+                Err(ps) => {
+                    problems.extend(
+                        ps.into_iter()
+                            .map(|p| format!("callers.basic.htpasswd_file: {p}")),
+                    );
+                    None
                 }
-            }
+            },
         };
         if !problems.is_empty() {
             return Err(problems);

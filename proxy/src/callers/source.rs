@@ -181,7 +181,7 @@ impl Keys {
     }
 }
 
-fn read_file(path: &std::path::Path) -> Result<KeySet, String> {
+pub(super) fn read_file(path: &std::path::Path) -> Result<KeySet, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     KeySet::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -150,14 +150,7 @@ impl Authority {
                 _ => None,
             });
 
-        let key_bytes = pem::read(key_file).map_err(CaError::Key)?;
-        let key_der = pem::private_key(key_file, &key_bytes).map_err(CaError::Key)?;
-        let key = KeyPair::try_from(&PrivateKeyDer::Pkcs8(key_der)).map_err(|_| {
-            CaError::Key(format!(
-                "{}: the private key is not one tollgate can sign with (ECDSA P-256 or P-384, Ed25519, or RSA of at least 2048 bits)",
-                key_file.display()
-            ))
-        })?;
+        let key = Self::load_key(key_file).map_err(CaError::Key)?;
         if key.public_key_raw() != x509.public_key().subject_public_key.data.as_ref() {
             return Err(CaError::Key(format!(
                 "{} is not the private key of {shown} ({subject}): its public key differs from the certificate's",
@@ -185,6 +178,20 @@ impl Authority {
             .check_reproduces_subject(&subject_raw, now)
             .map_err(named)?;
         Ok(authority)
+    }
+
+    /// Reads `ca_key_file` alone, as [`Authority::load`] does before comparing it with
+    /// the certificate (so that a bad key is reported even when the certificate is bad
+    /// too). The error names the file.
+    pub fn load_key(key_file: &Path) -> Result<KeyPair, String> {
+        let key_bytes = pem::read(key_file)?;
+        let key_der = pem::private_key(key_file, &key_bytes)?;
+        KeyPair::try_from(&PrivateKeyDer::Pkcs8(key_der)).map_err(|_| {
+            format!(
+                "{}: the private key is not one tollgate can sign with (ECDSA P-256 or P-384, Ed25519, or RSA of at least 2048 bits)",
+                key_file.display()
+            )
+        })
     }
 
     /// A leaf must name the CA's subject byte for byte, or clients cannot chain it.

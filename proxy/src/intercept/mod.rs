@@ -19,8 +19,9 @@
 //!    is forwarded.
 //!
 //! At start-up and on every reload: [`prepare`] the config (its problems are FILE:LINE:COL
-//! and reject the config), then [`Interceptor::install`] the result. `tollgate check`
-//! calls [`check`].
+//! and reject the config), then [`Interceptor::install`] the result. `tollgate check`,
+//! start-up and reload check it first through `preflight`, which calls [`check_parts`]
+//! (the same work) with the config's other files.
 //!
 //! The pieces, one concern each:
 //! - `pem.rs`: reading the CA files (any PEM key encoding, messages that never quote the key);
@@ -55,7 +56,7 @@ mod tests;
 
 pub use authority::{Authority, CaError, IssueError, Issued};
 pub use cache::CAPACITY as LEAF_CACHE_CAPACITY;
-pub use check::{check, prepare, Prepared};
+pub use check::{check, check_parts, prepare, Prepared};
 pub use constraints::{LeafName, NameConstraints, NotPermitted, Subtrees};
 pub use interceptor::{AcceptError, Accepted, Interceptor, LeafError};
 pub use leaf::Validity;

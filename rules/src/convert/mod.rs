@@ -11,6 +11,7 @@ use crate::model::{
     Config, DefaultAction, Interception, InterceptionSites, Listen, PathNormalization,
 };
 use crate::pos::{display, Pos, PosIndex, Seg, YPath};
+use crate::source::Partial;
 use crate::values::{self, shown};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -105,8 +106,34 @@ impl<'a> Checker<'a> {
         }
     }
 
-    pub fn into_problems(self) -> Vec<Problem> {
-        self.problems
+    /// The problems recorded, and the position index (kept to locate later problems).
+    pub fn into_parts(self) -> (Vec<Problem>, PosIndex) {
+        (self.problems, self.index)
+    }
+
+    /// A problem made elsewhere (a YAML syntax or type error).
+    pub fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    /// A key no struct of the file accepts, at the key, in serde's words (so that the
+    /// message reads the same as when unknown keys stopped parsing).
+    pub fn unknown_key(&mut self, path: &[Seg], expected: Option<&'static [&'static str]>) {
+        let Some((Seg::Key(key), parent)) = path.split_last() else {
+            return;
+        };
+        let mut message = format!("unknown field `{key}`");
+        match expected.unwrap_or(&[]) {
+            [] => {}
+            [one] => message.push_str(&format!(", expected `{one}`")),
+            [a, b] => message.push_str(&format!(", expected `{a}` or `{b}`")),
+            many => {
+                let list: Vec<String> = many.iter().map(|f| format!("`{f}`")).collect();
+                message.push_str(&format!(", expected one of {}", list.join(", ")));
+            }
+        }
+        let pos = self.index.key(path);
+        self.at(pos, parent, message);
     }
 
     fn at(&mut self, pos: Pos, path: &[Seg], message: impl AsRef<str>) {
@@ -286,8 +313,16 @@ fn interception(c: &mut Checker<'_>, f: InterceptionFile) -> Option<Interception
     })
 }
 
-/// The whole conversion. Returns `None` when any problem was recorded.
-pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
+/// The whole conversion. The config is `None` when any problem was recorded; the
+/// credentials and routes that were valid on their own come back either way.
+pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> (Option<Config>, Partial) {
+    let mut partial = Partial::default();
+    let config = assemble(c, f, &mut partial);
+    (config, partial)
+}
+
+/// The conversion proper; records each valid credential and route in `partial` too.
+fn assemble(c: &mut Checker<'_>, f: ConfigFile, partial: &mut Partial) -> Option<Config> {
     let listen = f.listen.unwrap_or_default();
     let proxy = match &listen.proxy {
         Some(raw) => c.parse(&path!["listen", "proxy"], raw, values::parse_listen),
@@ -383,6 +418,7 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
         }
         match credential(c, &base, &name, cf) {
             Some(cred) => {
+                partial.credentials.push(cred.clone());
                 credentials.insert(name, cred);
             }
             None => all_ok = false,
@@ -390,6 +426,7 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
     }
 
     let callers = callers::callers(c, f.callers);
+    partial.callers = callers.clone().flatten();
 
     // Routes, in file order.
     let mut routes = Vec::new();
@@ -405,7 +442,8 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
                     );
                     all_ok = false;
                 }
-                routes.push(r)
+                partial.routes.push((i, r.clone()));
+                routes.push(r);
             }
             None => all_ok = false,
         }
@@ -415,6 +453,7 @@ pub(crate) fn config(c: &mut Checker<'_>, f: ConfigFile) -> Option<Config> {
         None => Some(None),
         Some(i) => interception(c, i).map(Some),
     };
+    partial.interception = interception.clone().flatten();
 
     let token_store = match f.token_store {
         None => Some(None),

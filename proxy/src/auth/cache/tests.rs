@@ -65,7 +65,7 @@ async fn miss_then_hit() {
     );
     let expiry = metric(
         &reg,
-        "tollgate_token_expiry_seconds",
+        "tollgate_token_expiry_timestamp_seconds",
         &[("credential", "billing")],
     );
     let now = SystemTime::now()
@@ -170,13 +170,12 @@ async fn compare_and_invalidate() {
     // A burst of 401s for the same token invalidates once.
     let invalidated = (0..50).filter(|_| cache.invalidate("billing", &t1)).count();
     assert_eq!(invalidated, 1);
-    assert_eq!(
-        metric(
-            &reg,
-            "tollgate_token_expiry_seconds",
-            &[("credential", "billing")]
-        ),
-        0.0
+    // No token held: no expiry series (no 0 sentinel).
+    assert!(
+        !reg.gather().iter().any(|f| {
+            f.name() == "tollgate_token_expiry_timestamp_seconds" && !f.get_metric().is_empty()
+        }),
+        "an expiry series without a token"
     );
     assert!(cache.cached("billing").is_none());
     let t2 = cache.get("billing").await.unwrap();
