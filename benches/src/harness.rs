@@ -596,10 +596,12 @@ fn pairings(targets: &[Target], modes: &[Mode]) -> Vec<crate::paired::Pairing> {
                 base: crate::paired::Side {
                     name: pass.name.clone(),
                     request: pass.request(mode),
+                    at: None,
                 },
                 other: crate::paired::Side {
                     name: inject.name.clone(),
                     request: inject.request(mode),
+                    at: None,
                 },
             });
         }

@@ -18,5 +18,6 @@ pub mod report;
 pub mod scenarios;
 pub mod servers;
 pub mod soak;
+pub mod store_bench;
 pub mod target;
 pub mod wrk;

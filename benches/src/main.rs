@@ -200,6 +200,38 @@ enum Command {
         #[arg(long)]
         keep_dir: bool,
     },
+    /// The token store: the warm path with and without one (paired runs), the cold
+    /// path's added latency, and the token requests of a cold storm across replicas.
+    /// Needs redis-server; everything on loopback.
+    TokenStore {
+        /// The tollgate release binary (default: next to this binary, or target/release/tollgate).
+        #[arg(long)]
+        tollgate: Option<PathBuf>,
+        /// Alternating closed-loop pairs of the two processes.
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+        /// Measured time of each run of a pair.
+        #[arg(long, default_value = "2s", value_parser = duration)]
+        pair_duration: Duration,
+        /// Keep-alive connections of the paired runs.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Fresh processes per cold-path variant.
+        #[arg(long, default_value_t = 15)]
+        cold: usize,
+        /// Replicas in the cold storm.
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
+        /// Concurrent first requests in the cold storm (spread over the replicas).
+        #[arg(long, default_value_t = 300)]
+        storm: usize,
+        /// Token endpoint latency in the cold storm.
+        #[arg(long, default_value = "50ms", value_parser = duration)]
+        idp_delay: Duration,
+        /// Keep the work directory (configs and logs).
+        #[arg(long)]
+        keep_dir: bool,
+    },
     /// The built-in fast upstream: `200 ok` to every request (used by `run` without nginx).
     Upstream {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -338,6 +370,30 @@ fn main() -> ExitCode {
                 keep_dir,
             })
         }
+        Command::TokenStore {
+            tollgate,
+            pairs,
+            pair_duration,
+            connections,
+            cold,
+            replicas,
+            storm,
+            idp_delay,
+            keep_dir,
+        } => match tollgate_benches::peers::find_tollgate(tollgate.as_deref()) {
+            None => Err("no tollgate release binary: build it with `cargo build --release -p tollgate` or pass --tollgate".into()),
+            Some(bin) => tollgate_benches::store_bench::run(&tollgate_benches::store_bench::Options {
+                tollgate: bin,
+                pairs,
+                pair_duration,
+                connections,
+                cold,
+                replicas,
+                storm,
+                idp_delay,
+                keep_dir,
+            }),
+        },
         Command::Upstream { listen } => servers::serve_blocking(listen, servers::Behaviour::Fast)
             .map_err(|e| format!("{listen}: {e}")),
     };

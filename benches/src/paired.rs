@@ -15,6 +15,9 @@ use std::time::Duration;
 pub struct Side {
     pub name: String,
     pub request: Vec<u8>,
+    /// Another process than the pairing's (its pid and address): pairs two processes,
+    /// e.g. tollgate with and without a token store.
+    pub at: Option<(u32, SocketAddr)>,
 }
 
 /// What to pair: both routes of one process.
@@ -48,9 +51,11 @@ pub struct Paired {
 fn one(p: &Pairing, side: &Side, plan: &Plan, ticks: f64) -> Result<(f64, f64), String> {
     let mut plan = plan.clone();
     plan.request = side.request.clone().into();
-    let before = Cpu::of(p.pid, ticks);
+    let (pid, addr) = side.at.unwrap_or((p.pid, p.addr));
+    plan.connect = addr;
+    let before = Cpu::of(pid, ticks);
     let (stats, _) = gen::run(&plan)?;
-    let cpu = Cpu::of(p.pid, ticks).since(before);
+    let cpu = Cpu::of(pid, ticks).since(before);
     if stats.responses == 0 {
         return Err(format!("{}: no responses", side.name));
     }

@@ -455,6 +455,19 @@ pub fn tollgate(
     token: SocketAddr,
     routes: &[Route],
 ) -> Result<Running, String> {
+    tollgate_with(dir, name, bin, threads, token, routes, "")
+}
+
+/// [`tollgate`] with `extra` appended to its config (top-level keys, e.g. `token_store`).
+pub fn tollgate_with(
+    dir: &Path,
+    name: &str,
+    bin: &Path,
+    threads: usize,
+    token: SocketAddr,
+    routes: &[Route],
+    extra: &str,
+) -> Result<Running, String> {
     let (port, admin_port) = free_port_pair()?;
     let (addr, admin) = (loopback(port), loopback(admin_port));
     let mut conf = format!(
@@ -481,6 +494,7 @@ pub fn tollgate(
             let _ = writeln!(conf, "    upstream_ca_file: {}", ca.display());
         }
     }
+    conf.push_str(extra);
     let path = dir.join(format!("{name}.yaml"));
     write(&path, &conf)?;
     let log = dir.join(format!("{name}.log"));

@@ -234,7 +234,8 @@ pub fn token(path: &Path, credential: &str, show: bool) -> i32 {
     };
     let registry = prometheus::Registry::new();
     let result = rt.block_on(async {
-        let cache = crate::auth::TokenCache::new(&config.credentials, &registry)
+        // One fetch, bypassing every cache: the token store is not used.
+        let cache = crate::auth::TokenCache::new(&config.credentials, None, &registry)
             .map_err(|e| e.to_string())?;
         cache.fetch_now(credential).await.map_err(|e| e.to_string())
     });

@@ -26,18 +26,19 @@ pub struct Reloader {
     pub interceptor: Arc<Interceptor>,
 }
 
-/// The files a config depends on (the config itself first, then [`Config::files`]).
-/// Files a credential reads afresh for every token request (`client_assertion_file`,
-/// `subject_token_file`: renewed by someone else, often hourly; see
-/// [`tollgate_rules::FileKind::per_request`]) are not among them: a change there needs
-/// no reload.
+/// The files a config depends on (the config itself first, then [`Config::files`]),
+/// except those [`tollgate_rules::FileKind::watched`] leaves out: files a credential reads
+/// afresh for every token request (`client_assertion_file`, `subject_token_file`: renewed
+/// by someone else, often hourly), whose change needs no reload, and the token store's
+/// Redis `password_file`, which takes effect on restart only. (Its `encryption_key_files`
+/// are watched: a reload rotates them.)
 fn watched_files(path: &Path, config: &Config) -> Vec<PathBuf> {
     let mut files = vec![path.to_path_buf()];
     files.extend(
         config
             .files()
             .iter()
-            .filter(|f| !f.kind.per_request())
+            .filter(|f| f.kind.watched())
             .map(|f| f.path.to_path_buf()),
     );
     files
@@ -67,19 +68,32 @@ impl Reloader {
                         "listen addresses and threads change only on restart; keeping the current ones"
                     );
                 }
+                let old_redis = old.config.token_store.as_ref().map(|t| &t.redis);
+                if config.token_store.as_ref().map(|t| &t.redis) != old_redis {
+                    tracing::warn!(
+                        "token_store.redis changes only on restart; keeping the current Redis connection"
+                    );
+                }
                 let credentials = config.credentials.clone();
+                let token_store = config.token_store.clone();
                 match crate::intercept::prepare(&config) {
                     Err(problems) => Err(problems.iter().map(ToString::to_string).collect()),
                     Ok(intercept) => match State::build(config, &self.metrics, None) {
                         Err(problems) => Err(problems),
-                        Ok(mut new) => match self.tokens.reconfigure(&credentials) {
+                        Ok(mut new) => match self.tokens.reconfigure_store(token_store.as_ref()) {
                             Err(e) => Err(vec![e.to_string()]),
-                            Ok(()) => {
-                                new.bind(&self.tokens);
-                                self.interceptor.install(intercept);
-                                self.state.store(Arc::new(new));
-                                Ok(())
-                            }
+                            Ok(msg) => match self.tokens.reconfigure(&credentials) {
+                                Err(e) => Err(vec![e.to_string()]),
+                                Ok(()) => {
+                                    if !msg.is_empty() {
+                                        tracing::info!("{msg}");
+                                    }
+                                    new.bind(&self.tokens);
+                                    self.interceptor.install(intercept);
+                                    self.state.store(Arc::new(new));
+                                    Ok(())
+                                }
+                            },
                         },
                     },
                 }

@@ -76,6 +76,7 @@ pub fn serve(
     crate::auth::install_crypto_provider();
     let tokens = TokenCache::with_request_timeout(
         &state.config.credentials,
+        state.config.token_store.as_ref(),
         &metrics.registry,
         state.config.timeouts.token_request,
     )

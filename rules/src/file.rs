@@ -63,6 +63,9 @@ pub struct ConfigFile {
     /// `interception:` the CA that signs leaf certificates for intercepted CONNECT tunnels.
     #[serde(default)]
     pub interception: Option<InterceptionFile>,
+    /// `token_store:` tokens shared by a fleet of replicas.
+    #[serde(default)]
+    pub token_store: Option<TokenStoreFile>,
 }
 
 /// `callers:`.
@@ -119,6 +122,40 @@ pub struct InterceptionFile {
     /// `interception.leaf_lifetime:` (humantime) how long issued leaf certificates are valid.
     #[serde(default)]
     pub leaf_lifetime: Option<String>,
+}
+
+/// `token_store:`.
+#[derive(Debug, Default, Deserialize)]
+pub struct TokenStoreFile {
+    /// `token_store.redis:` (required).
+    #[serde(default)]
+    pub redis: Option<RedisFile>,
+    /// `token_store.encryption_key_files:` (required, non-empty): the first encrypts.
+    #[serde(default)]
+    pub encryption_key_files: Option<Vec<String>>,
+    /// `token_store.lock_timeout:` (humantime).
+    #[serde(default)]
+    pub lock_timeout: Option<String>,
+}
+
+/// `token_store.redis:`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RedisFile {
+    /// `url:` `redis://HOST[:PORT][/DB]` or `rediss://...` (required).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `username:` (Redis ACL user).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// `password_file:`.
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// `key_prefix:`.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// `timeout:` per Redis operation (humantime).
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 /// `listen:`.

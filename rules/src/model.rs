@@ -36,6 +36,8 @@ pub struct Config {
     /// `interception:` the CA for `connect: intercept` routes; `None` when not configured
     /// (plain HTTP inside such tunnels still works; TLS inside them is closed).
     pub interception: Option<Interception>,
+    /// `token_store:`; `None`: each replica keeps its own tokens.
+    pub token_store: Option<TokenStore>,
 }
 
 /// `callers:`: the identities of the workloads that use the proxy.
@@ -142,6 +144,53 @@ impl Connect {
             Connect::Refuse => "refuse",
             Connect::Intercept => "intercept",
         }
+    }
+}
+
+/// `token_store:`: tokens shared by every replica through Redis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenStore {
+    /// `token_store.redis:`.
+    pub redis: RedisStore,
+    /// `encryption_key_files:`, never empty, no duplicates: the first encrypts, all decrypt.
+    /// Read (and re-read on reload) by the proxy.
+    pub encryption_key_files: Vec<PathBuf>,
+    /// How long a replica waits for the one asking the token endpoint, and how long
+    /// that one's lock lives; default 5 s.
+    pub lock_timeout: Duration,
+}
+
+/// `token_store.redis:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisStore {
+    /// `rediss://` (TLS) or `redis://`.
+    pub tls: bool,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// Explicit, or 6379.
+    pub port: u16,
+    /// The database number from the URL's path; default 0.
+    pub db: u32,
+    /// `username:` (Redis 6 ACL user); `None`: the default user.
+    pub username: Option<String>,
+    /// `password_file:`; read by the proxy. `None`: no `AUTH`.
+    pub password_file: Option<PathBuf>,
+    /// `key_prefix:`; default `tollgate:`.
+    pub key_prefix: String,
+    /// `timeout:` for one Redis operation (connecting included); default 500 ms.
+    pub timeout: Duration,
+}
+
+impl RedisStore {
+    /// `redis://host:port/db` (or `rediss://`), never with credentials: what logs show.
+    pub fn display_url(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://{host}:{}/{}", self.port, self.db)
     }
 }
 

@@ -663,6 +663,8 @@ fn every_file_key_is_known_to_files() {
         "htpasswd_file",
         "ca_cert_file",
         "ca_key_file",
+        "password_file",
+        "encryption_key_files",
     ];
     for fields in [
         file::fields::<file::ConfigFile>(),
@@ -675,6 +677,8 @@ fn every_file_key_is_known_to_files() {
         file::fields::<file::JwtCallersFile>(),
         file::fields::<file::BasicCallersFile>(),
         file::fields::<file::InterceptionFile>(),
+        file::fields::<file::TokenStoreFile>(),
+        file::fields::<file::RedisFile>(),
     ] {
         assert!(!fields.is_empty());
         for f in fields {
@@ -703,6 +707,9 @@ callers:
 interception: { ca_cert_file: /ca.crt, ca_key_file: /ca.key }
 routes:
   - { name: r, match: { hosts: [a.com] }, action: pass, upstream: https://a.com, upstream_ca_file: /u }
+token_store:
+  redis: { url: redis://r.example, password_file: /redis-pw }
+  encryption_key_files: [/k1, /k2]
 ";
     let loaded = load_str_with_source("t.yaml", text, &env);
     let config = match loaded.result {
@@ -731,10 +738,10 @@ routes:
                 "{line}:{col} {} {}{}",
                 f.setting,
                 f.path.display(),
-                if f.kind.per_request() {
-                    " (per request)"
-                } else {
-                    ""
+                match (f.kind.per_request(), f.kind.watched()) {
+                    (true, _) => " (per request)",
+                    (false, false) => " (at start)",
+                    (false, true) => "",
                 }
             )
         })
@@ -757,6 +764,9 @@ routes:
             "11:12 callers.basic.htpasswd_file /htpasswd",
             "12:17 interception.ca_cert_file /ca.crt",
             "12:40 interception.ca_key_file /ca.key",
+            "16:36 token_store.redis.password_file /redis-pw (at start)",
+            "17:26 token_store.encryption_key_files[0] /k1",
+            "17:31 token_store.encryption_key_files[1] /k2",
         ]
     );
 }
@@ -1429,4 +1439,123 @@ fn route_callers_problems_are_located() {
         "5:5",
         "no `callers:` section",
     );
+}
+
+// ------------------------------------------------------------------ token_store
+
+#[test]
+fn token_store_as_documented() {
+    let c = ok("token_store:
+  redis:
+    url: redis://redis.platform.svc:6379/2
+    username: tollgate
+    password_file: /var/run/secrets/redis/password
+    key_prefix: \"tg:prod:\"
+    timeout: 250ms
+  encryption_key_files: [/keys/new, /keys/old]
+  lock_timeout: 3s
+");
+    let ts = c.token_store.expect("token_store");
+    assert_eq!(
+        ts.redis,
+        RedisStore {
+            tls: false,
+            host: "redis.platform.svc".into(),
+            port: 6379,
+            db: 2,
+            username: Some("tollgate".into()),
+            password_file: Some(PathBuf::from("/var/run/secrets/redis/password")),
+            key_prefix: "tg:prod:".into(),
+            timeout: std::time::Duration::from_millis(250),
+        }
+    );
+    assert_eq!(
+        ts.encryption_key_files,
+        vec![PathBuf::from("/keys/new"), PathBuf::from("/keys/old")]
+    );
+    assert_eq!(ts.lock_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(ts.redis.display_url(), "redis://redis.platform.svc:6379/2");
+}
+
+#[test]
+fn token_store_defaults() {
+    assert_eq!(ok("").token_store, None);
+    let ts = ok("token_store:
+  redis: { url: \"rediss://[::1]\" }
+  encryption_key_files: [k]
+")
+    .token_store
+    .expect("token_store");
+    assert!(ts.redis.tls);
+    assert_eq!(ts.redis.port, DEFAULT_REDIS_PORT);
+    assert_eq!(ts.redis.db, 0);
+    assert_eq!(ts.redis.username, None);
+    assert_eq!(ts.redis.password_file, None);
+    assert_eq!(ts.redis.key_prefix, DEFAULT_KEY_PREFIX);
+    assert_eq!(ts.redis.timeout, DEFAULT_REDIS_TIMEOUT);
+    assert_eq!(ts.lock_timeout, DEFAULT_LOCK_TIMEOUT);
+    assert_eq!(ts.redis.display_url(), "rediss://[::1]:6379/0");
+}
+
+#[test]
+fn token_store_problems_have_positions() {
+    one(
+        "token_store:\n  encryption_key_files: [k]\n",
+        "1:1",
+        "missing `redis`",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\" }\n",
+        "1:1",
+        "missing `encryption_key_files`",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\" }\n  encryption_key_files: []\n",
+        "3:25",
+        "empty list",
+    );
+    one(
+        "token_store:\n  redis:\n    url: redis://:hunter2@h\n  encryption_key_files: [k]\n",
+        "3:10",
+        "password_file",
+    );
+    let ps = problems(
+        "token_store:\n  redis:\n    url: redis://:hunter2@h\n  encryption_key_files: [k]\n",
+    );
+    assert!(!ps.iter().any(|p| p.contains("hunter2")), "{ps:?}");
+    one(
+        "token_store:\n  redis:\n    url: memcached://h\n  encryption_key_files: [k]\n",
+        "3:10",
+        "redis:// or rediss://",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\" }\n  encryption_key_files: [a, b, a]\n",
+        "3:32",
+        "already listed",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\" }\n  encryption_key_files: [k]\n  lock_timeout: 10ms\n",
+        "4:17",
+        "between 100ms and 5m",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\", timeout: soon }\n  encryption_key_files: [k]\n",
+        "2:39",
+        "not a duration",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\", key_prefix: \"a b\" }\n  encryption_key_files: [k]\n",
+        "2:42",
+        "whitespace",
+    );
+    one(
+        "token_store:\n  redis: { url: \"redis://h\", pasword_file: x }\n  encryption_key_files: [k]\n",
+        "2:30",
+        "pasword_file",
+    );
+    // Several problems are all reported.
+    let ps = problems(
+        "token_store:\n  redis: { url: \"ftp://h\" }\n  encryption_key_files: []\n  lock_timeout: x\n",
+    );
+    assert_eq!(ps.len(), 3, "{ps:#?}");
 }

@@ -161,6 +161,7 @@ fn config() -> impl Strategy<Value = Config> {
                 required: required == 1,
             }),
             interception: None,
+            token_store: None,
         })
 }
 

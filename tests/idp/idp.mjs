@@ -82,6 +82,8 @@ const initial = () => ({
   rewrite: null,
   // Delay after the token was issued, before the answer is sent (a slow network).
   delayAfterMs: 0,
+  // Extra headers on every token endpoint answer (e.g. Okta's X-Rate-Limit-*).
+  headers: {},
   tokenRequests: [],
   introspectionRequests: 0,
   seq: 0,
@@ -507,7 +509,13 @@ server.listen(cliPort, HOST, () => {
           state.format = b.format;
         }
         if (b.strict_auth !== undefined) state.strictAuth = !!b.strict_auth;
-        json(ctx, 200, { ok: true, ttl: state.ttl, format: state.format, strict_auth: state.strictAuth });
+        if (b.headers !== undefined) {
+          if (b.headers !== null && (typeof b.headers !== 'object' || Object.values(b.headers).some((v) => typeof v !== 'string'))) {
+            throw new Error('headers must be an object of strings, or null');
+          }
+          state.headers = b.headers ?? {};
+        }
+        json(ctx, 200, { ok: true, ttl: state.ttl, format: state.format, strict_auth: state.strictAuth, headers: state.headers });
         return;
       }
       default:
@@ -568,6 +576,7 @@ server.listen(cliPort, HOST, () => {
       const error = fault.error ?? (fault.status >= 500 ? (fault.status === 503 ? 'temporarily_unavailable' : 'server_error') : fault.status === 401 ? 'invalid_client' : fault.status === 429 ? 'slow_down' : 'invalid_request');
       const headers = { 'cache-control': 'no-store' };
       if (fault.retry_after !== undefined) headers['retry-after'] = String(fault.retry_after);
+      Object.assign(headers, state.headers);
       if (fault.status === 401 && ctx.headers.authorization !== undefined) headers['www-authenticate'] = `Basic realm="${issuer}", error="${error}"`;
       json(ctx, fault.status, { error, error_description: fault.error_description ?? 'injected fault (tollgate test IdP)' }, headers);
       entry.status = fault.status;
@@ -600,6 +609,7 @@ server.listen(cliPort, HOST, () => {
     ctx.req.body = Buffer.from(ctx.is('application/x-www-form-urlencoded') ? querystring.stringify(form) : raw);
 
     await next();
+    for (const [k, v] of Object.entries(state.headers)) ctx.set(k, v);
 
     entry.status = ctx.status;
     const body = ctx.body;

@@ -13,6 +13,8 @@
 //!   the token-validating upstream of `tests/idp/` (needs `npm ci --prefix tests/idp`).
 //! - [`providers::Providers`]: local stand-ins for the token endpoints of Auth0, Okta,
 //!   Entra ID, Cognito, Google and Keycloak, each checking its documented request shape.
+//! - [`redis::RedisServer`]: a real `redis-server` with a password and an ACL user, for the
+//!   token store.
 //!
 //! Everything binds 127.0.0.1 only; every test gets its own ports and temp dir.
 //! The binary is `target/debug/tollgate` (build it with `cargo build -p tollgate`) or
@@ -37,6 +39,7 @@ pub mod idp;
 pub mod process;
 pub mod providers;
 pub mod raw;
+pub mod redis;
 pub mod tls;
 pub mod upstream;
 
@@ -48,6 +51,7 @@ pub use idp::{
 };
 pub use process::{check, check_with_env, route, tempdir, ConfigFile, Launch, Tollgate};
 pub use raw::{RawConn, RawResponse};
+pub use redis::RedisServer;
 pub use tls::TestCa;
 pub use upstream::{RecordedRequest, RecordingUpstream, Reply, Scripted};
 

@@ -50,6 +50,12 @@ fn expected_labels(sample: &str) -> Option<BTreeSet<&'static str>> {
             "tollgate_token_request_duration_seconds"
             | "tollgate_token_expiry_timestamp_seconds" => ["credential"].into(),
             "tollgate_token_cache_total" => ["credential", "result"].into(),
+            // Issue 15: rate-limit holds, and the token store (only with `token_store`).
+            "tollgate_token_requests_deferred_total" | "tollgate_token_rate_limit_remaining" => {
+                ["credential"].into()
+            }
+            "tollgate_token_store_total" => ["credential", "op", "outcome"].into(),
+            "tollgate_token_store_up" => [].into(),
             "tollgate_replays_total" => ["route", "outcome"].into(),
             "tollgate_config_reloads_total" => ["outcome"].into(),
             "tollgate_config_last_reload_successful"

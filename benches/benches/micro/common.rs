@@ -110,6 +110,7 @@ impl TokenEndpoint for StaticEndpoint {
             Ok(HttpResponse {
                 status: 200,
                 retry_after: None,
+                rate_limit: Default::default(),
                 body: body.into_bytes(),
             })
         })

@@ -56,6 +56,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "tollgate.configPath" -}}/etc/tollgate/tollgate.yaml{{- end }}
 {{- define "tollgate.secretsDir" -}}/var/run/secrets/tollgate{{- end }}
 {{- define "tollgate.interceptionDir" -}}/var/run/secrets/tollgate-interception{{- end }}
+{{- define "tollgate.storeDir" -}}/var/run/secrets/tollgate-store{{- end }}
 
 {{/*
 The user's config (values.config: a mapping, or the whole tollgate.yaml as a string) as
@@ -114,15 +115,50 @@ user set them (tollgate's default, 127.0.0.1, is unreachable from outside the po
 {{- if not (hasKey $i "ca_key_file") }}{{ $_ := set $i "ca_key_file" (printf "%s/tls.key" $dir) }}{{ end }}
 {{- $_ := set $cfg "interception" $i }}
 {{- end }}
+{{- $ts := .Values.tokenStore }}
+{{- if and $ts $ts.enabled (not (hasKey $cfg "token_store")) }}
+{{- $_ := set $cfg "token_store" (fromYaml (include "tollgate.tokenStore" .)) }}
+{{- end }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+The `token_store` block the chart writes from .Values.tokenStore (empty unless enabled):
+merged into a mapping config, appended to a string one.
+*/}}
+{{- define "tollgate.tokenStore" -}}
+{{- $ts := .Values.tokenStore }}
+{{- if and $ts $ts.enabled }}
+{{- if not $ts.url }}
+{{- fail "tokenStore.url: required with tokenStore.enabled (redis://HOST:PORT/DB or rediss://...)" }}
+{{- end }}
+{{- if not $ts.encryptionKeySecret.name }}
+{{- fail "tokenStore.encryptionKeySecret.name: required with tokenStore.enabled: an existing Secret holding 32-byte keys (openssl rand -base64 32)" }}
+{{- end }}
+{{- $dir := include "tollgate.storeDir" . }}
+{{- $redis := dict "url" $ts.url }}
+{{- with $ts.username }}{{ $_ := set $redis "username" . }}{{ end }}
+{{- if $ts.passwordSecret.name }}
+{{- $_ := set $redis "password_file" (printf "%s/redis/%s" $dir $ts.passwordSecret.key) }}
+{{- end }}
+{{- with $ts.keyPrefix }}{{ $_ := set $redis "key_prefix" . }}{{ end }}
+{{- with $ts.timeout }}{{ $_ := set $redis "timeout" . }}{{ end }}
+{{- $files := list }}
+{{- range $ts.encryptionKeySecret.keys }}
+{{- $files = append $files (printf "%s/keys/%s" $dir .) }}
+{{- end }}
+{{- $store := dict "redis" $redis "encryption_key_files" $files }}
+{{- with $ts.lockTimeout }}{{ $_ := set $store "lock_timeout" . }}{{ end }}
+{{- toYaml $store }}
+{{- end }}
 {{- end }}
 
 {{/*
 The tollgate.yaml the ConfigMap holds. A config given as a mapping is rendered with the
 chart's additions merged in (tollgate.config). A config given as a string is kept as
 written, byte for byte, so that FILE:LINE:COL in a pod's log points into the user's own
-file; the chart's additions (listen addresses, threads, the interception CA's files)
-are appended after it, and only for keys the text does not set.
+file; the chart's additions (listen addresses, threads, the interception CA's files, the
+token store) are appended after it, and only for keys the text does not set.
 */}}
 {{- define "tollgate.configFile" -}}
 {{- $raw := .Values.config }}
@@ -154,10 +190,14 @@ are appended after it, and only for keys the text does not set.
 {{- $extra = printf "%sinterception:\n  ca_cert_file: %s/tls.crt\n  ca_key_file: %s/tls.key\n" $extra $dir $dir }}
 {{- end }}
 {{- end }}
+{{- $ts := .Values.tokenStore }}
+{{- if and $ts $ts.enabled (not (hasKey $user "token_store")) }}
+{{- $extra = printf "%s%s\n" $extra (toYaml (dict "token_store" (fromYaml (include "tollgate.tokenStore" .)))) }}
+{{- end }}
 {{- $text := $raw }}
 {{- if not (hasSuffix "\n" $text) }}{{ $text = printf "%s\n" $text }}{{ end }}
 {{- if $extra }}
-{{- $text = printf "%s# Added by the tollgate chart (the pod's listen addresses, threads, interception CA):\n%s" $text $extra }}
+{{- $text = printf "%s# Added by the tollgate chart (the pod's listen addresses, threads, interception CA, token store):\n%s" $text $extra }}
 {{- $check := fromYaml $text }}
 {{- if or (hasKey $check "Error") (not (hasKey $check "listen")) }}
 {{- fail "config: the chart cannot append `listen`/`threads` to this text (a flow-style `{...}` document?): set them in the config yourself" }}
@@ -224,7 +264,13 @@ hash goes into the pod template, so changing them (and only them) rolls the pods
 */}}
 {{- define "tollgate.restartChecksum" -}}
 {{- $cfg := fromYaml (include "tollgate.config" .) }}
-{{- toYaml (dict "listen" $cfg.listen "threads" (get $cfg "threads")) | sha256sum }}
+{{- $restart := dict "listen" $cfg.listen "threads" (get $cfg "threads") }}
+{{- /* token_store.redis (and whether there is a store) is read at start only. */}}
+{{- $ts := get $cfg "token_store" }}
+{{- if kindIs "map" $ts }}
+{{- $_ := set $restart "token_store_redis" (get $ts "redis") }}
+{{- end }}
+{{- toYaml $restart | sha256sum }}
 {{- end }}
 
 {{/*
@@ -366,6 +412,16 @@ envFrom:
   mountPath: {{ include "tollgate.interceptionDir" . }}
   readOnly: true
 {{- end }}
+{{- if .Values.tokenStore.enabled }}
+{{- if .Values.tokenStore.passwordSecret.name }}
+- name: store-redis
+  mountPath: {{ include "tollgate.storeDir" . }}/redis
+  readOnly: true
+{{- end }}
+- name: store-keys
+  mountPath: {{ include "tollgate.storeDir" . }}/keys
+  readOnly: true
+{{- end }}
 {{- with .Values.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
@@ -410,6 +466,26 @@ envFrom:
         path: tls.crt
       - key: tls.key
         path: tls.key
+{{- end }}
+{{- with .Values.tokenStore }}
+{{- if .enabled }}
+{{- if .passwordSecret.name }}
+# The token store's Redis password (tokenStore.passwordSecret).
+- name: store-redis
+  secret:
+    secretName: {{ .passwordSecret.name }}
+    defaultMode: 0440
+    items:
+      - key: {{ .passwordSecret.key }}
+        path: {{ .passwordSecret.key }}
+{{- end }}
+# The token store's encryption keys (tokenStore.encryptionKeySecret): every key of
+# the Secret, so a key added for rotation appears without a restart.
+- name: store-keys
+  secret:
+    secretName: {{ .encryptionKeySecret.name }}
+    defaultMode: 0440
+{{- end }}
 {{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}

@@ -17,6 +17,15 @@
 //!   find no valid token in that window fail at once. A rotated secret or key file
 //!   ends the memo early.
 //!
+//! - **Token store** (optional, `cache/fleet.rs` and `store/`): with `token_store`
+//!   configured, a flight first reads Redis and only the replica holding the lock asks
+//!   the endpoint; a 401 invalidation is shared with every replica. The hit path is
+//!   unchanged: a local hit never touches Redis. `kind: static` credentials never use
+//!   the store (no read, no write, no lock): their value is read from a file on every
+//!   replica, never fetched.
+//! - **Rate limits** (`ratelimit.rs`): no token request is sent while the endpoint's
+//!   rate-limit headers (or a hold shared through the store) say to wait.
+//!
 //! Lock order: a credential's flight mutex, then a map shard; never the reverse.
 //!
 //! The cache key is the credential name: a credential's scopes, audience and resource
@@ -25,23 +34,25 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tollgate_rules::Credential;
+use tollgate_rules::{Credential, TokenStore as StoreConfig};
 
 use super::client::{ReqwestEndpoint, TokenEndpoint};
 use super::error::{AuthError, Failure, TokenError};
 use super::fetch::{Attempt, Fetched};
 use super::method::CredAuth;
 use super::metrics::{CredMetrics, Metrics};
+use super::ratelimit::{self, RateLimit};
 use super::refresh;
-use super::schedule::memo_for;
+use super::schedule::{memo_for, Schedule};
+use super::store::{Fleet, FleetSlot, NoticeSink, Op, StoreStatus, TokenId};
 use super::token::{Token, TokenData, TokenInfo};
 
 /// Builds the endpoint of a credential. [`TokenCache::new`] uses
@@ -92,6 +103,8 @@ pub(crate) struct Shared {
     factory: Box<EndpointFactory>,
     /// Serializes `reconfigure` calls.
     reconfiguring: Mutex<()>,
+    /// The token store shared with the other replicas, when configured.
+    pub(crate) fleet: Option<Arc<Fleet>>,
 }
 
 /// One credential's definition and live state. Replaced whole when its definition
@@ -110,6 +123,10 @@ pub(crate) struct CredState {
     pub(crate) m: CredMetrics,
     /// What the status page shows about the last token requests.
     last: Mutex<status::Last>,
+    /// The endpoint's rate-limit hold.
+    pub(crate) limit: Arc<RateLimit>,
+    /// This credential's part of the token store's state.
+    pub(crate) fleet: FleetSlot,
 }
 
 type FlightResult = Option<Result<Token, TokenError>>;
@@ -152,27 +169,35 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl TokenCache {
     /// Builds the cache and one endpoint client per credential (reqwest, system roots
     /// plus `ca_file`), reads every secret and key file, and registers the token
-    /// metrics on `registry`. Fetches nothing yet. Installs ring as rustls' crypto
-    /// provider if none is installed.
+    /// metrics on `registry`. With `store` (the `token_store` config), also reads its
+    /// key and password files and starts connecting to Redis in the background (a Redis
+    /// that is down is not an error: the cache falls back to itself until it answers).
+    /// Fetches nothing yet. Installs ring as rustls' crypto provider if none is installed.
     pub fn new(
         credentials: &BTreeMap<String, Credential>,
+        store: Option<&StoreConfig>,
         registry: &prometheus::Registry,
     ) -> Result<Arc<Self>, AuthError> {
-        Self::with_request_timeout(credentials, registry, super::client::REQUEST_TIMEOUT)
+        Self::with_request_timeout(credentials, store, registry, super::client::REQUEST_TIMEOUT)
     }
 
     /// Like [`new`](Self::new), each token request bounded by `timeout`
     /// (`timeouts.token_request`: connect, send and the whole answer).
     pub fn with_request_timeout(
         credentials: &BTreeMap<String, Credential>,
+        store: Option<&StoreConfig>,
         registry: &prometheus::Registry,
         timeout: std::time::Duration,
     ) -> Result<Arc<Self>, AuthError> {
         super::install_crypto_provider();
-        Self::with_endpoint_factory(
+        let fleet = store
+            .map(|config| Fleet::connect(config, registry))
+            .transpose()?;
+        Self::with_parts(
             credentials,
             registry,
             Box::new(move |def: &Credential| ReqwestEndpoint::for_credential(def, timeout)),
+            fleet,
         )
     }
 
@@ -184,22 +209,66 @@ impl TokenCache {
         registry: &prometheus::Registry,
         factory: Box<EndpointFactory>,
     ) -> Result<Arc<Self>, AuthError> {
+        Self::with_parts(credentials, registry, factory, None)
+    }
+
+    /// [`with_endpoint_factory`](Self::with_endpoint_factory) with a token store.
+    pub(crate) fn with_parts(
+        credentials: &BTreeMap<String, Credential>,
+        registry: &prometheus::Registry,
+        factory: Box<EndpointFactory>,
+        fleet: Option<Arc<Fleet>>,
+    ) -> Result<Arc<Self>, AuthError> {
         let metrics = Metrics::new()?;
         let slots = DashMap::new();
         for (name, def) in credentials {
             let cred = CredState::new(name, def, &metrics, &*factory)?;
+            if let Some(fleet) = fleet.as_ref().filter(|_| fleet::shares(def)) {
+                fleet.metrics.credential(name);
+            }
             slots.insert(name.clone(), Arc::new(cred));
         }
         metrics.register(registry)?;
-        Ok(Arc::new(TokenCache {
-            shared: Arc::new(Shared {
-                slots,
-                next_id: AtomicU64::new(1),
-                metrics,
-                factory,
-                reconfiguring: Mutex::new(()),
-            }),
-        }))
+        let shared = Arc::new(Shared {
+            slots,
+            next_id: AtomicU64::new(1),
+            metrics,
+            factory,
+            reconfiguring: Mutex::new(()),
+            fleet,
+        });
+        if let Some(fleet) = &shared.fleet {
+            let sink: Weak<dyn NoticeSink> = Arc::downgrade(&shared) as Weak<dyn NoticeSink>;
+            fleet.start(sink);
+        }
+        Ok(Arc::new(TokenCache { shared }))
+    }
+
+    /// The token store's state (`None` without `token_store`): connected or falling
+    /// back, since when, the last error, the key ids. For a status page.
+    pub fn store_status(&self) -> Option<StoreStatus> {
+        self.shared.fleet.as_ref().map(|f| f.status())
+    }
+
+    /// Hot reload of `token_store`: new `encryption_key_files` take effect now (the
+    /// first seals from now on; all open). Other changes (the Redis address, user,
+    /// password, prefix, timeouts) need a restart: they are reported, not applied.
+    /// Returns what to log.
+    pub fn reconfigure_store(&self, store: Option<&StoreConfig>) -> Result<String, AuthError> {
+        match (&self.shared.fleet, store) {
+            (None, None) => Ok(String::new()),
+            (Some(fleet), Some(config)) => {
+                let changed = fleet
+                    .set_keys(&config.encryption_key_files)
+                    .map_err(AuthError::Store)?;
+                Ok(if changed {
+                    "token store: encryption keys reloaded".into()
+                } else {
+                    String::new()
+                })
+            }
+            _ => Ok("token_store was added or removed: that takes a restart".into()),
+        }
     }
 
     /// The handle of a configured credential, for [`hit`](Self::hit). Resolve it once
@@ -314,6 +383,7 @@ impl TokenCache {
         if swapped {
             cred.m.expiry.clear();
             tracing::debug!(credential, token_id = sent, "token invalidated");
+            fleet::invalidate(&self.shared, &cred, sent);
         }
         swapped
     }
@@ -340,7 +410,10 @@ impl TokenCache {
                 _ => false,
             };
             let plan = match existing {
-                Some(cred) if keep => Plan::Keep(cred, (self.shared.factory)(def)?),
+                Some(cred) if keep => {
+                    let endpoint = ratelimit::observe((self.shared.factory)(def)?, &cred.limit);
+                    Plan::Keep(cred, endpoint)
+                }
                 _ => Plan::Replace(Arc::new(CredState::new(
                     name,
                     def,
@@ -363,6 +436,9 @@ impl TokenCache {
                 }
                 Plan::Replace(cred) => {
                     cred.m.expiry.clear();
+                    if let Some(fleet) = self.shared.fleet_for(&cred) {
+                        fleet.metrics.credential(name);
+                    }
                     if let Some(old) = self.shared.slots.insert(name.clone(), cred) {
                         // Handles still pointing at the old definition stop hitting.
                         old.token.store(None);
@@ -383,6 +459,9 @@ impl TokenCache {
                 old.token.store(None);
             }
             self.shared.metrics.remove(name);
+            if let Some(fleet) = &self.shared.fleet {
+                fleet.metrics.remove(name);
+            }
         }
         tracing::info!(
             kept,
@@ -435,7 +514,8 @@ impl CredState {
         factory: &EndpointFactory,
     ) -> Result<Self, AuthError> {
         let auth = CredAuth::new(def)?;
-        let endpoint = factory(def)?;
+        let limit = Arc::new(RateLimit::new(name, metrics.rate_limit_remaining.clone()));
+        let endpoint = ratelimit::observe(factory(def)?, &limit);
         let m = metrics.credential(name);
         m.expiry.clear();
         Ok(CredState {
@@ -448,6 +528,8 @@ impl CredState {
             refreshing: AtomicBool::new(false),
             m,
             last: Mutex::new(status::Last::default()),
+            limit,
+            fleet: FleetSlot::default(),
         })
     }
 }
@@ -512,8 +594,21 @@ impl Shared {
         let (tx, rx) = watch::channel(None);
         flight.running = Some(rx.clone());
         drop(flight);
-        tokio::spawn(run_flight(Arc::clone(self), Arc::clone(cred), tx));
+        tokio::spawn(run_flight(Arc::clone(self), Arc::clone(cred), tx, purpose));
         Joined::Waiting(rx)
+    }
+
+    /// [`attempt`](Self::attempt), unless the endpoint's rate limit says to wait: then
+    /// nothing is sent and the result is a [`Failure::Deferred`] (which the memo and the
+    /// refresher honour).
+    pub(crate) async fn ask(&self, cred: &CredState) -> (Result<Fetched, TokenError>, u64) {
+        if let Some((wait, reason)) = cred.limit.held(Instant::now()) {
+            cred.m.deferred.inc();
+            let error = TokenError::new(Arc::clone(&cred.name), Failure::Deferred { wait, reason });
+            tracing::debug!(credential = %cred.name, %error, "token request deferred");
+            return (Err(error), cred.auth.version());
+        }
+        self.attempt(cred).await
     }
 
     /// One attempt (`fetch.rs`): metrics and logs, nothing cached. Also returns the
@@ -533,7 +628,8 @@ impl Shared {
     }
 
     /// Puts a fresh token in the slot, unless the credential was reconfigured meanwhile.
-    fn store(&self, cred: &Arc<CredState>, token: &Token, lifetime: Duration) {
+    /// `lifetime`: the time it has left.
+    pub(crate) fn store(&self, cred: &Arc<CredState>, token: &Token, lifetime: Duration) {
         let Some(configured) = self.slots.get(&*cred.name) else {
             return;
         };
@@ -548,18 +644,29 @@ impl Shared {
     }
 }
 
-/// The spawned task behind a single flight: one attempt, then store the token or
-/// remember the failure, then tell the waiters.
-async fn run_flight(shared: Arc<Shared>, cred: Arc<CredState>, tx: watch::Sender<FlightResult>) {
+/// The spawned task behind a single flight: one attempt (through the token store when
+/// there is one), then store the token or remember the failure, then tell the waiters.
+async fn run_flight(
+    shared: Arc<Shared>,
+    cred: Arc<CredState>,
+    tx: watch::Sender<FlightResult>,
+    purpose: Purpose,
+) {
     let mut guard = FlightGuard {
         cred: &cred,
         armed: true,
     };
-    let (result, version) = shared.attempt(&cred).await;
-    let result = result.map(|f| {
-        shared.store(&cred, &f.token, f.lifetime);
-        f.token
-    });
+    let (result, version) = match shared.fleet_for(&cred).cloned() {
+        Some(fleet) => fleet::flight(&shared, &cred, &fleet, purpose).await,
+        None => {
+            let (result, version) = shared.ask(&cred).await;
+            let result = result.map(|f| {
+                shared.store(&cred, &f.token, f.lifetime);
+                f.token
+            });
+            (result, version)
+        }
+    };
     status::record(&cred, &result);
     {
         let mut flight = lock(&cred.flight);
@@ -607,6 +714,8 @@ pub(crate) async fn wait(
     }
 }
 
+mod fleet;
+
 mod status;
 pub use status::CredentialStatus;
 
@@ -617,3 +726,7 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod answer_tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod fleet_tests;

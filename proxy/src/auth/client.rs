@@ -93,7 +93,17 @@ pub struct HttpResponse {
     pub status: u16,
     /// The `Retry-After` header, if any.
     pub retry_after: Option<String>,
+    /// Okta-style rate-limit headers, if any.
+    pub rate_limit: RateLimitHeaders,
     pub body: Vec<u8>,
+}
+
+/// `X-Rate-Limit-Remaining` and `X-Rate-Limit-Reset` as sent (Okta; others use the same
+/// names). Judged by `schedule::rate_limit_wait`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    pub remaining: Option<String>,
+    pub reset: Option<String>,
 }
 
 impl std::fmt::Debug for HttpResponse {
@@ -101,6 +111,7 @@ impl std::fmt::Debug for HttpResponse {
         f.debug_struct("HttpResponse")
             .field("status", &self.status)
             .field("retry_after", &self.retry_after)
+            .field("rate_limit", &self.rate_limit)
             .field("body", &format_args!("[{} bytes]", self.body.len()))
             .finish()
     }
@@ -611,11 +622,17 @@ impl TokenEndpoint for ReqwestEndpoint {
             }
             let mut resp = builder.send().await.map_err(|e| transport_error(&e))?;
             let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| sanitize(v, 40).to_string())
+            };
+            let retry_after = header("retry-after");
+            let rate_limit = RateLimitHeaders {
+                remaining: header("x-rate-limit-remaining"),
+                reset: header("x-rate-limit-reset"),
+            };
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e))? {
                 if body.len() + chunk.len() > MAX_RESPONSE_BODY {
@@ -626,6 +643,7 @@ impl TokenEndpoint for ReqwestEndpoint {
             Ok(HttpResponse {
                 status,
                 retry_after,
+                rate_limit,
                 body,
             })
         })
@@ -910,6 +928,7 @@ mod tests {
         HttpResponse {
             status,
             retry_after: None,
+            rate_limit: RateLimitHeaders::default(),
             body: body.as_bytes().to_vec(),
         }
     }
@@ -1088,6 +1107,7 @@ mod tests {
         let with = |status, ra: &str| HttpResponse {
             status,
             retry_after: Some(ra.into()),
+            rate_limit: RateLimitHeaders::default(),
             body: vec![],
         };
         assert_eq!(

@@ -48,6 +48,9 @@ pub enum AuthError {
     Client { credential: String, reason: String },
     #[error("registering the token metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The token store cannot be set up (a key file, the password file).
+    #[error("token_store: {0}")]
+    Store(String),
 }
 
 /// Why no token could be had. Cheap to clone (shared by every request waiting on one
@@ -92,6 +95,9 @@ pub(crate) enum Failure {
     },
     /// Our side: reading the secret or key file, or signing the assertion.
     Local(Arc<str>),
+    /// Not sent: the endpoint's rate limit (or another replica's failure, through the
+    /// token store) says to wait this long.
+    Deferred { wait: Duration, reason: Arc<str> },
 }
 
 /// Bounded `outcome` label values of `tollgate_token_requests_total`.
@@ -140,6 +146,7 @@ impl Failure {
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             Failure::Rejected { retry_after, .. } => *retry_after,
+            Failure::Deferred { wait, .. } => Some(*wait),
             _ => None,
         }
     }
@@ -147,7 +154,7 @@ impl Failure {
     /// The metric outcome, or `None` when no request reached the endpoint.
     pub(crate) fn outcome(&self) -> Option<Outcome> {
         match self {
-            Failure::UnknownCredential | Failure::Local(_) => None,
+            Failure::UnknownCredential | Failure::Local(_) | Failure::Deferred { .. } => None,
             Failure::Unreachable(_) | Failure::Timeout(_) => Some(Outcome::NetworkError),
             Failure::Rejected { .. } if self.is_permanent() => Some(Outcome::PermanentError),
             Failure::Rejected { .. }
@@ -230,6 +237,13 @@ impl fmt::Display for TokenError {
                  (it sends only {expected} tokens; RFC 6749 §7.1)"
             ),
             Failure::Local(why) => f.write_str(why),
+            Failure::Deferred { wait, reason } => write!(
+                f,
+                "not asking the token endpoint again for {}: {reason}",
+                fmt_duration(Duration::from_secs(
+                    wait.as_secs_f64().ceil().max(1.0) as u64
+                ))
+            ),
         }
     }
 }
@@ -306,6 +320,13 @@ mod tests {
         assert_eq!(
             err(Failure::UnknownCredential),
             "credential \"billing\": no such credential is configured"
+        );
+        assert_eq!(
+            err(Failure::Deferred {
+                wait: Duration::from_millis(41_700),
+                reason: Arc::from("its rate limit is used up (X-Rate-Limit-Remaining: 0)")
+            }),
+            "credential \"billing\": not asking the token endpoint again for 42s: its rate limit is used up (X-Rate-Limit-Remaining: 0)"
         );
     }
 

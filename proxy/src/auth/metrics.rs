@@ -20,6 +20,14 @@
 //! - `tollgate_token_client_secret_in_use{credential}`: for credentials with
 //!   `client_secret_files`, which one got the last token: 1 (the current secret) or 2
 //!   (the previous one: it cannot be revoked yet). Absent for other credentials.
+//! - `tollgate_token_requests_deferred_total{credential}`: token requests not sent
+//!   because the endpoint's rate limit (or, through the token store, another replica)
+//!   said to wait.
+//! - `tollgate_token_rate_limit_remaining{credential}`: the last `X-Rate-Limit-Remaining`
+//!   the endpoint sent (present once it sent one).
+//!
+//! Tokens minted (what an IdP bills) are `tollgate_token_requests_total{outcome="success"}`;
+//! per hour, fleet-wide: `sum by (credential) (increase(tollgate_token_requests_total{outcome="success"}[1h]))`.
 //!
 //! Per-credential handles are resolved once ([`CredMetrics`]), so the hot path
 //! increments an atomic without hashing labels. The cache counters are striped over
@@ -181,6 +189,8 @@ pub(crate) struct Metrics {
     cache: Arc<CacheFamily>,
     expiry: GaugeVec,
     secret_in_use: IntGaugeVec,
+    deferred: IntCounterVec,
+    pub(crate) rate_limit_remaining: GaugeVec,
 }
 
 /// One credential's handles.
@@ -191,6 +201,7 @@ pub(crate) struct CredMetrics {
     pub expiry: ExpiryGauge,
     /// The family, and this credential's label: its series exists only once set.
     secret_in_use: (IntGaugeVec, String),
+    pub deferred: IntCounter,
 }
 
 /// One credential's `tollgate_token_expiry_timestamp_seconds`: a series while a token is
@@ -267,12 +278,28 @@ impl Metrics {
             ),
             &["credential"],
         )?;
+        let deferred = IntCounterVec::new(
+            Opts::new(
+                "tollgate_token_requests_deferred_total",
+                "Token requests not sent because the endpoint's rate limit said to wait.",
+            ),
+            &["credential"],
+        )?;
+        let rate_limit_remaining = GaugeVec::new(
+            Opts::new(
+                "tollgate_token_rate_limit_remaining",
+                "The last X-Rate-Limit-Remaining the token endpoint sent.",
+            ),
+            &["credential"],
+        )?;
         Ok(Metrics {
             requests,
             duration,
             cache,
             expiry,
             secret_in_use,
+            deferred,
+            rate_limit_remaining,
         })
     }
 
@@ -283,6 +310,8 @@ impl Metrics {
         registry.register(Box::new(CacheCollector(Arc::clone(&self.cache))))?;
         registry.register(Box::new(self.expiry.clone()))?;
         registry.register(Box::new(self.secret_in_use.clone()))?;
+        registry.register(Box::new(self.deferred.clone()))?;
+        registry.register(Box::new(self.rate_limit_remaining.clone()))?;
         Ok(())
     }
 
@@ -298,6 +327,7 @@ impl Metrics {
                 name: name.to_owned(),
             },
             secret_in_use: (self.secret_in_use.clone(), name.to_owned()),
+            deferred: self.deferred.with_label_values(&[name]),
         }
     }
 
@@ -310,5 +340,7 @@ impl Metrics {
         let _ = self.duration.remove_label_values(&[name]);
         let _ = self.expiry.remove_label_values(&[name]);
         let _ = self.secret_in_use.remove_label_values(&[name]);
+        let _ = self.deferred.remove_label_values(&[name]);
+        let _ = self.rate_limit_remaining.remove_label_values(&[name]);
     }
 }

@@ -30,6 +30,9 @@
 //!   reads it, without network (for `tollgate check`, start-up and reload).
 //! - `token.rs`: [`Token`] and [`TokenInfo`]; `error.rs`: [`TokenError`] and [`AuthError`].
 //! - `metrics.rs`: the `tollgate_token_*` metrics, registered on the given registry.
+//! - `ratelimit.rs`: the hold on a token endpoint whose rate limit says to wait.
+//! - `store/`: the optional token store (Redis) that gives a fleet of replicas one token
+//!   per credential; `cache/fleet.rs` is the cache's side of it.
 //!
 //! Secrets and tokens are newtypes whose `Debug` prints `[redacted]`; they reach the
 //! wire through one accessor each and never a log line, error or metric label.
@@ -43,10 +46,12 @@ mod fetch;
 mod jwt;
 mod method;
 mod metrics;
+mod ratelimit;
 mod refresh;
 mod schedule;
 mod secret;
 mod service_account;
+mod store;
 mod token;
 
 #[cfg(test)]
@@ -54,11 +59,12 @@ mod test_support;
 
 pub use cache::{CredHandle, CredentialStatus, EndpointFactory, TokenCache};
 pub use client::{
-    BoxFuture, HttpRequest, HttpResponse, ReqwestEndpoint, TokenEndpoint, TransportError,
-    REQUEST_TIMEOUT,
+    BoxFuture, HttpRequest, HttpResponse, RateLimitHeaders, ReqwestEndpoint, TokenEndpoint,
+    TransportError, REQUEST_TIMEOUT,
 };
 pub use error::{AuthError, TokenError};
 pub use jwt::decode_claims;
+pub use store::{StoreMode, StoreStatus};
 pub use token::{Token, TokenData, TokenInfo, BEARER_PREFIX};
 
 /// Entry points for the fuzz targets in `fuzz/` (`fuzz/fuzz_targets/token_response.rs`).

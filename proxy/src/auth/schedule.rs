@@ -8,6 +8,7 @@
 //!   minus `min(30 s, 10 % of lifetime)`).
 //! - [`backoff`], [`retry_delay`], [`memo_for`]: when to try the endpoint again.
 //! - [`parse_retry_after`]: the `Retry-After` header (delta-seconds or HTTP-date).
+//! - [`rate_limit_wait`]: Okta-style `X-Rate-Limit-Remaining` / `X-Rate-Limit-Reset`.
 
 use std::time::{Duration, SystemTime};
 
@@ -214,11 +215,79 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// `X-Rate-Limit-Reset` values below this are seconds from now, not a Unix time (no
+/// reset lies before 2001; some endpoints send a delay in this header).
+const RESET_IS_UNIX_FROM: u64 = 1_000_000_000;
+
+/// How long the endpoint's rate-limit headers (Okta's `X-Rate-Limit-Remaining` and
+/// `X-Rate-Limit-Reset`, a Unix time in seconds) say not to send another token request,
+/// judged at `now_unix`.
+///
+/// - `Remaining: 0` with a `Reset` in the future, on any answer: until the reset.
+/// - A 429 with a `Reset`: until the reset, whatever `Remaining` says.
+/// - Anything else (no headers, garbage, remaining budget, a reset already past): `None`.
+///
+/// Capped at [`MAX_RETRY_AFTER`]. `Retry-After` is handled by [`parse_retry_after`] and
+/// the failure memo; this adds the case of a success that used the last request.
+pub fn rate_limit_wait(
+    status: u16,
+    remaining: Option<&str>,
+    reset: Option<&str>,
+    now_unix: Duration,
+) -> Option<Duration> {
+    let remaining = remaining.and_then(|r| r.trim().parse::<u64>().ok());
+    let reset = reset.and_then(|r| r.trim().parse::<u64>().ok())?;
+    let wait = if reset < RESET_IS_UNIX_FROM {
+        Duration::from_secs(reset)
+    } else {
+        Duration::from_secs(reset).checked_sub(now_unix)?
+    };
+    if wait.is_zero() || (status != 429 && remaining != Some(0)) {
+        return None;
+    }
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn okta_rate_limit_headers() {
+        let now = Duration::from_secs(1_700_000_000);
+        let at = |s: u64| (now.as_secs() + s).to_string();
+        // The last request of the window succeeded: wait for the reset.
+        assert_eq!(
+            rate_limit_wait(200, Some("0"), Some(&at(42)), now),
+            Some(secs(42))
+        );
+        // Budget left: nothing to wait for.
+        assert_eq!(rate_limit_wait(200, Some("3"), Some(&at(42)), now), None);
+        assert_eq!(rate_limit_wait(200, None, Some(&at(42)), now), None);
+        // 429: the reset, even without Remaining.
+        assert_eq!(rate_limit_wait(429, None, Some(&at(9)), now), Some(secs(9)));
+        // A reset in the past (our clock ahead of theirs), or garbage: no wait.
+        assert_eq!(rate_limit_wait(429, Some("0"), Some(&at(0)), now), None);
+        assert_eq!(
+            rate_limit_wait(200, Some("0"), Some("1699999000"), now),
+            None
+        );
+        assert_eq!(rate_limit_wait(200, Some("0"), Some("soon"), now), None);
+        assert_eq!(rate_limit_wait(200, Some("none"), Some(&at(5)), now), None);
+        assert_eq!(rate_limit_wait(200, Some("0"), None, now), None);
+        // A small number is a delay in seconds.
+        assert_eq!(
+            rate_limit_wait(200, Some("0"), Some(" 30 "), now),
+            Some(secs(30))
+        );
+        // Capped.
+        assert_eq!(
+            rate_limit_wait(200, Some("0"), Some(&at(86_400)), now),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
 
     const NOW: Duration = Duration::from_secs(1_700_000_000);
 
@@ -480,6 +549,23 @@ mod tests {
         #[test]
         fn retry_after_never_panics(s in ".{0,40}") {
             let _ = parse_retry_after(&s, SystemTime::UNIX_EPOCH);
+        }
+
+        #[test]
+        fn rate_limit_wait_is_bounded(
+            status in any::<u16>(),
+            remaining in proptest::option::of(".{0,12}"),
+            reset in proptest::option::of(any::<u64>().prop_map(|n| n.to_string())),
+            now in any::<u64>(),
+        ) {
+            if let Some(w) = rate_limit_wait(
+                status,
+                remaining.as_deref(),
+                reset.as_deref(),
+                Duration::from_secs(now),
+            ) {
+                prop_assert!(!w.is_zero() && w <= MAX_RETRY_AFTER);
+            }
         }
     }
 }

@@ -13,7 +13,9 @@ use tollgate_rules::{
 };
 use url::Url;
 
-use super::client::{BoxFuture, HttpRequest, HttpResponse, TokenEndpoint, TransportError};
+use super::client::{
+    BoxFuture, HttpRequest, HttpResponse, RateLimitHeaders, TokenEndpoint, TransportError,
+};
 use super::TokenCache;
 
 /// A credential `NAME` with client id `NAME-client`, secret `NAME-secret` (basic), at
@@ -131,6 +133,7 @@ pub(crate) struct FakeEndpoint {
     requests: Mutex<Vec<HttpRequest>>,
     default: Mutex<Reply>,
     delay: Mutex<Duration>,
+    rate_limit: Mutex<RateLimitHeaders>,
 }
 
 impl FakeEndpoint {
@@ -140,6 +143,7 @@ impl FakeEndpoint {
             requests: Mutex::new(Vec::new()),
             default: Mutex::new(default),
             delay: Mutex::new(Duration::ZERO),
+            rate_limit: Mutex::default(),
         })
     }
 
@@ -150,6 +154,14 @@ impl FakeEndpoint {
     /// Each answer takes this long (tokio time).
     pub(crate) fn set_delay(&self, delay: Duration) {
         *self.delay.lock().unwrap() = delay;
+    }
+
+    /// Every answer carries these rate-limit headers.
+    pub(crate) fn set_rate_limit(&self, remaining: Option<&str>, reset: Option<&str>) {
+        *self.rate_limit.lock().unwrap() = RateLimitHeaders {
+            remaining: remaining.map(str::to_owned),
+            reset: reset.map(str::to_owned),
+        };
     }
 
     pub(crate) fn calls(&self) -> usize {
@@ -172,6 +184,7 @@ impl TokenEndpoint for FakeEndpoint {
             self.requests.lock().unwrap().push(request.clone());
             let reply = self.default.lock().unwrap().clone();
             let delay = *self.delay.lock().unwrap();
+            let rate_limit = self.rate_limit.lock().unwrap().clone();
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -187,12 +200,14 @@ impl TokenEndpoint for FakeEndpoint {
                     Ok(HttpResponse {
                         status: 200,
                         retry_after: None,
+                        rate_limit,
                         body: body.to_string().into_bytes(),
                     })
                 }
                 Reply::Status(status, body, retry_after) => Ok(HttpResponse {
                     status,
                     retry_after: retry_after.map(str::to_owned),
+                    rate_limit,
                     body: body.as_bytes().to_vec(),
                 }),
                 Reply::Fail(e) => Err(e),
@@ -201,6 +216,7 @@ impl TokenEndpoint for FakeEndpoint {
                     Ok(HttpResponse {
                         status,
                         retry_after: None,
+                        rate_limit,
                         body: body.into_bytes(),
                     })
                 }
@@ -293,3 +309,59 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// One replica of a fleet: a cache over `defs` whose endpoints are all `fake`, sharing
+/// `redis` (an in-memory stand-in) with the other replicas, sealing with `keys` (base64
+/// key texts, the first seals). Lock timeout 5 s, operation timeout 500 ms, prefix `tg:`.
+pub(crate) fn replica(
+    fake: &Arc<FakeEndpoint>,
+    defs: &[Credential],
+    redis: &Arc<super::store::memory::MemoryRedis>,
+    keys: &[&str],
+) -> Replica {
+    let registry = prometheus::Registry::new();
+    let dir = TempDir::new();
+    let files: Vec<PathBuf> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| dir.write(&format!("key{i}"), k))
+        .collect();
+    let keyring = super::store::Keyring::load(&files).unwrap();
+    let backend = redis.connect();
+    let fleet = super::store::Fleet::with_backend(
+        Arc::clone(&backend) as Arc<dyn super::store::Backend>,
+        keyring,
+        "tg:",
+        Duration::from_secs(5),
+        Duration::from_millis(500),
+        &registry,
+    )
+    .unwrap();
+    let fake = Arc::clone(fake);
+    let cache = TokenCache::with_parts(
+        &credentials(defs),
+        &registry,
+        Box::new(move |_| Ok(Arc::clone(&fake) as Arc<dyn TokenEndpoint>)),
+        Some(fleet),
+    )
+    .unwrap();
+    Replica {
+        cache,
+        registry,
+        backend,
+        dir,
+    }
+}
+
+/// See [`replica`].
+pub(crate) struct Replica {
+    pub cache: Arc<TokenCache>,
+    pub registry: prometheus::Registry,
+    pub backend: Arc<super::store::memory::MemoryBackend>,
+    /// Holds the key files (for reload tests).
+    pub dir: TempDir,
+}
+
+/// Two 32-byte keys, base64.
+pub(crate) const KEY_A: &str = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=";
+pub(crate) const KEY_B: &str = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=";

@@ -136,6 +136,11 @@ impl TokenData {
     pub(crate) fn usable_until(&self) -> Instant {
         self.usable_until
     }
+
+    /// Time left until it expires, at `now`.
+    pub(crate) fn remaining_at(&self, now: Instant) -> Duration {
+        self.expires_at.saturating_duration_since(now)
+    }
 }
 
 impl fmt::Debug for Token {

@@ -78,11 +78,15 @@ fn child(base: &[Seg], seg: impl Into<Seg>) -> YPath {
 mod callers;
 mod credential;
 mod route;
+mod store;
 mod timeouts;
 
 pub use callers::DEFAULT_IDENTITY_CLAIM;
 use credential::credential;
 use route::route;
+pub use store::{
+    DEFAULT_KEY_PREFIX, DEFAULT_LOCK_TIMEOUT, DEFAULT_REDIS_PORT, DEFAULT_REDIS_TIMEOUT,
+};
 
 /// Collects problems and resolves positions.
 pub(crate) struct Checker<'a> {
@@ -451,6 +455,12 @@ fn assemble(c: &mut Checker<'_>, f: ConfigFile, partial: &mut Partial) -> Option
     };
     partial.interception = interception.clone().flatten();
 
+    let token_store = match f.token_store {
+        None => Some(None),
+        Some(ts) => store::token_store(c, ts).map(Some),
+    };
+    partial.token_store = token_store.clone().flatten();
+
     let config = Config {
         interception: interception?,
         listen: Listen {
@@ -470,6 +480,7 @@ fn assemble(c: &mut Checker<'_>, f: ConfigFile, partial: &mut Partial) -> Option
         credentials,
         routes,
         callers: callers?,
+        token_store: token_store?,
     };
     (all_ok && c.problems.is_empty()).then_some(config)
 }

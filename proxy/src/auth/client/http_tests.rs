@@ -110,6 +110,7 @@ fn inline(secret: &str) -> SecretSource {
 fn cache(def: &Credential) -> Arc<TokenCache> {
     TokenCache::new(
         &credentials(std::slice::from_ref(def)),
+        None,
         &prometheus::Registry::new(),
     )
     .unwrap()

@@ -515,11 +515,14 @@ async fn a_bad_service_account_file_fails_the_setup_naming_the_field() {
         j.service_account_file = path.clone();
     }
     let registry = prometheus::Registry::new();
-    let err =
-        crate::auth::TokenCache::new(&crate::auth::test_support::credentials(&[def]), &registry)
-            .err()
-            .unwrap()
-            .to_string();
+    let err = crate::auth::TokenCache::new(
+        &crate::auth::test_support::credentials(&[def]),
+        None,
+        &registry,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert_eq!(
         err,
         format!(
@@ -678,6 +681,7 @@ async fn a_bad_static_file_is_explained_without_its_content() {
     let registry = prometheus::Registry::new();
     let err = crate::auth::TokenCache::new(
         &crate::auth::test_support::credentials(&[static_credential("k", &path)]),
+        None,
         &registry,
     )
     .err()
