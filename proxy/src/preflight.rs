@@ -4,11 +4,12 @@
 //!
 //! The list of files is the rules crate's ([`tollgate_rules::Config::files`]); each
 //! [`FileKind`] is checked here by the loader the proxy itself uses (`auth::check`, the
-//! token cache's readers and parsers; `upstream::load_trust`; the callers' JWKS and
-//! htpasswd readers; the interception CA's loader), and each problem is reported at the
-//! key naming the file: `FILE:LINE:COL: credentials.billing.ca_file: /etc/ssl/idp.pem:
-//! ...`. Nothing here touches the network: an `issuer` is discovered, and a `jwks_url`
-//! fetched, when the proxy starts serving.
+//! token cache's readers and parsers, the token store's password and key readers;
+//! `upstream::load_trust`; the callers' JWKS and htpasswd readers; the interception CA's
+//! loader), and each problem is reported at the key naming the file: `FILE:LINE:COL:
+//! credentials.billing.ca_file: /etc/ssl/idp.pem: ...`. Nothing here touches the network:
+//! an `issuer` is discovered, a `jwks_url` fetched and Redis reached when the proxy
+//! starts serving.
 //!
 //! Files read afresh for every token request (`client_assertion_file`,
 //! `subject_token_file`) are checked too, with the rules a token request applies: the
@@ -91,6 +92,14 @@ pub fn check(files: &[FileRef<'_>], routes: &[&Route], source: &Source) -> Vec<P
             }
             // Read with the certificate, above.
             FileKind::InterceptionKey => Vec::new(),
+            FileKind::RedisPassword => auth::check::redis_password(f.path)
+                .err()
+                .into_iter()
+                .collect(),
+            FileKind::EncryptionKey { index, files } => auth::check::encryption_key(index, files)
+                .err()
+                .into_iter()
+                .collect(),
         };
         problems.extend(
             reasons
@@ -166,6 +175,9 @@ mod tests {
             )
             .unwrap();
             crate::intercept::init::write(&dir, &ca, true).unwrap();
+            std::fs::write(dir.join("redis-password"), "r3dis\n").unwrap();
+            std::fs::write(dir.join("key1"), "ab".repeat(32)).unwrap();
+            std::fs::write(dir.join("key2"), "cd".repeat(32)).unwrap();
             Files { dir }
         }
 
@@ -235,6 +247,11 @@ routes:
     action: inject
     credential: api
     connect: intercept
+token_store:
+  redis:
+    url: redis://127.0.0.1:6379
+    password_file: {redis_password}
+  encryption_key_files: [{key1}, {key2}]
 ",
                 secret = p("secret"),
                 previous = p("previous"),
@@ -249,6 +266,9 @@ routes:
                 htpasswd = p("htpasswd"),
                 ca_crt = p("ca.crt"),
                 ca_key = p("ca.key"),
+                redis_password = p("redis-password"),
+                key1 = p("key1"),
+                key2 = p("key2"),
             )
         }
     }
@@ -322,6 +342,8 @@ routes:
         );
         f.write("ca.crt", "hello\n");
         std::fs::remove_file(f.dir.join("ca.key")).unwrap();
+        f.write("redis-password", "\n");
+        f.write("key2", &format!("{}\n", "ab".repeat(32)));
         let ps = problems(&yaml);
         let want = [
             format!(
@@ -404,6 +426,17 @@ routes:
                 at(&yaml, "  - name: r", "upstream_ca_file"),
                 f.path("not-pem")
             ),
+            format!(
+                "{} token_store.redis.password_file: {}: empty",
+                at(&yaml, "token_store:", "password_file"),
+                f.path("redis-password")
+            ),
+            format!(
+                "{} token_store.encryption_key_files[1]: {}: holds the same key as encryption_key_files[0] {}",
+                find(&yaml, "token_store:", &f.path("key2")),
+                f.path("key2"),
+                f.path("key1")
+            ),
         ];
         assert_eq!(ps.len(), want.len(), "{ps:#?}");
         for (p, w) in ps.iter().zip(&want) {
@@ -417,9 +450,9 @@ routes:
         let f = Files::new();
         f.write("ca.crt", "hello\n");
         std::fs::remove_file(f.dir.join("jwks.json")).unwrap();
-        let yaml = format!(
-            "{}  - name: broken\n    match: {{ hosts: [b.example] }}\n",
-            f.config()
+        let yaml = f.config().replace(
+            "token_store:\n",
+            "  - name: broken\n    match: { hosts: [b.example] }\ntoken_store:\n",
         );
         let ps = problems(&yaml);
         assert_eq!(ps.len(), 3, "{ps:#?}");

@@ -26,24 +26,21 @@ pub struct Reloader {
     pub interceptor: Arc<Interceptor>,
 }
 
-/// The files a config depends on (the config itself first, then [`Config::files`]).
-/// Files a credential reads afresh for every token request (`client_assertion_file`,
-/// `subject_token_file`: renewed by someone else, often hourly; see
-/// [`tollgate_rules::FileKind::per_request`]) are not among them: a change there needs
-/// no reload.
+/// The files a config depends on (the config itself first, then [`Config::files`]),
+/// except those [`tollgate_rules::FileKind::watched`] leaves out: files a credential reads
+/// afresh for every token request (`client_assertion_file`, `subject_token_file`: renewed
+/// by someone else, often hourly), whose change needs no reload, and the token store's
+/// Redis `password_file`, which takes effect on restart only. (Its `encryption_key_files`
+/// are watched: a reload rotates them.)
 fn watched_files(path: &Path, config: &Config) -> Vec<PathBuf> {
     let mut files = vec![path.to_path_buf()];
     files.extend(
         config
             .files()
             .iter()
-            .filter(|f| !f.kind.per_request())
+            .filter(|f| f.kind.watched())
             .map(|f| f.path.to_path_buf()),
     );
-    if let Some(store) = &config.token_store {
-        // Key files take effect on reload (rotation); the Redis password only on restart.
-        files.extend(store.encryption_key_files.iter().cloned());
-    }
     files
 }
 

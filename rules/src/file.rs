@@ -126,7 +126,6 @@ pub struct InterceptionFile {
 
 /// `token_store:`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TokenStoreFile {
     /// `token_store.redis:` (required).
     #[serde(default)]
@@ -141,7 +140,6 @@ pub struct TokenStoreFile {
 
 /// `token_store.redis:`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RedisFile {
     /// `url:` `redis://HOST[:PORT][/DB]` or `rediss://...` (required).
     #[serde(default)]

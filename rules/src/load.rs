@@ -3,7 +3,7 @@
 use crate::convert::{self, Checker};
 use crate::file::{
     fields, BasicCallersFile, CallersFile, ConfigFile, CredentialFile, InterceptionFile,
-    JwtCallersFile, ListenFile, MatchFile, RouteFile, TimeoutsFile,
+    JwtCallersFile, ListenFile, MatchFile, RedisFile, RouteFile, TimeoutsFile, TokenStoreFile,
 };
 use crate::model::Config;
 use crate::pos::{Seg, YPath};
@@ -215,6 +215,8 @@ fn expected_keys(path: &[Seg]) -> Option<&'static [&'static str]> {
         [a, j] if k(a, "callers") && k(j, "jwt") => fields::<JwtCallersFile>(),
         [a, b] if k(a, "callers") && k(b, "basic") => fields::<BasicCallersFile>(),
         [a] if k(a, "interception") => fields::<InterceptionFile>(),
+        [a] if k(a, "token_store") => fields::<TokenStoreFile>(),
+        [a, r] if k(a, "token_store") && k(r, "redis") => fields::<RedisFile>(),
         [a, Seg::Idx(_), t] if k(a, "routes") && k(t, "timeouts") => fields::<TimeoutsFile>(),
         [a, Seg::Key(_)] if k(a, "credentials") => fields::<CredentialFile>(),
         [a, Seg::Idx(_)] if k(a, "routes") => fields::<RouteFile>(),

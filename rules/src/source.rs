@@ -14,7 +14,7 @@
 use crate::load::Problem;
 use crate::model::{
     AuthMethod, Callers, Config, Credential, CredentialKind, Grant, Interception, JwksSource,
-    JwtCallers, PrivateKeyJwt, Route, SecretSource,
+    JwtCallers, PrivateKeyJwt, Route, SecretSource, TokenStore,
 };
 use crate::pos::{display, PosIndex, Seg, YPath};
 use std::fmt;
@@ -161,6 +161,16 @@ pub enum FileKind<'a> {
     /// `interception.ca_key_file`: that CA's PEM private key (read with the certificate:
     /// it must be the certificate's key).
     InterceptionKey,
+    /// `token_store.redis.password_file`: the Redis password (read at start only).
+    RedisPassword,
+    /// `token_store.encryption_key_files[index]`: a 32-byte key; no two entries of
+    /// `files` may hold the same key.
+    EncryptionKey {
+        /// Its position in the list.
+        index: usize,
+        /// The whole list.
+        files: &'a [std::path::PathBuf],
+    },
 }
 
 impl FileKind<'_> {
@@ -170,6 +180,13 @@ impl FileKind<'_> {
     /// fail without them) but not watched: a change to one needs no reload.
     pub fn per_request(&self) -> bool {
         matches!(self, FileKind::ClientAssertion | FileKind::SubjectToken)
+    }
+
+    /// Does the reload watcher watch it? Not the [per-request](Self::per_request) files
+    /// (a change there needs no reload), nor the Redis `password_file` (it takes effect
+    /// on restart only). Everything else is re-read by a reload when it changes.
+    pub fn watched(&self) -> bool {
+        !self.per_request() && !matches!(self, FileKind::RedisPassword)
     }
 }
 
@@ -263,13 +280,14 @@ pub(crate) fn credential_files(c: &Credential) -> Vec<FileRef<'_>> {
     out
 }
 
-/// Every file named by these credentials, (file-index, route) pairs, callers and
-/// interception CA, in a stable order.
+/// Every file named by these credentials, (file-index, route) pairs, callers,
+/// interception CA and token store, in a stable order.
 fn files_of<'a>(
     credentials: impl Iterator<Item = &'a Credential>,
     routes: impl Iterator<Item = (usize, &'a Route)>,
     callers: Option<&'a Callers>,
     interception: Option<&'a Interception>,
+    token_store: Option<&'a TokenStore>,
 ) -> Vec<FileRef<'a>> {
     let mut out = Vec::new();
     for c in credentials {
@@ -318,6 +336,27 @@ fn files_of<'a>(
             kind: FileKind::InterceptionKey,
         });
     }
+    if let Some(ts) = token_store {
+        if let Some(p) = &ts.redis.password_file {
+            out.push(FileRef {
+                setting: Setting::top("token_store")
+                    .key("redis")
+                    .key("password_file"),
+                path: p,
+                kind: FileKind::RedisPassword,
+            });
+        }
+        let files = &ts.encryption_key_files;
+        out.extend(files.iter().enumerate().map(|(index, p)| {
+            FileRef {
+                setting: Setting::top("token_store")
+                    .key("encryption_key_files")
+                    .item(index),
+                path: p,
+                kind: FileKind::EncryptionKey { index, files },
+            }
+        }));
+    }
     out
 }
 
@@ -331,6 +370,7 @@ impl Config {
             self.routes.iter().enumerate(),
             self.callers.as_ref(),
             self.interception.as_ref(),
+            self.token_store.as_ref(),
         )
     }
 }
@@ -347,6 +387,8 @@ pub struct Partial {
     pub callers: Option<Callers>,
     /// `interception:`, when it was valid.
     pub interception: Option<Interception>,
+    /// `token_store:`, when it was valid.
+    pub token_store: Option<TokenStore>,
 }
 
 impl Partial {
@@ -357,6 +399,7 @@ impl Partial {
             self.routes.iter().map(|(i, r)| (*i, r)),
             self.callers.as_ref(),
             self.interception.as_ref(),
+            self.token_store.as_ref(),
         )
     }
 }

@@ -663,6 +663,8 @@ fn every_file_key_is_known_to_files() {
         "htpasswd_file",
         "ca_cert_file",
         "ca_key_file",
+        "password_file",
+        "encryption_key_files",
     ];
     for fields in [
         file::fields::<file::ConfigFile>(),
@@ -675,6 +677,8 @@ fn every_file_key_is_known_to_files() {
         file::fields::<file::JwtCallersFile>(),
         file::fields::<file::BasicCallersFile>(),
         file::fields::<file::InterceptionFile>(),
+        file::fields::<file::TokenStoreFile>(),
+        file::fields::<file::RedisFile>(),
     ] {
         assert!(!fields.is_empty());
         for f in fields {
@@ -703,6 +707,9 @@ callers:
 interception: { ca_cert_file: /ca.crt, ca_key_file: /ca.key }
 routes:
   - { name: r, match: { hosts: [a.com] }, action: pass, upstream: https://a.com, upstream_ca_file: /u }
+token_store:
+  redis: { url: redis://r.example, password_file: /redis-pw }
+  encryption_key_files: [/k1, /k2]
 ";
     let loaded = load_str_with_source("t.yaml", text, &env);
     let config = match loaded.result {
@@ -731,10 +738,10 @@ routes:
                 "{line}:{col} {} {}{}",
                 f.setting,
                 f.path.display(),
-                if f.kind.per_request() {
-                    " (per request)"
-                } else {
-                    ""
+                match (f.kind.per_request(), f.kind.watched()) {
+                    (true, _) => " (per request)",
+                    (false, false) => " (at start)",
+                    (false, true) => "",
                 }
             )
         })
@@ -757,6 +764,9 @@ routes:
             "11:12 callers.basic.htpasswd_file /htpasswd",
             "12:17 interception.ca_cert_file /ca.crt",
             "12:40 interception.ca_key_file /ca.key",
+            "16:36 token_store.redis.password_file /redis-pw (at start)",
+            "17:26 token_store.encryption_key_files[0] /k1",
+            "17:31 token_store.encryption_key_files[1] /k2",
         ]
     );
 }

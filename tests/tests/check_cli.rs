@@ -790,8 +790,9 @@ fn skip_files_validates_the_config_alone() {
 // ------------------------------------------- the files of callers, interception, providers
 
 /// A config naming the files of the newer keys: a service account key, a static value,
-/// two client secrets, the callers' JWKS and htpasswd files and an interception CA made
-/// by `tollgate ca init`. All usable; a test breaks some.
+/// two client secrets, the callers' JWKS and htpasswd files, an interception CA made by
+/// `tollgate ca init` and the token store's Redis password and encryption keys. All
+/// usable; a test breaks some.
 struct KindFiles {
     dir: tempfile::TempDir,
 }
@@ -807,6 +808,9 @@ impl KindFiles {
         f.write("previous", &format!("{SECRET}-old\n"));
         f.write("jwks.json", &jwks(&[&SigningKey::new(Alg::Es256, "k1")]));
         f.write("htpasswd", &format!("{}\n", htpasswd_line("batch", "pw")));
+        f.write("redis-password", &format!("{SECRET}\n"));
+        f.write("key1", &"ab".repeat(32));
+        f.write("key2", &"cd".repeat(32));
         let mut cmd = tollgate_tests::process::command();
         cmd.args(["ca", "init", "--out"])
             .arg(f.dir.path().join("ca"));
@@ -870,7 +874,15 @@ routes:
     action: inject
     credential: api
     connect: intercept
+token_store:
+  redis:
+    url: redis://127.0.0.1:9
+    password_file: {redis_password}
+  encryption_key_files: [{key1}, {key2}]
 ",
+            redis_password = p("redis-password"),
+            key1 = p("key1"),
+            key2 = p("key2"),
             sa = p("sa.json"),
             value = p("value"),
             secret = p("secret"),
@@ -909,8 +921,8 @@ fn the_files_of_callers_interception_and_service_accounts_pass_when_usable() {
 }
 
 #[test]
-fn a_missing_jwks_file_a_bad_htpasswd_a_missing_ca_key_and_a_bad_service_account_come_in_one_pass()
-{
+fn a_missing_jwks_file_a_bad_htpasswd_a_missing_ca_key_a_bad_service_account_and_a_repeated_store_key_come_in_one_pass(
+) {
     let f = KindFiles::new();
     std::fs::remove_file(f.dir.path().join("jwks.json")).expect("rm");
     f.write("htpasswd", "legacy:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n");
@@ -921,10 +933,12 @@ fn a_missing_jwks_file_a_bad_htpasswd_a_missing_ca_key_and_a_bad_service_account
     );
     f.write("value", "two\nlines\n");
     std::fs::remove_file(f.dir.path().join("previous")).expect("rm");
+    std::fs::remove_file(f.dir.path().join("redis-password")).expect("rm");
+    f.write("key2", &"ab".repeat(32));
     // And an unknown key and a semantic problem in the same file.
-    let yaml = format!(
-        "{}    colour: red\n  - name: api\n    match: {{ hosts: [b.test] }}\n    action: pass\n",
-        f.yaml()
+    let yaml = f.yaml().replace(
+        "token_store:\n",
+        "    colour: red\n  - name: api\n    match: { hosts: [b.test] }\n    action: pass\ntoken_store:\n",
     );
     let d = check_and_run_refuse(&yaml);
     let got: Vec<(usize, usize, &str)> = d
@@ -982,6 +996,28 @@ fn a_missing_jwks_file_a_bad_htpasswd_a_missing_ca_key_and_a_bad_service_account
             "routes[0]: unknown field `colour`".to_owned(),
         ),
     ];
+    // After the duplicate route name (in file order): the token store's files.
+    let key2_line = line_of(&yaml, "encryption_key_files:");
+    let key2_col = yaml
+        .lines()
+        .nth(key2_line - 1)
+        .and_then(|l| l.find(&f.path("key2")))
+        .expect("key2")
+        + 1;
+    let store: Vec<((usize, usize), String)> = vec![
+        (
+            key_at(&yaml, "password_file"),
+            format!("token_store.redis.password_file: {}: ", f.path("redis-password")),
+        ),
+        (
+            (key2_line, key2_col),
+            format!(
+                "token_store.encryption_key_files[1]: {}: holds the same key as encryption_key_files[0] {}",
+                f.path("key2"),
+                f.path("key1")
+            ),
+        ),
+    ];
     // The second route's name: the last `- name: api` line.
     let dup_line = yaml
         .lines()
@@ -990,7 +1026,7 @@ fn a_missing_jwks_file_a_bad_htpasswd_a_missing_ca_key_and_a_bad_service_account
         .map(|(i, _)| i + 1)
         .last()
         .expect("dup");
-    assert_eq!(got.len(), want.len() + 1, "{d:#?}");
+    assert_eq!(got.len(), want.len() + 1 + store.len(), "{d:#?}");
     for (g, (at, msg)) in got.iter().zip(&want) {
         assert_eq!((g.0, g.1), *at, "{msg}: {d:#?}");
         assert!(
@@ -999,9 +1035,17 @@ fn a_missing_jwks_file_a_bad_htpasswd_a_missing_ca_key_and_a_bad_service_account
             g.2
         );
     }
-    let last = &got[want.len()];
-    assert_eq!(last.0, dup_line, "{d:#?}");
-    assert!(last.2.contains("duplicate route name"), "{d:#?}");
+    let dup = &got[want.len()];
+    assert_eq!(dup.0, dup_line, "{d:#?}");
+    assert!(dup.2.contains("duplicate route name"), "{d:#?}");
+    for (g, (at, msg)) in got[want.len() + 1..].iter().zip(&store) {
+        assert_eq!((g.0, g.1), *at, "{msg}: {d:#?}");
+        assert!(
+            g.2.starts_with(msg.as_str()),
+            "expected {msg:?}, got {:?}",
+            g.2
+        );
+    }
     // Nothing quoted from the files (the value file held the secret).
     for d in &d {
         assert!(!d.message.contains("lines"), "{d:?}");

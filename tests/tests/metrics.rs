@@ -50,7 +50,7 @@ fn expected_labels(sample: &str) -> Option<BTreeSet<&'static str>> {
             "tollgate_token_request_duration_seconds"
             | "tollgate_token_expiry_timestamp_seconds" => ["credential"].into(),
             "tollgate_token_cache_total" => ["credential", "result"].into(),
-            // The rate-limit holds, and the token store (only with `token_store`).
+            // Issue 15: rate-limit holds, and the token store (only with `token_store`).
             "tollgate_token_requests_deferred_total" | "tollgate_token_rate_limit_remaining" => {
                 ["credential"].into()
             }

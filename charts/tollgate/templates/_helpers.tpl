@@ -117,6 +117,18 @@ user set them (tollgate's default, 127.0.0.1, is unreachable from outside the po
 {{- end }}
 {{- $ts := .Values.tokenStore }}
 {{- if and $ts $ts.enabled (not (hasKey $cfg "token_store")) }}
+{{- $_ := set $cfg "token_store" (fromYaml (include "tollgate.tokenStore" .)) }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+The `token_store` block the chart writes from .Values.tokenStore (empty unless enabled):
+merged into a mapping config, appended to a string one.
+*/}}
+{{- define "tollgate.tokenStore" -}}
+{{- $ts := .Values.tokenStore }}
+{{- if and $ts $ts.enabled }}
 {{- if not $ts.url }}
 {{- fail "tokenStore.url: required with tokenStore.enabled (redis://HOST:PORT/DB or rediss://...)" }}
 {{- end }}
@@ -137,17 +149,16 @@ user set them (tollgate's default, 127.0.0.1, is unreachable from outside the po
 {{- end }}
 {{- $store := dict "redis" $redis "encryption_key_files" $files }}
 {{- with $ts.lockTimeout }}{{ $_ := set $store "lock_timeout" . }}{{ end }}
-{{- $_ := set $cfg "token_store" $store }}
+{{- toYaml $store }}
 {{- end }}
-{{- toYaml $cfg }}
 {{- end }}
 
 {{/*
 The tollgate.yaml the ConfigMap holds. A config given as a mapping is rendered with the
 chart's additions merged in (tollgate.config). A config given as a string is kept as
 written, byte for byte, so that FILE:LINE:COL in a pod's log points into the user's own
-file; the chart's additions (listen addresses, threads, the interception CA's files)
-are appended after it, and only for keys the text does not set.
+file; the chart's additions (listen addresses, threads, the interception CA's files, the
+token store) are appended after it, and only for keys the text does not set.
 */}}
 {{- define "tollgate.configFile" -}}
 {{- $raw := .Values.config }}
@@ -179,10 +190,14 @@ are appended after it, and only for keys the text does not set.
 {{- $extra = printf "%sinterception:\n  ca_cert_file: %s/tls.crt\n  ca_key_file: %s/tls.key\n" $extra $dir $dir }}
 {{- end }}
 {{- end }}
+{{- $ts := .Values.tokenStore }}
+{{- if and $ts $ts.enabled (not (hasKey $user "token_store")) }}
+{{- $extra = printf "%s%s\n" $extra (toYaml (dict "token_store" (fromYaml (include "tollgate.tokenStore" .)))) }}
+{{- end }}
 {{- $text := $raw }}
 {{- if not (hasSuffix "\n" $text) }}{{ $text = printf "%s\n" $text }}{{ end }}
 {{- if $extra }}
-{{- $text = printf "%s# Added by the tollgate chart (the pod's listen addresses, threads, interception CA):\n%s" $text $extra }}
+{{- $text = printf "%s# Added by the tollgate chart (the pod's listen addresses, threads, interception CA, token store):\n%s" $text $extra }}
 {{- $check := fromYaml $text }}
 {{- if or (hasKey $check "Error") (not (hasKey $check "listen")) }}
 {{- fail "config: the chart cannot append `listen`/`threads` to this text (a flow-style `{...}` document?): set them in the config yourself" }}

@@ -2,8 +2,9 @@
 //! `preflight` (`tollgate check`, start-up, reload): the same bounded reader
 //! (`secret::read`) and the same parser [`CredAuth::new`] gives each file
 //! (`parse_secret`, `SigningKey::from_pem`, `Certificate::from_pem`,
-//! `ServiceAccount::parse`, `parse_header_value`, `ca_roots_at`). No network: an
-//! `issuer` is discovered when the cache is built, not here.
+//! `ServiceAccount::parse`, `parse_header_value`, `ca_roots_at`; the token store's
+//! password and key readers). No network: an `issuer` is discovered, and Redis reached,
+//! when the cache is built, not here.
 //!
 //! Each check looks at one file, so that every bad file of a credential is reported, each
 //! at its own key. The error is `PATH: reason`; the caller puts the key in front.
@@ -78,6 +79,31 @@ pub fn ca_file(path: &Path) -> Result<(), String> {
         .map_err(at(path))
 }
 
+/// `token_store.redis.password_file`: non-empty text, as the Redis client reads it at
+/// start.
+pub fn redis_password(path: &Path) -> Result<(), String> {
+    super::store::check_password_file(path).map_err(at(path))
+}
+
+/// `token_store.encryption_key_files[index]`: a 32-byte key (raw, hex or base64) that no
+/// entry before it holds too (the store's key ring refuses the same key twice; the later
+/// entry is the one reported).
+pub fn encryption_key(index: usize, files: &[std::path::PathBuf]) -> Result<(), String> {
+    let Some(path) = files.get(index) else {
+        return Ok(());
+    };
+    let id = super::store::key_file_id(path).map_err(at(path))?;
+    for (j, other) in files.iter().enumerate().take(index) {
+        if super::store::key_file_id(other).is_ok_and(|o| o == id) {
+            return Err(at(path)(format!(
+                "holds the same key as encryption_key_files[{j}] {}",
+                other.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -114,6 +140,29 @@ mod tests {
             .unwrap_err()
             .contains("not allowed in an HTTP header"));
         assert!(ca_file(&empty).unwrap_err().contains("no PEM certificate"));
+        assert!(redis_password(&empty).unwrap_err().ends_with(": empty"));
+        assert!(encryption_key(0, std::slice::from_ref(&empty)).is_err());
+    }
+
+    #[test]
+    fn an_encryption_key_listed_twice_is_reported_at_the_later_entry() {
+        let dir = TempDir::new();
+        let k1 = dir.write("k1", "ab".repeat(32));
+        let k2 = dir.write("k2", "cd".repeat(32));
+        let again = dir.write("again", format!("{}\n", "ab".repeat(32)));
+        let files = [k1.clone(), k2, again.clone()];
+        encryption_key(0, &files).unwrap();
+        encryption_key(1, &files).unwrap();
+        let e = encryption_key(2, &files).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "{}: holds the same key as encryption_key_files[0] {}",
+                again.display(),
+                k1.display()
+            )
+        );
+        assert!(!e.contains(&"ab".repeat(32)), "{e}");
     }
 
     #[test]

@@ -459,6 +459,7 @@ fn assemble(c: &mut Checker<'_>, f: ConfigFile, partial: &mut Partial) -> Option
         None => Some(None),
         Some(ts) => store::token_store(c, ts).map(Some),
     };
+    partial.token_store = token_store.clone().flatten();
 
     let config = Config {
         interception: interception?,

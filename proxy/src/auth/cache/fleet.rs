@@ -277,7 +277,7 @@ impl NoticeSink for Shared {
         if let Some(token) = current.as_ref().filter(|t| t.id() == local) {
             let previous = cred.token.compare_and_swap(token, None);
             if previous.as_ref().is_some_and(|p| p.id() == local) {
-                cred.m.expiry.set(0.0);
+                cred.m.expiry.clear();
                 fleet.metrics.count(&cred.name, Op::Notice, "dropped");
                 tracing::info!(
                     credential = %cred.name,

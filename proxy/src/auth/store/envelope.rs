@@ -136,9 +136,7 @@ impl Keyring {
         }
         let mut keys = Vec::with_capacity(files.len());
         for path in files {
-            let bytes = read_key_file(path)
-                .map_err(|why| format!("encryption key file {}: {why}", path.display()))?;
-            let key = Key::new(&bytes, path)
+            let key = Key::read(path)
                 .map_err(|why| format!("encryption key file {}: {why}", path.display()))?;
             if let Some(same) = keys.iter().find(|k: &&Key| k.id == key.id) {
                 return Err(format!(
@@ -248,7 +246,18 @@ fn aad(header: &[u8], aad_key: &str) -> Vec<u8> {
     aad
 }
 
+/// The key id of one `encryption_key_files` entry, read and parsed as [`Keyring::load`]
+/// reads it (to tell two entries holding the same key). For `preflight`; the error is
+/// the reason alone and never shows key material.
+pub(crate) fn key_file_id(path: &Path) -> Result<[u8; KEY_ID_LEN], String> {
+    Key::read(path).map(|k| k.id)
+}
+
 impl Key {
+    fn read(path: &Path) -> Result<Self, String> {
+        Key::new(&read_key_file(path)?, path)
+    }
+
     fn new(bytes: &[u8], path: &Path) -> Result<Self, String> {
         let key = parse_key(bytes)?;
         let digest = ring::digest::digest(

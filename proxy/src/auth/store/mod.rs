@@ -41,6 +41,17 @@ use tokio::sync::Notify;
 use tollgate_rules::{Credential, TokenStore as StoreConfig};
 
 pub(crate) use envelope::{Keyring, Opened, TokenId};
+
+/// `token_store.redis.password_file`, read as the Redis client reads it at start. For
+/// `preflight`; the error is the reason alone.
+pub(crate) fn check_password_file(path: &std::path::Path) -> Result<(), String> {
+    redis::read_password(path).map(drop)
+}
+
+/// The key id of one `encryption_key_files` entry (see [`envelope::key_file_id`]).
+pub(crate) fn key_file_id(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    envelope::key_file_id(path).map(|id| id.to_vec())
+}
 pub use health::{StoreMode, StoreStatus};
 pub(crate) use metrics::{Op, StoreMetrics};
 

@@ -245,7 +245,8 @@ fn error_text(e: &redis::RedisError) -> String {
     crate::auth::error::sanitize(&text, 200).to_string()
 }
 
-fn read_password(path: &std::path::Path) -> Result<Secret, String> {
+/// `password_file`, as the client reads it at start. The error is the reason alone.
+pub(super) fn read_password(path: &std::path::Path) -> Result<Secret, String> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
