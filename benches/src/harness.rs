@@ -9,7 +9,8 @@ use crate::procs::{self, which, Cpu};
 use crate::report::{self, Machine, Row, Sample};
 use crate::scenarios;
 use crate::servers::{self, Behaviour, Tokens};
-use crate::{probe, wrk};
+use crate::tunnel::Transport;
+use crate::wrk;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,9 @@ struct Target {
     path: String,
     modes: Vec<Mode>,
     baseline: &'static str,
+    /// A [`peers::SEEN_PATHS`] path of this route: before measuring, the upstream must
+    /// have received tollgate's token there and no `Proxy-Authorization`.
+    seen: Option<&'static str>,
 }
 
 impl Target {
@@ -85,11 +89,39 @@ impl Target {
         gen::request_bytes(mode == Mode::Forward, "http", &self.host, &self.path, &[])
     }
 
-    fn probe_target(&self, mode: Mode) -> String {
-        match mode {
-            Mode::Forward => format!("http://{}{}", self.host, self.path),
-            Mode::Gateway => self.path.clone(),
+    /// One request for `path` on a fresh connection, `Connection: close`.
+    fn fetch(&self, mode: Mode, path: &str) -> Result<(u16, String), String> {
+        let headers = [("Connection".to_string(), "close".to_string())];
+        let req = gen::request_bytes(mode == Mode::Forward, "http", &self.host, path, &headers);
+        gen::fetch(self.addr, &Transport::Plain, &req)
+    }
+
+    /// The sanity check before a measurement: a 200, and where the route injects, the
+    /// token at the upstream.
+    fn check(&self, mode: Mode) -> Result<(), String> {
+        let (status, body) = self.fetch(mode, &self.path)?;
+        if status != 200 {
+            return Err(format!(
+                "sanity request answered {status}: {}",
+                body.chars().take(200).collect::<String>()
+            ));
         }
+        let Some(seen) = self.seen else {
+            return Ok(());
+        };
+        let (status, body) = self.fetch(mode, seen)?;
+        let (auth, proxy_auth) = body.split_once('|').unwrap_or((&body, ""));
+        if status != 200 || !auth.starts_with("Bearer bench-tok-") {
+            return Err(format!(
+                "the upstream did not receive the injected token on {seen}: {status}, Authorization {auth:?}"
+            ));
+        }
+        if !proxy_auth.is_empty() {
+            return Err(format!(
+                "the upstream received a Proxy-Authorization on {seen} (tollgate must not forward it)"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -207,6 +239,7 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
         path: path.to_string(),
         modes: modes.to_vec(),
         baseline,
+        seen: None,
     };
     let both = [Mode::Gateway, Mode::Forward];
     if want("direct") {
@@ -352,26 +385,32 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
             ));
         }
         if want("tollgate-inject") {
-            targets.push(target(
-                "tollgate-inject",
-                &t,
-                t.addr,
-                &up,
-                "/inject/x",
-                &both,
-                "nginx",
-            ));
+            targets.push(Target {
+                seen: Some("/inject/_seen"),
+                ..target(
+                    "tollgate-inject",
+                    &t,
+                    t.addr,
+                    &up,
+                    "/inject/x",
+                    &both,
+                    "nginx",
+                )
+            });
         }
         if backend.tls_addr.is_some() && cert.is_some() && want("tollgate-tls") {
-            targets.push(target(
-                "tollgate-tls",
-                &t,
-                t.addr,
-                "tls.bench.test",
-                "/tls/x",
-                &both,
-                "nginx-tls",
-            ));
+            targets.push(Target {
+                seen: Some("/tls/_seen"),
+                ..target(
+                    "tollgate-tls",
+                    &t,
+                    t.addr,
+                    "tls.bench.test",
+                    "/tls/x",
+                    &both,
+                    "nginx-tls",
+                )
+            });
         }
         servers.push(t);
         for (name, bin) in &o.variants {
@@ -389,7 +428,10 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
             }
             if want("tollgate-inject") {
                 let n = format!("tollgate-inject@{name}");
-                targets.push(target(&n, &v, v.addr, &up, "/inject/x", &both, "nginx"));
+                targets.push(Target {
+                    seen: Some("/inject/_seen"),
+                    ..target(&n, &v, v.addr, &up, "/inject/x", &both, "nginx")
+                });
             }
             servers.push(v);
         }
@@ -618,14 +660,9 @@ fn measure(
     ticks: f64,
     use_wrk: bool,
 ) -> Result<Sample, String> {
-    // Sanity: one request answers 200 (this also warms tokens and upstream connections).
-    let (status, body) = probe::get(t.addr, &t.probe_target(mode), &t.host, &[])?;
-    if status != 200 {
-        return Err(format!(
-            "sanity request answered {status}: {}",
-            body.chars().take(200).collect::<String>()
-        ));
-    }
+    // Sanity: one request answers 200 and the token reaches the upstream (this also
+    // warms tokens and upstream connections).
+    t.check(mode)?;
     let request = t.request(mode);
     let mut plan = Plan::new(t.addr, request);
     plan.connections = o.connections;

@@ -181,15 +181,39 @@ fn start_nginx(dir: &Path, name: &str, conf: &str, listen: SocketAddr) -> Result
     Ok(p)
 }
 
+/// Paths on which the upstream answers with the `Authorization` and
+/// `Proxy-Authorization` it received, as `AUTHORIZATION|PROXY_AUTHORIZATION` (empty when
+/// absent): one under each route prefix the harness gives tollgate, so a sanity request
+/// shows what a route forwards. Exact-match locations: the measured paths never reach
+/// them and nginx finds `location /` as fast as before.
+pub const SEEN_PATHS: &[&str] = &[
+    "/_seen",
+    "/inject/_seen",
+    "/tls/_seen",
+    "/callers/_seen",
+    "/intercept/_seen",
+];
+
+/// The nginx `location`s for [`SEEN_PATHS`].
+fn nginx_seen_locations() -> String {
+    SEEN_PATHS
+        .iter()
+        .map(|p| {
+            format!(" location = {p} {{ return 200 \"$http_authorization|$http_proxy_authorization\"; }}")
+        })
+        .collect()
+}
+
 /// nginx as the fast upstream: `return 200 "ok"`, plain and (with a cert) HTTPS.
 pub fn nginx_backend(dir: &Path, cert: Option<&Certs>) -> Result<Running, String> {
     let addr = loopback(free_port()?);
+    let seen = nginx_seen_locations();
     let mut conf = nginx_common(dir, "upstream-nginx");
     conf.push_str("http {\n");
     conf.push_str(&nginx_http_common(dir, "upstream-nginx"));
     let _ = writeln!(
         conf,
-        "  server {{ listen {addr} backlog=4096; location / {{ return 200 \"ok\"; }} }}"
+        "  server {{ listen {addr} backlog=4096; location / {{ return 200 \"ok\"; }}{seen} }}"
     );
     let tls_addr = match cert {
         Some(Certs {
@@ -199,7 +223,7 @@ pub fn nginx_backend(dir: &Path, cert: Option<&Certs>) -> Result<Running, String
             let _ = writeln!(
                 conf,
                 "  server {{ listen {a} ssl backlog=4096; ssl_certificate {}; ssl_certificate_key {}; \
-                 ssl_session_cache shared:S:1m; location / {{ return 200 \"ok\"; }} }}",
+                 ssl_session_cache shared:S:1m; location / {{ return 200 \"ok\"; }}{seen} }}",
                 c.display(),
                 k.display()
             );
