@@ -2,6 +2,7 @@
 //! or constant-rate (latency without coordinated omission).
 //!
 //! Each connection is a task on one of `threads` single-threaded tokio runtimes. It
+//! opens its connection (plain TCP, or a CONNECT tunnel with TLS inside: `tunnel.rs`),
 //! writes the pre-built request bytes, reads one response (Content-Length, chunked, or
 //! until close), and goes again. In constant-rate mode connection `i` of `C` sends its
 //! `k`-th request at the intended time `start + (k + i/C) · C/rate`. Latency is taken
@@ -14,6 +15,7 @@
 //! latency counts every request intended inside it, including those answered after
 //! it closed.
 
+use crate::tunnel::{self, Conn, Transport};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
@@ -24,14 +26,15 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// What to send, where, how hard and for how long.
 #[derive(Clone, Debug)]
 pub struct Plan {
     /// Where to connect (the proxy, or the origin itself).
     pub connect: SocketAddr,
+    /// Plain TCP, or a CONNECT tunnel with TLS inside (`connect: intercept`).
+    pub transport: Transport,
     /// The whole request, head and body.
     pub request: Arc<[u8]>,
     pub connections: usize,
@@ -53,6 +56,7 @@ impl Plan {
     pub fn new(connect: SocketAddr, request: Vec<u8>) -> Plan {
         Plan {
             connect,
+            transport: Transport::Plain,
             request: Arc::from(request),
             connections: 64,
             threads: 1,
@@ -312,7 +316,7 @@ fn thread_main(
         let mut streams = Vec::with_capacity(mine.len());
         let mut failed = 0u64;
         for _ in &mine {
-            match connect(plan.connect).await {
+            match tunnel::open(plan.connect, &plan.transport).await {
                 Ok(s) => streams.push(Some(s)),
                 Err(_) => {
                     failed += 1;
@@ -353,16 +357,10 @@ fn thread_main(
     })
 }
 
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let s = TcpStream::connect(addr).await?;
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     i: usize,
-    mut stream: Option<TcpStream>,
+    mut stream: Option<Conn>,
     plan: &Plan,
     st: &Local,
     live: &Live,
@@ -399,7 +397,7 @@ async fn drive(
             }
         };
         if stream.is_none() {
-            match connect(plan.connect).await {
+            match tunnel::open(plan.connect, &plan.transport).await {
                 Ok(s) => {
                     stream = Some(s);
                     st.totals.borrow_mut().reconnects += 1;
@@ -454,9 +452,37 @@ fn bad(msg: &str) -> io::Error {
 
 /// Send one request and read its response; returns the status and whether the
 /// connection can be reused.
-pub async fn exchange(s: &mut TcpStream, req: &[u8], buf: &mut Vec<u8>) -> io::Result<(u16, bool)> {
+pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    req: &[u8],
+    buf: &mut Vec<u8>,
+) -> io::Result<(u16, bool)> {
     s.write_all(req).await?;
+    // A no-op on TCP; TLS may hold the last record until flushed.
+    s.flush().await?;
     read_response(s, buf).await
+}
+
+/// One request on a fresh connection (a sanity check, not load): the status and the
+/// body, de-chunked.
+pub fn fetch(
+    addr: SocketAddr,
+    transport: &Transport,
+    request: &[u8],
+) -> Result<(u16, String), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let raw = rt.block_on(async {
+        let mut s = tunnel::open(addr, transport).await?;
+        let mut buf = Vec::with_capacity(4096);
+        tokio::time::timeout(Duration::from_secs(10), exchange(&mut s, request, &mut buf))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer within 10 s"))??;
+        Ok::<_, io::Error>(buf)
+    });
+    crate::probe::parse(&raw.map_err(|e| format!("{addr}: {e}"))?)
 }
 
 /// How the body of a response ends.
@@ -467,13 +493,19 @@ enum Framing {
 }
 
 /// Read one whole response into `buf` (cleared first). Returns status and keep-alive.
-pub async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<(u16, bool)> {
+pub async fn read_response<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+) -> io::Result<(u16, bool)> {
     buf.clear();
     read_response_into(s, buf).await
 }
 
 /// Like [`read_response`], but `buf` may already hold the start of the response.
-pub async fn read_response_into(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<(u16, bool)> {
+pub async fn read_response_into<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+) -> io::Result<(u16, bool)> {
     let (status, head_len, framing, keep) = loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut resp = httparse::Response::new(&mut headers);

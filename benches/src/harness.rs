@@ -9,11 +9,27 @@ use crate::procs::{self, which, Cpu};
 use crate::report::{self, Machine, Row, Sample};
 use crate::scenarios;
 use crate::servers::{self, Behaviour, Tokens};
-use crate::{probe, wrk};
+use crate::tunnel::{Transport, Tunnel};
+use crate::wrk;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The targets one tollgate process serves (its routes: `pass`, `inject`, `tls`,
+/// `callers`, `intercept`).
+const TOLLGATE_TARGETS: &[&str] = &[
+    "tollgate-pass",
+    "tollgate-inject",
+    "tollgate-tls",
+    "tollgate-callers",
+    "tollgate-callers-jwt",
+    "tollgate-intercept",
+];
+
+/// The CONNECT host of `tollgate-intercept` (its route's `upstream` is the harness's
+/// upstream, so the name needs no DNS).
+const INTERCEPT_HOST: &str = "intercept.bench.test";
 
 /// How a client reaches the proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -62,7 +78,8 @@ pub struct Options {
     pub storm_401_seconds: u64,
     pub idle: Vec<usize>,
     pub active: usize,
-    /// Alternating pass/inject pairs per mode (`paired.rs`); 0 skips them.
+    /// Alternating pairs per mode of two routes of one tollgate process
+    /// (`paired::PAIRS`); 0 skips them.
     pub pairs: usize,
     pub pair_duration: Duration,
 }
@@ -78,18 +95,65 @@ struct Target {
     path: String,
     modes: Vec<Mode>,
     baseline: &'static str,
+    /// Sent with every request (`Proxy-Authorization` of a caller).
+    headers: Vec<(String, String)>,
+    /// Plain, or TLS inside a CONNECT tunnel (then requests are origin-form inside it,
+    /// as an `HTTPS_PROXY` client sends them).
+    transport: Transport,
+    /// A [`peers::SEEN_PATHS`] path of this route: before measuring, the upstream must
+    /// have received tollgate's token there and no `Proxy-Authorization`.
+    seen: Option<&'static str>,
 }
 
 impl Target {
-    fn request(&self, mode: Mode) -> Vec<u8> {
-        gen::request_bytes(mode == Mode::Forward, "http", &self.host, &self.path, &[])
+    fn absolute(&self, mode: Mode) -> bool {
+        mode == Mode::Forward && matches!(self.transport, Transport::Plain)
     }
 
-    fn probe_target(&self, mode: Mode) -> String {
-        match mode {
-            Mode::Forward => format!("http://{}{}", self.host, self.path),
-            Mode::Gateway => self.path.clone(),
+    fn request(&self, mode: Mode) -> Vec<u8> {
+        gen::request_bytes(
+            self.absolute(mode),
+            "http",
+            &self.host,
+            &self.path,
+            &self.headers,
+        )
+    }
+
+    /// One request for `path` on a fresh connection, `Connection: close`.
+    fn fetch(&self, mode: Mode, path: &str) -> Result<(u16, String), String> {
+        let mut headers = self.headers.clone();
+        headers.push(("Connection".into(), "close".into()));
+        let req = gen::request_bytes(self.absolute(mode), "http", &self.host, path, &headers);
+        gen::fetch(self.addr, &self.transport, &req)
+    }
+
+    /// The sanity check before a measurement: a 200, and where the route injects, the
+    /// token at the upstream.
+    fn check(&self, mode: Mode) -> Result<(), String> {
+        let (status, body) = self.fetch(mode, &self.path)?;
+        if status != 200 {
+            return Err(format!(
+                "sanity request answered {status}: {}",
+                body.chars().take(200).collect::<String>()
+            ));
         }
+        let Some(seen) = self.seen else {
+            return Ok(());
+        };
+        let (status, body) = self.fetch(mode, seen)?;
+        let (auth, proxy_auth) = body.split_once('|').unwrap_or((&body, ""));
+        if status != 200 || !auth.starts_with("Bearer bench-tok-") {
+            return Err(format!(
+                "the upstream did not receive the injected token on {seen}: {status}, Authorization {auth:?}"
+            ));
+        }
+        if !proxy_auth.is_empty() {
+            return Err(format!(
+                "the upstream received a Proxy-Authorization on {seen} (tollgate must not forward it)"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -207,6 +271,9 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
         path: path.to_string(),
         modes: modes.to_vec(),
         baseline,
+        headers: Vec::new(),
+        transport: Transport::Plain,
+        seen: None,
     };
     let both = [Mode::Gateway, Mode::Forward];
     if want("direct") {
@@ -303,33 +370,58 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
             ),
         }
     }
-    if want("tollgate-pass") || want("tollgate-inject") || want("tollgate-tls") {
+    if TOLLGATE_TARGETS.iter().any(|t| want(t)) {
+        // One process serves every tollgate row, so their pairs are on one process and
+        // every row is measured with the same config: it always has the `callers` and
+        // `interception` sections (a request without `Proxy-Authorization` only costs
+        // a header lookup for them), whichever rows were asked for.
+        let callers = crate::callers::Callers::make(dir)
+            .map_err(|e| notes.push(format!("no tollgate-callers rows: {e}")))
+            .ok();
+        let ca = peers::interception_ca(dir, &tollgate_bin)
+            .map_err(|e| notes.push(format!("no tollgate-intercept row: {e}")))
+            .ok();
+        let tunnel = match &ca {
+            Some(ca) => Tunnel::new(INTERCEPT_HOST, 443, &ca.cert)
+                .map_err(|e| notes.push(format!("no tollgate-intercept row: {e}")))
+                .ok(),
+            None => None,
+        };
         let mut routes = vec![
+            Route::pass("pass", up.clone()),
             Route {
-                name: "pass",
-                host: up.clone(),
-                path_prefix: None,
-                inject: false,
-                upstream: None,
-                upstream_ca_file: None,
-            },
-            Route {
-                name: "inject",
-                host: up.clone(),
                 path_prefix: Some("/inject/"),
-                inject: true,
-                upstream: None,
-                upstream_ca_file: None,
+                ..Route::inject("inject", up.clone())
             },
         ];
         if let (Some(tls), Some(c)) = (backend.tls_addr, cert.as_ref()) {
             routes.push(Route {
-                name: "tls",
-                host: "tls.bench.test".into(),
-                path_prefix: None,
-                inject: true,
                 upstream: Some(format!("https://{tls}")),
                 upstream_ca_file: Some(c.ca.clone()),
+                ..Route::inject("tls", "tls.bench.test".into())
+            });
+        }
+        if callers.is_some() {
+            routes.push(Route {
+                path_prefix: Some("/callers/"),
+                callers: vec![
+                    crate::callers::BASIC_USER.into(),
+                    crate::callers::JWT_SUBJECT.into(),
+                ],
+                ..Route::inject("callers", up.clone())
+            });
+            // Without it the `pass` route would take /callers/ requests that carry no
+            // caller; with it they are refused (403), so a lost header shows as non-2xx.
+            routes.push(Route {
+                path_prefix: Some("/callers/"),
+                ..Route::deny("callers-others", up.clone())
+            });
+        }
+        if tunnel.is_some() {
+            routes.push(Route {
+                upstream: Some(format!("http://{up}")),
+                intercept: true,
+                ..Route::inject("intercept", INTERCEPT_HOST.into())
             });
         }
         let t = peers::tollgate(
@@ -339,6 +431,11 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
             o.tollgate_threads,
             token_srv.addr,
             &routes,
+            &peers::Sections {
+                callers: callers.as_ref(),
+                interception: ca.as_ref(),
+                extra: "",
+            },
         )?;
         if want("tollgate-pass") {
             targets.push(target(
@@ -352,28 +449,72 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
             ));
         }
         if want("tollgate-inject") {
-            targets.push(target(
-                "tollgate-inject",
-                &t,
-                t.addr,
-                &up,
-                "/inject/x",
-                &both,
-                "nginx",
-            ));
+            targets.push(Target {
+                seen: Some("/inject/_seen"),
+                ..target(
+                    "tollgate-inject",
+                    &t,
+                    t.addr,
+                    &up,
+                    "/inject/x",
+                    &both,
+                    "nginx",
+                )
+            });
         }
         if backend.tls_addr.is_some() && cert.is_some() && want("tollgate-tls") {
-            targets.push(target(
-                "tollgate-tls",
-                &t,
-                t.addr,
-                "tls.bench.test",
-                "/tls/x",
-                &both,
-                "nginx-tls",
-            ));
+            targets.push(Target {
+                seen: Some("/tls/_seen"),
+                ..target(
+                    "tollgate-tls",
+                    &t,
+                    t.addr,
+                    "tls.bench.test",
+                    "/tls/x",
+                    &both,
+                    "nginx-tls",
+                )
+            });
+        }
+        if let Some(c) = &callers {
+            for (name, value) in [
+                ("tollgate-callers", &c.basic),
+                ("tollgate-callers-jwt", &c.bearer),
+            ] {
+                if want(name) {
+                    targets.push(Target {
+                        headers: vec![("Proxy-Authorization".into(), value.clone())],
+                        seen: Some("/callers/_seen"),
+                        ..target(name, &t, t.addr, &up, "/callers/x", &both, "nginx")
+                    });
+                }
+            }
+        }
+        if let (Some(tunnel), true) = (tunnel, want("tollgate-intercept")) {
+            // No peer terminates TLS inside a CONNECT here (squid's ssl-bump is not in
+            // Debian's `squid` build), so its ratios are to tollgate-inject of the same
+            // run; the paired step also sets it against tollgate-inject and tollgate-tls.
+            notes.push(
+                "tollgate-intercept: no peer terminates TLS inside a CONNECT here (squid would need ssl-bump), \
+                 so its ratios are to tollgate-inject of this run (and paired with tollgate-inject and tollgate-tls)"
+                    .into(),
+            );
+            targets.push(Target {
+                transport: Transport::Intercept(std::sync::Arc::new(tunnel)),
+                seen: Some("/intercept/_seen"),
+                ..target(
+                    "tollgate-intercept",
+                    &t,
+                    t.addr,
+                    INTERCEPT_HOST,
+                    "/intercept/x",
+                    &[Mode::Forward],
+                    "tollgate-inject",
+                )
+            });
         }
         servers.push(t);
+        // Variants may predate callers and interception: pass and inject only, no sections.
         for (name, bin) in &o.variants {
             let v = peers::tollgate(
                 dir,
@@ -382,6 +523,7 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
                 o.tollgate_threads,
                 token_srv.addr,
                 &routes[..2],
+                &peers::Sections::default(),
             )?;
             if want("tollgate-pass") {
                 let n = format!("tollgate-pass@{name}");
@@ -389,7 +531,10 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
             }
             if want("tollgate-inject") {
                 let n = format!("tollgate-inject@{name}");
-                targets.push(target(&n, &v, v.addr, &up, "/inject/x", &both, "nginx"));
+                targets.push(Target {
+                    seen: Some("/inject/_seen"),
+                    ..target(&n, &v, v.addr, &up, "/inject/x", &both, "nginx")
+                });
             }
             servers.push(v);
         }
@@ -429,7 +574,7 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
                 match measure(o, dir, t, mode, repeat, ticks, use_wrk) {
                     Ok(s) => {
                         println!(
-                            "  {:<16} {:<8} {:>8.0} req/s  wrk {:>8}  p99@{:.0}/s {:>8}  CPU {:>5.1} µs/req  RSS {:>6.1} MiB",
+                            "  {:<20} {:<8} {:>8.0} req/s  wrk {:>8}  p99@{:.0}/s {:>8}  CPU {:>5.1} µs/req  RSS {:>6.1} MiB",
                             t.name,
                             mode.as_str(),
                             s.closed.rps,
@@ -442,7 +587,7 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
                         samples.push(s);
                     }
                     Err(e) => {
-                        println!("  {:<16} {:<8} FAILED: {e}", t.name, mode.as_str());
+                        println!("  {:<20} {:<8} FAILED: {e}", t.name, mode.as_str());
                         failed.push(format!("{} {}: {e}", t.name, mode.as_str()));
                     }
                 }
@@ -475,7 +620,7 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
         let pairings = pairings(&targets, &o.modes);
         if !pairings.is_empty() {
             println!(
-                "\n== paired: inject ÷ pass on one process ({} alternating pairs of {:?} each)",
+                "\n== paired: routes of one tollgate process ({} alternating pairs of {:?} each)",
                 o.pairs, o.pair_duration
             );
         }
@@ -574,36 +719,44 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Each tollgate build's inject route paired with its pass route, in every mode asked for.
+/// The pairs of [`crate::paired::PAIRS`] whose two targets are both here, on one process,
+/// in every mode both take and was asked for.
 fn pairings(targets: &[Target], modes: &[Mode]) -> Vec<crate::paired::Pairing> {
     let mut out = Vec::new();
-    for inject in targets
-        .iter()
-        .filter(|t| t.name.starts_with("tollgate-inject"))
-    {
-        let pass_name = inject.name.replacen("tollgate-inject", "tollgate-pass", 1);
-        let Some(pass) = targets
-            .iter()
-            .find(|t| t.name == pass_name && t.pid == inject.pid)
-        else {
-            continue;
+    for other in targets {
+        let (stem, variant) = match other.name.split_once('@') {
+            Some((stem, v)) => (stem, Some(v)),
+            None => (other.name.as_str(), None),
         };
-        for &mode in modes.iter().filter(|m| inject.modes.contains(m)) {
-            out.push(crate::paired::Pairing {
-                pid: inject.pid,
-                addr: inject.addr,
-                mode: mode.as_str(),
-                base: crate::paired::Side {
-                    name: pass.name.clone(),
-                    request: pass.request(mode),
+        for (_, base_stem) in crate::paired::PAIRS.iter().filter(|(o, _)| *o == stem) {
+            let base_name = match variant {
+                Some(v) => format!("{base_stem}@{v}"),
+                None => base_stem.to_string(),
+            };
+            let Some(base) = targets
+                .iter()
+                .find(|t| t.name == base_name && t.pid == other.pid)
+            else {
+                continue;
+            };
+            for &mode in modes
+                .iter()
+                .filter(|m| other.modes.contains(m) && base.modes.contains(m))
+            {
+                let side = |t: &Target| crate::paired::Side {
+                    name: t.name.clone(),
+                    request: t.request(mode),
+                    transport: t.transport.clone(),
                     at: None,
-                },
-                other: crate::paired::Side {
-                    name: inject.name.clone(),
-                    request: inject.request(mode),
-                    at: None,
-                },
-            });
+                };
+                out.push(crate::paired::Pairing {
+                    pid: other.pid,
+                    addr: other.addr,
+                    mode: mode.as_str(),
+                    base: side(base),
+                    other: side(other),
+                });
+            }
         }
     }
     out
@@ -618,16 +771,12 @@ fn measure(
     ticks: f64,
     use_wrk: bool,
 ) -> Result<Sample, String> {
-    // Sanity: one request answers 200 (this also warms tokens and upstream connections).
-    let (status, body) = probe::get(t.addr, &t.probe_target(mode), &t.host, &[])?;
-    if status != 200 {
-        return Err(format!(
-            "sanity request answered {status}: {}",
-            body.chars().take(200).collect::<String>()
-        ));
-    }
+    // Sanity: one request answers 200 and the token reaches the upstream (this also
+    // warms tokens, the callers' verification cache and upstream connections).
+    t.check(mode)?;
     let request = t.request(mode);
     let mut plan = Plan::new(t.addr, request);
+    plan.transport = t.transport.clone();
     plan.connections = o.connections;
     plan.threads = o.gen_threads;
     plan.warmup = o.warmup;
@@ -644,13 +793,17 @@ fn measure(
     let (rate, _) = gen::run(&rate_plan)?;
     let rate_cpu = Cpu::of(t.pid, ticks).since(before);
 
-    let wrk = if use_wrk {
-        let absolute = (mode == Mode::Forward).then(|| format!("http://{}{}", t.host, t.path));
+    // wrk cannot open a CONNECT tunnel.
+    let wrk = if use_wrk && matches!(t.transport, Transport::Plain) {
+        let absolute = t
+            .absolute(mode)
+            .then(|| format!("http://{}{}", t.host, t.path));
         match wrk::run(
             dir,
             t.addr,
             &t.path,
             &t.host,
+            &t.headers,
             absolute.as_deref(),
             o.connections,
             o.duration,
@@ -679,4 +832,61 @@ fn measure(
         rss_kib: rss,
         rss_peak_kib: peak,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(name: &str, pid: u32, modes: &[Mode]) -> Target {
+        Target {
+            name: name.into(),
+            pid,
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            host: "h".into(),
+            path: "/".into(),
+            modes: modes.to_vec(),
+            baseline: "nginx",
+            headers: Vec::new(),
+            transport: Transport::Plain,
+            seen: None,
+        }
+    }
+
+    #[test]
+    fn pairs_routes_of_one_process_in_the_modes_both_take() {
+        let both = [Mode::Gateway, Mode::Forward];
+        let targets = vec![
+            t("nginx", 1, &both),
+            t("tollgate-pass", 2, &both),
+            t("tollgate-inject", 2, &both),
+            t("tollgate-callers", 2, &both),
+            t("tollgate-intercept", 2, &[Mode::Forward]),
+            t("tollgate-pass@old", 3, &both),
+            t("tollgate-inject@old", 3, &both),
+            // Same name stem, other process: never paired with pid 2.
+            t("tollgate-callers-jwt", 4, &both),
+        ];
+        let got: Vec<String> = pairings(&targets, &both)
+            .iter()
+            .map(|p| format!("{} / {} {}", p.other.name, p.base.name, p.mode))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "tollgate-inject / tollgate-pass gateway",
+                "tollgate-inject / tollgate-pass forward",
+                "tollgate-callers / tollgate-inject gateway",
+                "tollgate-callers / tollgate-inject forward",
+                "tollgate-intercept / tollgate-inject forward",
+                "tollgate-inject@old / tollgate-pass@old gateway",
+                "tollgate-inject@old / tollgate-pass@old forward",
+            ]
+        );
+        let forward_only: Vec<&str> = pairings(&targets, &[Mode::Forward])
+            .iter()
+            .map(|p| p.mode)
+            .collect();
+        assert!(forward_only.iter().all(|m| *m == "forward"));
+    }
 }

@@ -66,7 +66,8 @@ enum Command {
         no_wrk: bool,
         /// Only these targets (comma-separated): direct, nginx, haproxy, squid,
         /// envoy-oauth2, pingora-control, tollgate-pass, tollgate-inject, nginx-tls,
-        /// tollgate-tls.
+        /// tollgate-tls, tollgate-callers, tollgate-callers-jwt, tollgate-intercept
+        /// (forward mode only).
         #[arg(long, value_delimiter = ',')]
         targets: Vec<String>,
         /// Modes (comma-separated): gateway, forward.
@@ -118,8 +119,9 @@ enum Command {
         /// Active connections for tollgate's RSS under load.
         #[arg(long, default_value_t = 1000)]
         active: usize,
-        /// Alternating closed-loop pairs of tollgate's pass and inject routes on one
-        /// process, per mode, for the inject ÷ pass ratio (0 skips them).
+        /// Alternating closed-loop pairs of two routes of one tollgate process, per
+        /// mode: inject ÷ pass, callers ÷ inject, intercept ÷ inject and ÷ tls, for
+        /// each pair whose two targets are selected (0 skips them).
         #[arg(long, default_value_t = 10)]
         pairs: usize,
         /// Measured time of each run of a pair.

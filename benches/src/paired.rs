@@ -1,15 +1,28 @@
-//! Paired runs: the inject route against the pass route of the same tollgate process,
-//! in short alternating closed-loop runs, so that the ratio the issue targets (inject ≥
-//! 0.97 × pass) is not lost in the drift between the matrix's sequential runs (±5 %
-//! here, larger than the effect being measured). Each pair runs both routes back to
-//! back, alternating which goes first; the result is the median of the per-pair ratios.
+//! Paired runs: one route of a tollgate process against another of the same process
+//! (inject ÷ pass, callers ÷ inject, intercept ÷ inject and ÷ tls: [`PAIRS`]), in short
+//! alternating closed-loop runs, so that the ratios the issues target (inject ≥ 0.97 ×
+//! pass, callers ≥ 0.95 × inject) are not lost in the drift between the matrix's
+//! sequential runs (±5 % here, larger than the effects being measured). Each pair runs
+//! both routes back to back, alternating which goes first; the result is the median of
+//! the per-pair ratios.
 
 use crate::gen::{self, Plan};
 use crate::procs::Cpu;
 use crate::report::median;
+use crate::tunnel::Transport;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// Which targets are paired, as (other, base): other's req/s ÷ base's. A variant build's
+/// targets (`NAME@VARIANT`) pair with the base of the same variant.
+pub const PAIRS: &[(&str, &str)] = &[
+    ("tollgate-inject", "tollgate-pass"),
+    ("tollgate-callers", "tollgate-inject"),
+    ("tollgate-callers-jwt", "tollgate-inject"),
+    ("tollgate-intercept", "tollgate-inject"),
+    ("tollgate-intercept", "tollgate-tls"),
+];
 
 /// One route of the pair.
 pub struct Side {
@@ -18,6 +31,8 @@ pub struct Side {
     /// Another process than the pairing's (its pid and address): pairs two processes,
     /// e.g. tollgate with and without a token store.
     pub at: Option<(u32, SocketAddr)>,
+    /// Plain, or TLS inside a CONNECT tunnel.
+    pub transport: Transport,
 }
 
 /// What to pair: both routes of one process.
@@ -45,21 +60,39 @@ pub struct Paired {
     pub cpu_delta_us_median: f64,
     pub base_rps_median: f64,
     pub other_rps_median: f64,
+    /// Answers that were not 2xx, and failed exchanges, over every run of both sides
+    /// (a ratio with either is not a ratio of successes).
+    pub non_2xx: u64,
+    pub errors: u64,
 }
 
-/// Closed loop on one side: (req/s, CPU µs per request).
-fn one(p: &Pairing, side: &Side, plan: &Plan, ticks: f64) -> Result<(f64, f64), String> {
+/// One closed-loop run of one side.
+struct Run {
+    rps: f64,
+    cpu_us_per_req: f64,
+    non_2xx: u64,
+    errors: u64,
+}
+
+/// Closed loop on one side.
+fn one(p: &Pairing, side: &Side, plan: &Plan, ticks: f64) -> Result<Run, String> {
     let mut plan = plan.clone();
     plan.request = side.request.clone().into();
     let (pid, addr) = side.at.unwrap_or((p.pid, p.addr));
     plan.connect = addr;
     let before = Cpu::of(pid, ticks);
+    plan.transport = side.transport.clone();
     let (stats, _) = gen::run(&plan)?;
     let cpu = Cpu::of(pid, ticks).since(before);
     if stats.responses == 0 {
         return Err(format!("{}: no responses", side.name));
     }
-    Ok((stats.rps, cpu.total() * 1e6 / stats.responses as f64))
+    Ok(Run {
+        rps: stats.rps,
+        cpu_us_per_req: cpu.total() * 1e6 / stats.responses as f64,
+        non_2xx: stats.non_2xx,
+        errors: stats.errors,
+    })
 }
 
 pub fn run(
@@ -77,6 +110,7 @@ pub fn run(
     plan.duration = each;
     let (mut ratios, mut deltas, mut base_rps, mut other_rps) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut non_2xx, mut errors) = (0, 0);
     for i in 0..pairs {
         let (b, o) = if i % 2 == 0 {
             let b = one(p, &p.base, &plan, ticks)?;
@@ -85,10 +119,12 @@ pub fn run(
             let o = one(p, &p.other, &plan, ticks)?;
             (one(p, &p.base, &plan, ticks)?, o)
         };
-        ratios.push(o.0 / b.0);
-        deltas.push(o.1 - b.1);
-        base_rps.push(b.0);
-        other_rps.push(o.0);
+        ratios.push(o.rps / b.rps);
+        deltas.push(o.cpu_us_per_req - b.cpu_us_per_req);
+        base_rps.push(b.rps);
+        other_rps.push(o.rps);
+        non_2xx += o.non_2xx + b.non_2xx;
+        errors += o.errors + b.errors;
     }
     let nan = f64::NAN;
     Ok(Paired {
@@ -104,13 +140,20 @@ pub fn run(
         cpu_delta_us_median: median(deltas).unwrap_or(nan),
         base_rps_median: median(base_rps).unwrap_or(nan),
         other_rps_median: median(other_rps).unwrap_or(nan),
+        non_2xx,
+        errors,
     })
 }
 
 /// One line for the console and BENCHMARKS.md.
 pub fn line(r: &Paired) -> String {
+    let bad = if r.non_2xx + r.errors > 0 {
+        format!("  NOT ALL 2xx: {} non-2xx, {} errors", r.non_2xx, r.errors)
+    } else {
+        String::new()
+    };
     format!(
-        "{:<24} ÷ {:<22} {:<8} {:.3} (min {:.3}, max {:.3}; {} pairs of {:.0} s)  {:.0} vs {:.0} req/s  CPU {:+.2} µs/req",
+        "{:<24} ÷ {:<22} {:<8} {:.3} (min {:.3}, max {:.3}; {} pairs of {:?})  {:.0} vs {:.0} req/s  CPU {:+.2} µs/req{bad}",
         r.other,
         r.base,
         r.mode,
@@ -118,7 +161,7 @@ pub fn line(r: &Paired) -> String {
         r.ratio_min,
         r.ratio_max,
         r.pairs,
-        r.seconds_each,
+        Duration::from_secs_f64(r.seconds_each),
         r.other_rps_median,
         r.base_rps_median,
         r.cpu_delta_us_median

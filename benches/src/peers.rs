@@ -181,15 +181,39 @@ fn start_nginx(dir: &Path, name: &str, conf: &str, listen: SocketAddr) -> Result
     Ok(p)
 }
 
+/// Paths on which the upstream answers with the `Authorization` and
+/// `Proxy-Authorization` it received, as `AUTHORIZATION|PROXY_AUTHORIZATION` (empty when
+/// absent): one under each route prefix the harness gives tollgate, so a sanity request
+/// shows what a route forwards. Exact-match locations: the measured paths never reach
+/// them and nginx finds `location /` as fast as before.
+pub const SEEN_PATHS: &[&str] = &[
+    "/_seen",
+    "/inject/_seen",
+    "/tls/_seen",
+    "/callers/_seen",
+    "/intercept/_seen",
+];
+
+/// The nginx `location`s for [`SEEN_PATHS`].
+fn nginx_seen_locations() -> String {
+    SEEN_PATHS
+        .iter()
+        .map(|p| {
+            format!(" location = {p} {{ return 200 \"$http_authorization|$http_proxy_authorization\"; }}")
+        })
+        .collect()
+}
+
 /// nginx as the fast upstream: `return 200 "ok"`, plain and (with a cert) HTTPS.
 pub fn nginx_backend(dir: &Path, cert: Option<&Certs>) -> Result<Running, String> {
     let addr = loopback(free_port()?);
+    let seen = nginx_seen_locations();
     let mut conf = nginx_common(dir, "upstream-nginx");
     conf.push_str("http {\n");
     conf.push_str(&nginx_http_common(dir, "upstream-nginx"));
     let _ = writeln!(
         conf,
-        "  server {{ listen {addr} backlog=4096; location / {{ return 200 \"ok\"; }} }}"
+        "  server {{ listen {addr} backlog=4096; location / {{ return 200 \"ok\"; }}{seen} }}"
     );
     let tls_addr = match cert {
         Some(Certs {
@@ -199,7 +223,7 @@ pub fn nginx_backend(dir: &Path, cert: Option<&Certs>) -> Result<Running, String
             let _ = writeln!(
                 conf,
                 "  server {{ listen {a} ssl backlog=4096; ssl_certificate {}; ssl_certificate_key {}; \
-                 ssl_session_cache shared:S:1m; location / {{ return 200 \"ok\"; }} }}",
+                 ssl_session_cache shared:S:1m; location / {{ return 200 \"ok\"; }}{seen} }}",
                 c.display(),
                 k.display()
             );
@@ -421,14 +445,97 @@ static_resources:
     })
 }
 
+/// A route's `action` (`inject` uses the credential `bench`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Pass,
+    Inject,
+    Deny,
+}
+
 /// One tollgate route, as YAML.
 pub struct Route {
     pub name: &'static str,
     pub host: String,
     pub path_prefix: Option<&'static str>,
-    pub inject: bool,
+    pub action: Action,
     pub upstream: Option<String>,
     pub upstream_ca_file: Option<PathBuf>,
+    /// `callers:` the caller names it admits (empty: anyone, and the key is left out).
+    pub callers: Vec<String>,
+    /// `connect: intercept`.
+    pub intercept: bool,
+}
+
+impl Route {
+    /// `action: pass` for `host`, nothing else.
+    pub fn pass(name: &'static str, host: String) -> Route {
+        Route {
+            name,
+            host,
+            path_prefix: None,
+            action: Action::Pass,
+            upstream: None,
+            upstream_ca_file: None,
+            callers: Vec::new(),
+            intercept: false,
+        }
+    }
+
+    /// `action: inject` of the credential `bench` for `host`.
+    pub fn inject(name: &'static str, host: String) -> Route {
+        Route {
+            action: Action::Inject,
+            ..Route::pass(name, host)
+        }
+    }
+
+    /// `action: deny` for `host`.
+    pub fn deny(name: &'static str, host: String) -> Route {
+        Route {
+            action: Action::Deny,
+            ..Route::pass(name, host)
+        }
+    }
+}
+
+/// Top-level config sections besides the routes, for the builds that know them.
+#[derive(Default)]
+pub struct Sections<'a> {
+    pub callers: Option<&'a crate::callers::Callers>,
+    /// `interception:` the CA `tollgate ca init` made.
+    pub interception: Option<&'a InterceptionCa>,
+    /// Other top-level keys, appended as they are (e.g. `token_store`).
+    pub extra: &'a str,
+}
+
+/// The interception CA: `DIR/ca.crt` and `DIR/ca.key`.
+pub struct InterceptionCa {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `tollgate ca init --out DIR/interception-ca` with the binary under test, as an
+/// operator makes it.
+pub fn interception_ca(dir: &Path, bin: &Path) -> Result<InterceptionCa, String> {
+    let out_dir = dir.join("interception-ca");
+    let out = Command::new(bin)
+        .args(["ca", "init", "--out"])
+        .arg(&out_dir)
+        .output()
+        .map_err(|e| format!("{} ca init: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} ca init: {}{}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(InterceptionCa {
+        cert: out_dir.join("ca.crt"),
+        key: out_dir.join("ca.key"),
+    })
 }
 
 /// Where the release binary is: `--tollgate`, else next to this binary
@@ -446,18 +553,6 @@ pub fn find_tollgate(explicit: Option<&Path>) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// tollgate with these routes and one credential `bench` at `token_url`.
-pub fn tollgate(
-    dir: &Path,
-    name: &str,
-    bin: &Path,
-    threads: usize,
-    token: SocketAddr,
-    routes: &[Route],
-) -> Result<Running, String> {
-    tollgate_with(dir, name, bin, threads, token, routes, "")
-}
-
 /// [`tollgate`] with `extra` appended to its config (top-level keys, e.g. `token_store`).
 pub fn tollgate_with(
     dir: &Path,
@@ -468,13 +563,41 @@ pub fn tollgate_with(
     routes: &[Route],
     extra: &str,
 ) -> Result<Running, String> {
+    let sections = Sections {
+        extra,
+        ..Sections::default()
+    };
+    tollgate(dir, name, bin, threads, token, routes, &sections)
+}
+
+/// tollgate with these routes, one credential `bench` at `token_url`, and `sections`.
+pub fn tollgate(
+    dir: &Path,
+    name: &str,
+    bin: &Path,
+    threads: usize,
+    token: SocketAddr,
+    routes: &[Route],
+    sections: &Sections<'_>,
+) -> Result<Running, String> {
     let (port, admin_port) = free_port_pair()?;
     let (addr, admin) = (loopback(port), loopback(admin_port));
     let mut conf = format!(
         "listen:\n  proxy: {addr}\n  admin: {admin}\nthreads: {threads}\ndefault_action: deny\nallow_private_networks: true\n\
-         credentials:\n  bench:\n    token_url: http://{token}/token\n    client_id: bench\n    client_secret: bench-secret\n\
-         routes:\n"
+         credentials:\n  bench:\n    token_url: http://{token}/token\n    client_id: bench\n    client_secret: bench-secret\n"
     );
+    if let Some(c) = sections.callers {
+        conf.push_str(&c.yaml());
+    }
+    if let Some(ca) = sections.interception {
+        let _ = write!(
+            conf,
+            "interception:\n  ca_cert_file: {}\n  ca_key_file: {}\n",
+            ca.cert.display(),
+            ca.key.display()
+        );
+    }
+    conf.push_str("routes:\n");
     for r in routes {
         let _ = writeln!(conf, "  - name: {}", r.name);
         let _ = write!(conf, "    match: {{ hosts: [\"{}\"]", r.host);
@@ -482,19 +605,26 @@ pub fn tollgate_with(
             let _ = write!(conf, ", path_prefixes: [\"{p}\"]");
         }
         conf.push_str(" }\n");
-        if r.inject {
-            conf.push_str("    action: inject\n    credential: bench\n");
-        } else {
-            conf.push_str("    action: pass\n");
-        }
+        conf.push_str(match r.action {
+            Action::Inject => "    action: inject\n    credential: bench\n",
+            Action::Pass => "    action: pass\n",
+            Action::Deny => "    action: deny\n",
+        });
         if let Some(u) = &r.upstream {
             let _ = writeln!(conf, "    upstream: {u}");
         }
         if let Some(ca) = &r.upstream_ca_file {
             let _ = writeln!(conf, "    upstream_ca_file: {}", ca.display());
         }
+        if !r.callers.is_empty() {
+            let names: Vec<String> = r.callers.iter().map(|c| format!("\"{c}\"")).collect();
+            let _ = writeln!(conf, "    callers: [{}]", names.join(", "));
+        }
+        if r.intercept {
+            conf.push_str("    connect: intercept\n");
+        }
     }
-    conf.push_str(extra);
+    conf.push_str(sections.extra);
     let path = dir.join(format!("{name}.yaml"));
     write(&path, &conf)?;
     let log = dir.join(format!("{name}.log"));

@@ -30,7 +30,8 @@ pub fn get(
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> Result<(u16, String), String> {
+/// Status and body (de-chunked) of one whole response.
+pub fn parse(raw: &[u8]) -> Result<(u16, String), String> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
     let n = match resp.parse(raw) {

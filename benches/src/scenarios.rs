@@ -185,14 +185,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn inject_route(host: String) -> Route {
-    Route {
-        name: "inject",
-        host,
-        path_prefix: None,
-        inject: true,
-        upstream: None,
-        upstream_ca_file: None,
-    }
+    Route::inject("inject", host)
 }
 
 fn cold_storm(env: &Env, n: usize, delay: Duration) -> Result<ColdStorm, String> {
@@ -210,6 +203,7 @@ fn cold_storm(env: &Env, n: usize, delay: Duration) -> Result<ColdStorm, String>
         env.threads,
         idp.addr,
         &[inject_route(host.clone())],
+        &peers::Sections::default(),
     )?;
     let request = gen::request_bytes(false, "http", &host, "/cold", &[]);
     let rt = runtime()?;
@@ -317,6 +311,7 @@ fn storm_401(env: &Env, connections: usize, seconds: u64) -> Result<Storm401, St
         env.threads,
         idp.addr,
         &[inject_route(host.clone())],
+        &peers::Sections::default(),
     )?;
     let (status, _) = probe::get(tg.addr, "/warm", &host, &[])?;
     if status != 200 {
@@ -465,6 +460,7 @@ fn idle_and_active(
             env.threads,
             idp.addr,
             &[inject_route(host.clone())],
+            &peers::Sections::default(),
         )?;
         for (k, &n) in o.idle.iter().enumerate() {
             out.push(idle_one(&rt, &name, tg.proc.pid, tg.addr, &request, n));

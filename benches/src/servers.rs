@@ -1,5 +1,6 @@
 //! Small HTTP/1.1 servers built into the harness: the fast upstream (when nginx is not
-//! installed), the local token endpoint for tollgate's and Envoy's inject routes, and an
+//! installed; like the nginx one it echoes the authorization headers it received on
+//! [`crate::peers::SEEN_PATHS`]), the local token endpoint for tollgate's and Envoy's inject routes, and an
 //! upstream that can be told to reject the current token (the 401 storm).
 //!
 //! Tokens are `bench-tok-N`, N counting up from 1 with each token issued. The
@@ -176,6 +177,8 @@ struct Head {
     token: Option<u64>,
     /// The path starts with `/big`.
     big: bool,
+    /// On a [`crate::peers::SEEN_PATHS`] path: `AUTHORIZATION|PROXY_AUTHORIZATION`.
+    seen: Option<String>,
 }
 
 fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
@@ -207,12 +210,30 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
                 }
             }
             let big = req.path.is_some_and(|p| p.starts_with("/big"));
+            let seen = req
+                .path
+                .filter(|p| crate::peers::SEEN_PATHS.contains(p))
+                .map(|_| {
+                    let value = |name: &str| {
+                        req.headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case(name))
+                            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+                            .unwrap_or_default()
+                    };
+                    format!(
+                        "{}|{}",
+                        value("authorization"),
+                        value("proxy-authorization")
+                    )
+                });
             Ok(Some(Head {
                 len,
                 body,
                 close,
                 token,
                 big,
+                seen,
             }))
         }
         Ok(httparse::Status::Partial) => Ok(None),
@@ -233,7 +254,16 @@ async fn connection(mut s: TcpStream, behaviour: Behaviour) -> io::Result<()> {
             buf.drain(..head.len + head.body);
             close = head.close;
             match &behaviour {
-                Behaviour::Fast => out.extend_from_slice(OK),
+                Behaviour::Fast => match &head.seen {
+                    None => out.extend_from_slice(OK),
+                    Some(text) => out.extend_from_slice(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}",
+                            text.len()
+                        )
+                        .as_bytes(),
+                    ),
+                },
                 Behaviour::Sized if head.big => {
                     out.extend_from_slice(
                         format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG_BODY}\r\n\r\n").as_bytes(),
@@ -307,5 +337,31 @@ async fn connection(mut s: TcpStream, behaviour: Behaviour) -> io::Result<()> {
         if s.read_buf(&mut buf).await? == 0 {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoes_authorization_only_on_seen_paths() {
+        let h = parse_head(
+            b"GET /inject/_seen HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer bench-tok-3\r\n\r\n",
+        )
+        .expect("parses")
+        .expect("complete");
+        assert_eq!(h.seen.as_deref(), Some("Bearer bench-tok-3|"));
+        assert_eq!(h.token, Some(3));
+        let h = parse_head(
+            b"GET /inject/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer bench-tok-3\r\n\r\n",
+        )
+        .expect("parses")
+        .expect("complete");
+        assert_eq!(h.seen, None);
+        let h = parse_head(b"GET /_seen HTTP/1.1\r\nProxy-Authorization: Basic x\r\n\r\n")
+            .expect("parses")
+            .expect("complete");
+        assert_eq!(h.seen.as_deref(), Some("|Basic x"));
     }
 }

@@ -373,24 +373,18 @@ fn soak(o: &Options, bin: &Path, dir: &Path) -> Result<(), String> {
     let pass_host = plain.addr.to_string();
     let inject_host = revocable.addr.to_string();
     let routes = [
-        Route {
-            name: "pass",
-            host: pass_host.clone(),
-            path_prefix: None,
-            inject: false,
-            upstream: None,
-            upstream_ca_file: None,
-        },
-        Route {
-            name: "inject",
-            host: inject_host.clone(),
-            path_prefix: None,
-            inject: true,
-            upstream: None,
-            upstream_ca_file: None,
-        },
+        Route::pass("pass", pass_host.clone()),
+        Route::inject("inject", inject_host.clone()),
     ];
-    let mut tg = peers::tollgate(dir, "tollgate-soak", bin, o.threads, idp.addr, &routes)?;
+    let mut tg = peers::tollgate(
+        dir,
+        "tollgate-soak",
+        bin,
+        o.threads,
+        idp.addr,
+        &routes,
+        &peers::Sections::default(),
+    )?;
     let admin = tg.admin.ok_or("tollgate has no admin listener")?;
     let pid = tg.proc.pid;
     let config_path = dir.join("tollgate-soak.yaml");

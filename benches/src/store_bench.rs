@@ -19,6 +19,7 @@ use crate::peers::{self, Route, Running};
 use crate::probe;
 use crate::procs::{self, Proc};
 use crate::servers::{self, Behaviour, Tokens};
+use crate::tunnel::Transport;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -83,14 +84,7 @@ fn measure(o: &Options, dir: &Path) -> Result<(), String> {
     std::fs::write(dir.join("store-key"), KEY).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("redis-password"), PASSWORD).map_err(|e| e.to_string())?;
     let host = upstream.addr.to_string();
-    let routes = [Route {
-        name: "inject",
-        host: host.clone(),
-        path_prefix: None,
-        inject: true,
-        upstream: None,
-        upstream_ca_file: None,
-    }];
+    let routes = [Route::inject("inject", host.clone())];
     let store = |prefix: &str| {
         format!(
             "token_store:\n  redis:\n    url: redis://{redis_addr}/0\n    password_file: {pw}\n    key_prefix: \"{prefix}\"\n  encryption_key_files: [{key}]\n",
@@ -132,11 +126,13 @@ fn measure(o: &Options, dir: &Path) -> Result<(), String> {
             name: "tollgate-inject".into(),
             request: request.clone(),
             at: None,
+            transport: Transport::Plain,
         },
         other: Side {
             name: "tollgate-inject+store".into(),
             request,
             at: Some((shared.proc.pid, shared.addr)),
+            transport: Transport::Plain,
         },
     };
     let ticks = procs::clock_ticks();

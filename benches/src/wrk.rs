@@ -16,13 +16,16 @@ pub struct WrkResult {
     pub socket_errors: u64,
 }
 
-/// Run `wrk -t1 -cC -dD --latency` against `url` (the proxy) with `host` as Host and,
-/// when `absolute` is set, the absolute-form target `absolute` as the request path.
+/// Run `wrk -t1 -cC -dD --latency` against `url` (the proxy) with `host` as Host and
+/// `headers`, and, when `absolute` is set, the absolute-form target `absolute` as the
+/// request path.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     dir: &Path,
     proxy: std::net::SocketAddr,
     path: &str,
     host: &str,
+    headers: &[(String, String)],
     absolute: Option<&str>,
     connections: usize,
     duration: Duration,
@@ -32,6 +35,9 @@ pub fn run(
     cmd.arg(format!("-c{connections}"));
     cmd.arg(format!("-d{}s", duration.as_secs().max(1)));
     cmd.arg("-H").arg(format!("Host: {host}"));
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
     if let Some(abs) = absolute {
         let script = dir.join(format!("wrk-{}.lua", proxy.port()));
         std::fs::write(&script, format!("wrk.path = \"{abs}\"\n"))
