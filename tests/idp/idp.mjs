@@ -6,15 +6,20 @@
 //   node idp.mjs --port P [--ttl SECONDS] [--format jwt|opaque]
 //                [--default-resource URL] [--lenient-auth]
 //                [--signing-key PEM | --generate-key] [--verbose]
+//                [--tls-cert PEM --tls-key PEM [--tls-ca PEM]]
+//                [--self-signed-client-cert PEM]... [--dpop-require-nonce]
 //                [--exit-on-stdin-close]
 //
 // Listens on 127.0.0.1 only. Prints one JSON line on stdout when ready:
 //   {"ready":true,"port":P,"issuer":"http://127.0.0.1:P","token_url":"http://127.0.0.1:P/token"}
+// (https:// with --tls-cert: then clients may present a certificate, for RFC 8705
+// tls_client_auth / self_signed_tls_client_auth and certificate-bound tokens).
 // See README.md for the clients, endpoints and traps.
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as path from 'node:path';
 import * as querystring from 'node:querystring';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +58,11 @@ const { values: args } = parseArgs({
     'signing-key': { type: 'string' },
     'generate-key': { type: 'boolean', default: false },
     verbose: { type: 'boolean', default: false },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'tls-ca': { type: 'string' },
+    'self-signed-client-cert': { type: 'string', multiple: true, default: [] },
+    'dpop-require-nonce': { type: 'boolean', default: false },
     'exit-on-stdin-close': { type: 'boolean', default: false },
   },
   strict: true,
@@ -69,6 +79,9 @@ const cliTtl = Number(args.ttl);
 if (!Number.isInteger(cliTtl) || cliTtl < 1) die(`bad --ttl ${args.ttl} (integer seconds >= 1)`);
 if (!['jwt', 'opaque'].includes(args.format)) die(`bad --format ${args.format} (jwt|opaque)`);
 if (!URL.canParse(args['default-resource'])) die(`bad --default-resource ${args['default-resource']}`);
+if (!!args['tls-cert'] !== !!args['tls-key']) die('--tls-cert and --tls-key go together');
+if (args['tls-ca'] && !args['tls-cert']) die('--tls-ca needs --tls-cert/--tls-key');
+const TLS = !!args['tls-cert'];
 
 // Runtime state. Everything here is restored by POST /_test/reset.
 const initial = () => ({
@@ -84,6 +97,8 @@ const initial = () => ({
   delayAfterMs: 0,
   // Extra headers on every token endpoint answer (e.g. Okta's X-Rate-Limit-*).
   headers: {},
+  // DPoP (RFC 9449): demand a server nonce in token request proofs.
+  dpopRequireNonce: args['dpop-require-nonce'],
   tokenRequests: [],
   introspectionRequests: 0,
   seq: 0,
@@ -95,6 +110,9 @@ let state = initial();
 // by default, another PEM with --signing-key, or a fresh one with --generate-key.
 // (Generating a 2048-bit RSA key takes 0.1-1 s, and much longer on a busy 2-core
 // machine, so the fixture is the default.)
+// Secret of oidc-provider's DPoP nonces (fresh for each process).
+const DPOP_NONCE_SECRET = crypto.randomBytes(32);
+
 const signingJwk = (() => {
   let privateKey;
   if (args['generate-key']) {
@@ -119,6 +137,72 @@ function clientJwks(file, alg, name) {
   const members = pub.kty === 'EC' ? { crv: pub.crv, kty: pub.kty, x: pub.x, y: pub.y } : { e: pub.e, kty: pub.kty, n: pub.n };
   const thumbprint = crypto.createHash('sha256').update(JSON.stringify(members)).digest('base64url');
   return { keys: [{ ...pub, alg, use: 'sig', kid: name }, { ...pub, alg, use: 'sig', kid: thumbprint }] };
+}
+
+// ---------------------------------------------------------------- mutual TLS (RFC 8705)
+// The registered subject of mtls-client (tls_client_auth). Compared with the presented
+// certificate's subject as a set of attribute=value pairs (types case-insensitive), so
+// the RDN order does not matter.
+const MTLS_SUBJECT_DN = 'CN=mtls-client,O=tollgate-tests';
+const SELF_SIGNED_CERTS = args['self-signed-client-cert'].map((file) => {
+  try {
+    return new crypto.X509Certificate(fs.readFileSync(file));
+  } catch (err) {
+    return die(`${file}: not a PEM certificate (${err.message})`);
+  }
+});
+function selfSignedJwk(x509) {
+  const pub = x509.publicKey.export({ format: 'jwk' });
+  return { ...pub, use: 'sig', x5c: [x509.raw.toString('base64')] };
+}
+const TLS_METHODS = new Set(['tls_client_auth', 'self_signed_tls_client_auth']);
+
+// The certificate the client presented on this connection (an X509Certificate), or
+// undefined (plain HTTP, or no certificate).
+function peerCertificate(ctx) {
+  const sock = ctx.req.socket;
+  if (!sock.encrypted || typeof sock.getPeerX509Certificate !== 'function') return undefined;
+  return sock.getPeerX509Certificate() ?? undefined;
+}
+
+const certThumbprint = (x509) => crypto.createHash('sha256').update(x509.raw).digest('base64url');
+
+// "CN=a\nO=b" (Node) or "CN=a,O=b" (RFC 4514, no escaped commas here) -> sorted pairs.
+function dnPairs(dn) {
+  return String(dn).split(/[\n,]/).map((p) => p.trim()).filter(Boolean).map((p) => {
+    const i = p.indexOf('=');
+    return i === -1 ? p : `${p.slice(0, i).trim().toUpperCase()}=${p.slice(i + 1).trim()}`;
+  }).sort();
+}
+
+function subjectAltNames(x509) {
+  const out = { dns: [], ip: [], uri: [], email: [] };
+  for (const part of String(x509.subjectAltName ?? '').split(/,\s*/)) {
+    const i = part.indexOf(':');
+    if (i === -1) continue;
+    const [type, value] = [part.slice(0, i), part.slice(i + 1)];
+    if (type === 'DNS') out.dns.push(value);
+    else if (type === 'IP Address') out.ip.push(value);
+    else if (type === 'URI') out.uri.push(value);
+    else if (type === 'email') out.email.push(value);
+  }
+  return out;
+}
+
+function describeCertificate(ctx) {
+  const x509 = peerCertificate(ctx);
+  if (!x509) return { present: false };
+  const sock = ctx.req.socket;
+  return {
+    present: true,
+    x5t_s256: certThumbprint(x509),
+    subject: x509.subject,
+    issuer: x509.issuer,
+    self_signed: x509.subject === x509.issuer,
+    authorized: sock.authorized === true,
+    authorization_error: sock.authorized ? undefined : String(sock.authorizationError ?? ''),
+    valid_to: x509.validTo,
+  };
 }
 
 // ---------------------------------------------------------------- clients
@@ -147,6 +231,34 @@ const STATIC_CLIENTS = [
   },
   // The protected upstream authenticates with this one to call introspection.
   { ...common, client_id: 'upstream-client', client_secret: 'upstream-secret', token_endpoint_auth_method: 'client_secret_basic' },
+  // RFC 8705 §2.1: a certificate issued by the --tls-ca CA whose subject is MTLS_SUBJECT_DN.
+  // Its tokens are bound to that certificate (cnf.x5t#S256).
+  {
+    ...common,
+    client_id: 'mtls-client',
+    token_endpoint_auth_method: 'tls_client_auth',
+    tls_client_auth_subject_dn: MTLS_SUBJECT_DN,
+    tls_client_certificate_bound_access_tokens: true,
+  },
+  // RFC 9449: every token request must carry a DPoP proof (dpop_bound_access_tokens).
+  // Any other client may use DPoP too; its tokens are then DPoP-bound (cnf.jkt).
+  {
+    ...common,
+    client_id: 'dpop-client',
+    client_secret: 'dpop-secret',
+    token_endpoint_auth_method: 'client_secret_basic',
+    dpop_bound_access_tokens: true,
+  },
+  // RFC 8705 §2.2: self-signed certificates registered as JWKs with x5c (only with
+  // --self-signed-client-cert; oidc-provider matches the presented certificate's
+  // SHA-256 thumbprint against x5t#S256 of x5c[0]).
+  ...(SELF_SIGNED_CERTS.length ? [{
+    ...common,
+    client_id: 'self-signed-client',
+    token_endpoint_auth_method: 'self_signed_tls_client_auth',
+    jwks: { keys: SELF_SIGNED_CERTS.map(selfSignedJwk) },
+    tls_client_certificate_bound_access_tokens: true,
+  }] : []),
 ];
 const REGISTERED_METHOD = Object.fromEntries(STATIC_CLIENTS.map((c) => [c.client_id, c.token_endpoint_auth_method]));
 const registeredMethod = (id) => (id === 'rotating-client' ? state.rotating.method : REGISTERED_METHOD[id]);
@@ -318,6 +430,43 @@ function describeAuth(headers, form) {
   return { clientId, method, methods, auth };
 }
 
+// What the DPoP header of a token request carried (decoded, not verified: oidc-provider
+// verifies it). Proofs are not secrets; the access token is never part of one.
+function describeDpop(ctx) {
+  const count = ctx.req.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'dpop').length;
+  if (count === 0) return { dpop_proof_present: false, dpop_nonce_present: false };
+  const d = decodeJwtParts(ctx.get('dpop'));
+  const out = { dpop_proof_present: true, dpop_proof_count: count };
+  if (d) {
+    let jkt;
+    try {
+      const { jwk } = d.header;
+      const members = jwk.kty === 'EC' ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }
+        : jwk.kty === 'RSA' ? { e: jwk.e, kty: jwk.kty, n: jwk.n } : { crv: jwk.crv, kty: jwk.kty, x: jwk.x };
+      jkt = crypto.createHash('sha256').update(JSON.stringify(members)).digest('base64url');
+    } catch {
+      jkt = undefined;
+    }
+    out.dpop_proof = {
+      typ: d.header.typ,
+      alg: d.header.alg,
+      jwk_kty: d.header.jwk?.kty,
+      jwk_crv: d.header.jwk?.crv,
+      jwk_thumbprint: jkt,
+      htm: d.payload.htm,
+      htu: d.payload.htu,
+      iat: d.payload.iat,
+      jti: d.payload.jti,
+      nonce: d.payload.nonce,
+      ath: d.payload.ath,
+    };
+    out.dpop_nonce_present = typeof d.payload.nonce === 'string';
+  } else {
+    out.dpop_nonce_present = false;
+  }
+  return out;
+}
+
 function json(ctx, status, body, headers = {}) {
   ctx.status = status;
   ctx.type = 'application/json';
@@ -332,11 +481,32 @@ async function readJsonBody(ctx) {
 }
 
 // ---------------------------------------------------------------- start
-const server = http.createServer();
+// With --tls-cert: HTTPS, and a client MAY present a certificate (requestCert without
+// rejectUnauthorized): oidc-provider decides (mTLS.getCertificate/certificateAuthorized).
+// `authorized` is true only for a chain that verifies against --tls-ca.
+function readFile(file) {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    return die(`${file}: ${err.message}`);
+  }
+}
+const server = TLS
+  ? https.createServer({
+    cert: readFile(args['tls-cert']),
+    key: readFile(args['tls-key']),
+    ...(args['tls-ca'] ? { ca: readFile(args['tls-ca']) } : {}),
+    requestCert: true,
+    rejectUnauthorized: false,
+  })
+  : http.createServer();
 server.on('error', (err) => die(`listen failed: ${err.message}`));
+server.on('tlsClientError', (err) => {
+  if (args.verbose) process.stderr.write(`idp: TLS handshake failed: ${err.message}\n`);
+});
 server.listen(cliPort, HOST, () => {
   const { port } = server.address();
-  const issuer = `http://${HOST}:${port}`;
+  const issuer = `${TLS ? 'https' : 'http'}://${HOST}:${port}`;
 
   const provider = new Provider(issuer, {
     adapter: TestAdapter,
@@ -345,6 +515,10 @@ server.listen(cliPort, HOST, () => {
     scopes: SCOPES,
     routes: ROUTES,
     cookies: { keys: ['tollgate-test-idp-cookie-key'] },
+    clientAuthMethods: [
+      'client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none',
+      'tls_client_auth', 'self_signed_tls_client_auth',
+    ],
     clientDefaults: {
       grant_types: ['client_credentials'],
       response_types: [],
@@ -353,6 +527,39 @@ server.listen(cliPort, HOST, () => {
     },
     features: {
       devInteractions: { enabled: false },
+      // RFC 8705. The certificate comes from our own https server (requestCert).
+      mTLS: {
+        enabled: true,
+        certificateBoundAccessTokens: true,
+        tlsClientAuth: true,
+        selfSignedTlsClientAuth: true,
+        getCertificate: (ctx) => peerCertificate(ctx),
+        // tls_client_auth: the chain must verify against --tls-ca (Node checked it
+        // during the handshake: requestCert with rejectUnauthorized false).
+        certificateAuthorized: (ctx) => ctx.req.socket.authorized === true,
+        certificateSubjectMatches: (ctx, property, expected) => {
+          const x509 = peerCertificate(ctx);
+          if (!x509) return false;
+          const san = subjectAltNames(x509);
+          switch (property) {
+            case 'tls_client_auth_subject_dn':
+              return JSON.stringify(dnPairs(x509.subject)) === JSON.stringify(dnPairs(expected));
+            case 'tls_client_auth_san_dns': return san.dns.includes(expected);
+            case 'tls_client_auth_san_ip': return san.ip.includes(expected);
+            case 'tls_client_auth_san_uri': return san.uri.includes(expected);
+            case 'tls_client_auth_san_email': return san.email.includes(expected);
+            default: return false;
+          }
+        },
+      },
+      // RFC 9449. Nonces (HMAC-derived, valid about 5 minutes, a new one offered every
+      // 60 s) are offered in DPoP-Nonce; demanded with --dpop-require-nonce.
+      dPoP: {
+        enabled: true,
+        nonceSecret: DPOP_NONCE_SECRET,
+        requireNonce: () => state.dpopRequireNonce,
+        allowReplay: false,
+      },
       clientCredentials: { enabled: true },
       introspection: { enabled: true, allowedPolicy: async () => true },
       revocation: { enabled: true, allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId },
@@ -391,6 +598,12 @@ server.listen(cliPort, HOST, () => {
     },
   });
 
+  // The reason oidc-provider keeps to itself (error_detail): recorded for the tests.
+  provider.on('grant.error', (ctx, err) => {
+    const entry = ctx.state?.tollgateEntry;
+    if (entry && err?.error_detail !== undefined) entry.error_detail = err.error_detail;
+  });
+
   provider.on('server_error', (ctx, err) => {
     process.stderr.write(`idp: server_error ${ctx.method} ${ctx.path}: ${err?.stack || err}\n`);
   });
@@ -418,14 +631,27 @@ server.listen(cliPort, HOST, () => {
       case 'GET /_test/stats': {
         const byClient = {};
         const byMethod = {};
+        const detail = {};
         for (const r of state.tokenRequests) {
-          byClient[r.client_id ?? '(none)'] = (byClient[r.client_id ?? '(none)'] ?? 0) + 1;
+          const id = r.client_id ?? '(none)';
+          byClient[id] = (byClient[id] ?? 0) + 1;
           byMethod[r.auth_method] = (byMethod[r.auth_method] ?? 0) + 1;
+          detail[id] ??= { requests: 0, with_dpop_proof: 0, with_dpop_nonce: 0, with_client_cert: 0, use_dpop_nonce: 0, issued: 0 };
+          const c = detail[id];
+          c.requests += 1;
+          if (r.dpop_proof_present) c.with_dpop_proof += 1;
+          if (r.dpop_nonce_present) c.with_dpop_nonce += 1;
+          if (r.client_cert?.present) c.with_client_cert += 1;
+          if (r.error === 'use_dpop_nonce') c.use_dpop_nonce += 1;
+          if (r.issued) c.issued += 1;
         }
         json(ctx, 200, {
           token_requests: state.tokenRequests.length,
           by_client: byClient,
           by_auth_method: byMethod,
+          by_client_detail: detail,
+          dpop_require_nonce: state.dpopRequireNonce,
+          tls: TLS,
           introspection_requests: state.introspectionRequests,
           fault: state.fault,
           rewrite: state.rewrite,
@@ -509,13 +735,14 @@ server.listen(cliPort, HOST, () => {
           state.format = b.format;
         }
         if (b.strict_auth !== undefined) state.strictAuth = !!b.strict_auth;
+        if (b.dpop_require_nonce !== undefined) state.dpopRequireNonce = !!b.dpop_require_nonce;
         if (b.headers !== undefined) {
           if (b.headers !== null && (typeof b.headers !== 'object' || Object.values(b.headers).some((v) => typeof v !== 'string'))) {
             throw new Error('headers must be an object of strings, or null');
           }
           state.headers = b.headers ?? {};
         }
-        json(ctx, 200, { ok: true, ttl: state.ttl, format: state.format, strict_auth: state.strictAuth, headers: state.headers });
+        json(ctx, 200, { ok: true, ttl: state.ttl, format: state.format, strict_auth: state.strictAuth, headers: state.headers, dpop_require_nonce: state.dpopRequireNonce });
         return;
       }
       default:
@@ -527,7 +754,16 @@ server.listen(cliPort, HOST, () => {
     const raw = await readRaw(ctx.req);
     const contentType = ctx.get('content-type');
     const form = ctx.is('application/x-www-form-urlencoded') ? querystring.parse(raw.toString('utf8')) : {};
-    const { clientId, method, methods, auth } = describeAuth(ctx.headers, form);
+    const described = describeAuth(ctx.headers, form);
+    const { clientId, methods, auth } = described;
+    let { method } = described;
+    const clientCert = describeCertificate(ctx);
+    // mutual TLS: on the wire only a client_id in the form, and the certificate.
+    const registeredNow = clientId !== undefined ? registeredMethod(clientId) : undefined;
+    if (method === 'none' && clientCert.present) {
+      method = TLS_METHODS.has(registeredNow) ? registeredNow : (clientCert.authorized ? 'tls_client_auth' : 'self_signed_tls_client_auth');
+    }
+    const dpop = describeDpop(ctx);
     const fields = {};
     for (const [k, v] of Object.entries(form)) {
       if (k === 'client_secret' || k === 'client_assertion') continue;
@@ -549,12 +785,16 @@ server.listen(cliPort, HOST, () => {
       audience: form.audience,
       fields,
       headers: redactHeaders(ctx.headers),
+      client_cert: clientCert,
+      ...dpop,
     };
     state.tokenRequests.push(entry);
+    ctx.state.tollgateEntry = entry;
     const log = () => {
       entry.duration_ms = Date.now() - entry.received_at_ms;
       if (args.verbose) {
-        process.stderr.write(`idp: token #${entry.seq} client=${entry.client_id} method=${entry.auth_method} -> ${entry.status}${entry.error ? ` ${entry.error}` : ''}${entry.fault ? ' (fault)' : ''}\n`);
+        const extra = `${entry.client_cert.present ? ' cert' : ''}${entry.dpop_proof_present ? ' dpop' : ''}${entry.dpop_nonce_present ? '+nonce' : ''}`;
+        process.stderr.write(`idp: token #${entry.seq} client=${entry.client_id} method=${entry.auth_method}${extra} -> ${entry.status}${entry.error ? ` ${entry.error}` : ''}${entry.error_detail ? ` (${entry.error_detail})` : ''}${entry.fault ? ' (fault)' : ''}\n`);
       }
     };
 
@@ -587,8 +827,10 @@ server.listen(cliPort, HOST, () => {
 
     // oidc-provider accepts client_secret_basic and client_secret_post for a client
     // registered with either one. Real servers often do not: be strict by default.
-    const registered = clientId !== undefined ? registeredMethod(clientId) : undefined;
-    if (state.strictAuth && registered && method !== registered && method !== 'multiple') {
+    const registered = registeredNow;
+    // A mutual TLS client that sent no certificate: let oidc-provider refuse it.
+    const tlsWithout = TLS_METHODS.has(registered) && method === 'none';
+    if (state.strictAuth && registered && method !== registered && method !== 'multiple' && !tlsWithout) {
       const error = 'invalid_client';
       const headers = {};
       if (ctx.headers.authorization !== undefined) headers['www-authenticate'] = `Basic realm="${issuer}", error="${error}"`;
@@ -612,6 +854,8 @@ server.listen(cliPort, HOST, () => {
     for (const [k, v] of Object.entries(state.headers)) ctx.set(k, v);
 
     entry.status = ctx.status;
+    const answeredNonce = ctx.response.get('dpop-nonce');
+    if (answeredNonce) entry.dpop_nonce_answered = answeredNonce;
     const body = ctx.body;
     if (body && typeof body === 'object' && !Buffer.isBuffer(body)) {
       if (body.error) {
@@ -628,6 +872,7 @@ server.listen(cliPort, HOST, () => {
           jti: d ? d.payload.jti : body.access_token,
           aud: d ? d.payload.aud : undefined,
           exp: d ? d.payload.exp : undefined,
+          cnf: d ? d.payload.cnf : undefined,
         };
         const rw = state.rewrite;
         if (rw && rw.count !== 0) {
