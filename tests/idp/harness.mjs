@@ -1,13 +1,17 @@
 // Helpers to start idp.mjs / upstream.mjs from node tests and to talk to them.
 // Every process started here is killed by stopAll() (call it from after()).
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { SignJWT, importPKCS8 } from 'jose';
+import {
+  SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importPKCS8,
+} from 'jose';
 
 export const DIR = path.dirname(fileURLToPath(import.meta.url));
 const children = new Set();
@@ -147,4 +151,101 @@ export async function callUpstream(base, token, { path: p = '/api/thing', method
   const h = { ...headers };
   if (token !== undefined) h.authorization = `Bearer ${token}`;
   return getJson(`${base}${p}`, { method, headers: h, body });
+}
+
+// ---------------------------------------------------------------- TLS, mutual TLS, DPoP
+
+// A test PKI made with the openssl CLI in `dir` (nothing committed):
+//   ca.pem/ca.key            the test CA
+//   server.pem/server.key    127.0.0.1 (IP SAN) and localhost, signed by the CA
+//   client.pem/client.key    O=tollgate-tests, CN=mtls-client, signed by the CA (tls_client_auth)
+//   self-signed.pem/.key     CN=self-signed-client, self-signed (self_signed_tls_client_auth)
+//   other.pem/other.key      CN=mtls-client from another CA (the wrong certificate)
+// Returns the paths (and the PEM texts of ca/server).
+export function makePki(dir) {
+  const f = (name) => path.join(dir, name);
+  const ossl = (...a) => execFileSync('openssl', a, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  const ca = (name, subj) => ossl('req', '-x509', ...ec, '-keyout', f(`${name}.key`), '-out', f(`${name}.pem`), '-days', '2', '-subj', subj,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  const leaf = (name, subj, caName, ext) => {
+    ossl('req', ...ec, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', subj);
+    fs.writeFileSync(f(`${name}.ext`), ext);
+    ossl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f(`${caName}.pem`), '-CAkey', f(`${caName}.key`), '-CAcreateserial',
+      '-out', f(`${name}.pem`), '-days', '2', '-extfile', f(`${name}.ext`));
+  };
+  ca('ca', '/CN=tollgate node self-check CA');
+  ca('other-ca', '/CN=some other CA');
+  leaf('server', '/CN=127.0.0.1', 'ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  leaf('client', '/O=tollgate-tests/CN=mtls-client', 'ca', 'extendedKeyUsage=clientAuth\n');
+  leaf('other', '/O=tollgate-tests/CN=mtls-client', 'other-ca', 'extendedKeyUsage=clientAuth\n');
+  ossl('req', '-x509', ...ec, '-keyout', f('self-signed.key'), '-out', f('self-signed.pem'), '-days', '2', '-subj', '/CN=self-signed-client');
+  const out = {};
+  for (const n of ['ca', 'server', 'client', 'self-signed', 'other']) out[n] = { cert: f(`${n}.pem`), key: f(`${n}.key`) };
+  out.caPem = fs.readFileSync(f('ca.pem'));
+  return out;
+}
+
+// base64url(SHA-256(DER)) of a PEM certificate: its x5t#S256.
+export function certThumbprint(pemFile) {
+  return crypto.createHash('sha256').update(new crypto.X509Certificate(fs.readFileSync(pemFile)).raw).digest('base64url');
+}
+
+// One HTTP(S) request with node:http(s) (fetch cannot take a CA or a client certificate).
+//   tls: { ca, cert, key } (PEM contents or file paths)
+// Resolves { status, headers: Headers, body (JSON when it parses, else text) }.
+export function request(url, { method = 'GET', headers = {}, body, tls = {} } = {}) {
+  const u = new URL(url);
+  const read = (v) => (typeof v === 'string' && !v.includes('-----BEGIN') ? fs.readFileSync(v) : v);
+  const mod = u.protocol === 'https:' ? https : http;
+  const opts = { method, headers: { ...headers }, agent: false };
+  if (u.protocol === 'https:') {
+    if (tls.ca) opts.ca = read(tls.ca);
+    if (tls.cert) opts.cert = read(tls.cert);
+    if (tls.key) opts.key = read(tls.key);
+  }
+  let data = body;
+  if (data instanceof URLSearchParams) {
+    data = data.toString();
+    opts.headers['content-type'] ??= 'application/x-www-form-urlencoded';
+  } else if (data !== undefined && typeof data === 'object' && !Buffer.isBuffer(data)) {
+    data = JSON.stringify(data);
+    opts.headers['content-type'] ??= 'application/json';
+  }
+  return new Promise((resolve, reject) => {
+    const req = mod.request(u, opts, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed;
+        try { parsed = JSON.parse(text); } catch { parsed = text; }
+        const h = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) for (const x of [v].flat()) h.append(k, String(x));
+        resolve({ status: res.statusCode, headers: h, body: parsed });
+      });
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+// A DPoP key pair (ES256 by default): { privateKey, publicKey, jwk (public), jkt }.
+export async function dpopKey(alg = 'ES256') {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const jwk = await exportJWK(publicKey);
+  return { alg, privateKey, publicKey, jwk, jkt: await calculateJwkThumbprint(jwk) };
+}
+
+// A DPoP proof JWT (RFC 9449 §4.2). `accessToken` adds ath; `nonce` adds nonce. The
+// overrides make bad proofs: header {typ, alg, jwk}, claims {iat, jti, htm, htu, ath}.
+export async function dpopProof(key, { htm, htu, accessToken, nonce, header = {}, claims = {}, signWith } = {}) {
+  const payload = { htm, htu, jti: crypto.randomUUID(), iat: Math.floor(Date.now() / 1000) };
+  if (accessToken !== undefined) payload.ath = crypto.createHash('sha256').update(accessToken).digest('base64url');
+  if (nonce !== undefined) payload.nonce = nonce;
+  Object.assign(payload, claims);
+  return new SignJWT(payload)
+    .setProtectedHeader({ alg: key.alg, typ: 'dpop+jwt', jwk: key.jwk, ...header })
+    .sign((signWith ?? key).privateKey);
 }

@@ -11,8 +11,8 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import {
-  DIR, callUpstream, clientAssertion, decodeJwtPayload, getJson, postJson, sleep,
-  startIdp, startUpstream, stop, stopAll, tokenRequest,
+  DIR, callUpstream, certThumbprint, clientAssertion, decodeJwtPayload, dpopKey, dpopProof, getJson,
+  makePki, postJson, request, sleep, startIdp, startUpstream, stop, stopAll, tokenRequest,
 } from '../harness.mjs';
 
 const CLIENTS = [
@@ -467,4 +467,341 @@ describe('--exit-on-stdin-close', () => {
       }
     });
   }
+});
+
+describe('sender-constrained tokens: mutual TLS (RFC 8705) and DPoP (RFC 9449)', () => {
+  let dir;
+  let pki;
+  let idp;
+  let up;
+  const ca = () => ({ ca: pki.caPem });
+  const withCert = (name) => ({ ca: pki.caPem, cert: pki[name].cert, key: pki[name].key });
+  const form = (fields) => new URLSearchParams({ grant_type: 'client_credentials', ...fields });
+  const basicAuth = (id, secret) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+  const stats = async () => (await request(`${idp.base}/_test/stats`, { tls: ca() })).body;
+  const ctl = (base, p, body) => request(`${base}${p}`, { method: 'POST', body: body ?? {}, tls: ca() });
+
+  // A token for `clientId` over a connection that presents certificate `certName`.
+  const mtlsToken = (clientId, certName, fields = {}) => request(idp.token_url, {
+    method: 'POST', body: form({ client_id: clientId, ...fields }), tls: certName ? withCert(certName) : ca(),
+  });
+  // A DPoP token request (client_secret_basic) with a proof made by `key`.
+  const dpopToken = async (key, { clientId = 'dpop-client', secret = 'dpop-secret', nonce, proof } = {}) => request(idp.token_url, {
+    method: 'POST',
+    body: form({ scope: 'invoices:read' }),
+    headers: {
+      authorization: basicAuth(clientId, secret),
+      ...(key ? { dpop: proof ?? await dpopProof(key, { htm: 'POST', htu: idp.token_url, nonce }) } : {}),
+    },
+    tls: ca(),
+  });
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-idp-sc-'));
+    pki = makePki(dir);
+    idp = await startIdp([
+      '--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-ca', pki.ca.cert,
+      '--self-signed-client-cert', pki['self-signed'].cert,
+    ]);
+    up = await startUpstream(idp.issuer, [
+      '--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-ca', pki.ca.cert, '--idp-ca', pki.ca.cert,
+    ]);
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('the IdP serves https (test endpoints too) and advertises mutual TLS and DPoP', async () => {
+    assert.equal(idp.issuer, `https://127.0.0.1:${idp.port}`);
+    assert.equal(idp.token_url, `https://127.0.0.1:${idp.port}/token`);
+    const disc = await request(`${idp.issuer}/.well-known/openid-configuration`, { tls: ca() });
+    assert.equal(disc.status, 200);
+    assert.equal(disc.body.token_endpoint, idp.token_url);
+    for (const m of ['tls_client_auth', 'self_signed_tls_client_auth', 'client_secret_basic']) {
+      assert.ok(disc.body.token_endpoint_auth_methods_supported.includes(m), m);
+    }
+    assert.equal(disc.body.tls_client_certificate_bound_access_tokens, true);
+    assert.ok(disc.body.dpop_signing_alg_values_supported.includes('ES256'));
+    const s = await stats();
+    assert.equal(s.tls, true);
+    assert.equal((await ctl(idp.base, '/_test/reset')).status, 200);
+  });
+
+  it('tls_client_auth: a cnf.x5t#S256-bound JWT for the CA-issued certificate, refused otherwise', async () => {
+    await ctl(idp.base, '/_test/reset');
+    const ok = await mtlsToken('mtls-client', 'client', { scope: 'invoices:read' });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(ok.body.token_type, 'Bearer');
+    const claims = decodeJwtPayload(ok.body.access_token);
+    assert.equal(claims.client_id, 'mtls-client');
+    assert.deepEqual(claims.cnf, { 'x5t#S256': certThumbprint(pki.client.cert) });
+
+    for (const [cert, detail] of [
+      [undefined, 'client certificate was not provided'],
+      ['other', 'client certificate was not verified'],
+      ['self-signed', 'client certificate was not verified'],
+    ]) {
+      const r = await mtlsToken('mtls-client', cert);
+      assert.equal(r.status, 401, `${cert}: ${JSON.stringify(r.body)}`);
+      assert.deepEqual(r.body, { error: 'invalid_client', error_description: 'client authentication failed' });
+      const e = (await stats()).requests.at(-1);
+      assert.equal(e.error_detail, detail);
+    }
+    const s = await stats();
+    const e = s.requests[0];
+    assert.equal(e.auth_method, 'tls_client_auth');
+    assert.equal(e.client_cert.present, true);
+    assert.equal(e.client_cert.authorized, true);
+    assert.equal(e.client_cert.x5t_s256, certThumbprint(pki.client.cert));
+    assert.equal(e.client_secret_present, false);
+    assert.equal(e.fields.client_id, 'mtls-client');
+    assert.deepEqual(e.issued.cnf, { 'x5t#S256': certThumbprint(pki.client.cert) });
+    assert.equal(s.requests[1].client_cert.present, false);
+    assert.equal(s.by_client_detail['mtls-client'].requests, 4);
+    assert.equal(s.by_client_detail['mtls-client'].with_client_cert, 3);
+  });
+
+  it('self_signed_tls_client_auth: a bound JWT for the registered certificate only', async () => {
+    await ctl(idp.base, '/_test/reset');
+    const ok = await mtlsToken('self-signed-client', 'self-signed');
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.deepEqual(decodeJwtPayload(ok.body.access_token).cnf, { 'x5t#S256': certThumbprint(pki['self-signed'].cert) });
+    const none = await mtlsToken('self-signed-client', undefined);
+    assert.equal(none.status, 401);
+    assert.equal(none.body.error, 'invalid_client');
+    const wrong = await mtlsToken('self-signed-client', 'client');
+    assert.equal(wrong.status, 401);
+    const s = await stats();
+    assert.deepEqual(s.requests.map((r) => r.error_detail), [undefined, 'client certificate was not provided', 'unregistered client certificate provided']);
+    assert.equal(s.requests[0].auth_method, 'self_signed_tls_client_auth');
+  });
+
+  it('a secret-based client presenting a certificate gets an unbound token', async () => {
+    const r = await request(idp.token_url, {
+      method: 'POST', body: form({}), headers: { authorization: basicAuth('basic-client', 'basic-secret') }, tls: withCert('client'),
+    });
+    assert.equal(r.status, 200);
+    assert.equal(decodeJwtPayload(r.body.access_token).cnf, undefined);
+  });
+
+  it('DPoP: a cnf.jkt-bound JWT of token_type DPoP; dpop-client needs a proof; a bad proof is refused', async () => {
+    await ctl(idp.base, '/_test/reset');
+    const key = await dpopKey();
+    const ok = await dpopToken(key);
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(ok.body.token_type, 'DPoP');
+    assert.deepEqual(decodeJwtPayload(ok.body.access_token).cnf, { jkt: key.jkt });
+    // Without a nonce demanded, oidc-provider still offers one.
+    assert.match(ok.headers.get('dpop-nonce'), /^[A-Za-z0-9_-]{43}$/);
+
+    const without = await dpopToken(undefined);
+    assert.equal(without.status, 400);
+    assert.deepEqual(without.body, { error: 'invalid_grant', error_description: 'grant request is invalid' });
+
+    const other = await dpopToken(key, { clientId: 'basic-client', secret: 'basic-secret' });
+    assert.equal(other.status, 200, 'any client may bind its token with DPoP');
+    assert.equal(other.body.token_type, 'DPoP');
+    assert.equal(decodeJwtPayload(other.body.access_token).cnf.jkt, key.jkt);
+
+    const wrongHtu = await dpopToken(key, { proof: await dpopProof(key, { htm: 'POST', htu: `${idp.issuer}/other` }) });
+    assert.equal(wrongHtu.status, 400);
+    assert.deepEqual(wrongHtu.body, { error: 'invalid_dpop_proof', error_description: 'DPoP proof htu mismatch' });
+    const p = await dpopProof(key, { htm: 'POST', htu: idp.token_url });
+    assert.equal((await dpopToken(key, { proof: p })).status, 200);
+    const replay = await dpopToken(key, { proof: p });
+    assert.equal(replay.status, 400);
+    assert.equal(replay.body.error, 'invalid_grant');
+
+    const s = await stats();
+    assert.deepEqual(s.requests.map((r) => r.dpop_proof_present), [true, false, true, true, true, true]);
+    assert.equal(s.requests[0].dpop_proof.htu, idp.token_url);
+    assert.equal(s.requests[0].dpop_proof.jwk_thumbprint, key.jkt);
+    assert.equal(s.requests[0].issued.token_type, 'DPoP');
+    assert.equal(s.requests[1].error_detail, 'DPoP proof JWT not provided');
+    assert.equal(s.requests[5].error_detail, 'DPoP proof JWT Replay detected');
+    assert.equal(s.by_client_detail['dpop-client'].with_dpop_proof, 4);
+  });
+
+  it('DPoP nonce at the token endpoint: 400 use_dpop_nonce with DPoP-Nonce, then the nonce works', async () => {
+    await ctl(idp.base, '/_test/reset');
+    const c = await ctl(idp.base, '/_test/config', { dpop_require_nonce: true });
+    assert.equal(c.body.dpop_require_nonce, true);
+    const key = await dpopKey();
+    const first = await dpopToken(key);
+    assert.equal(first.status, 400);
+    assert.deepEqual(first.body, { error: 'use_dpop_nonce', error_description: 'nonce is required in the DPoP proof' });
+    const nonce = first.headers.get('dpop-nonce');
+    assert.match(nonce, /^[A-Za-z0-9_-]{43}$/);
+    assert.equal(first.headers.get('www-authenticate'), null, 'the token endpoint sends no WWW-Authenticate');
+    const second = await dpopToken(key, { nonce });
+    assert.equal(second.status, 200, JSON.stringify(second.body));
+    // (oidc-provider offers a new nonce in DPoP-Nonce whenever the proof's nonce is not
+    // its newest one, which changes every 60 s: no assertion on that header here.)
+    const third = await dpopToken(key, { nonce });
+    assert.equal(third.status, 200, 'the remembered nonce works again');
+    const bad = await dpopToken(key, { nonce: 'not-a-nonce' });
+    assert.equal(bad.status, 400);
+    assert.deepEqual(bad.body, { error: 'use_dpop_nonce', error_description: 'invalid nonce in DPoP proof' });
+    const s = await stats();
+    assert.deepEqual(s.requests.map((r) => [r.status, r.dpop_nonce_present]), [[400, false], [200, true], [200, true], [400, true]]);
+    assert.equal(s.requests[0].dpop_nonce_answered, nonce);
+    assert.equal(s.by_client_detail['dpop-client'].use_dpop_nonce, 2);
+    await ctl(idp.base, '/_test/reset');
+    assert.equal((await stats()).dpop_require_nonce, false, 'reset restores the CLI setting');
+  });
+
+  it('upstream: a certificate-bound token is accepted only with its certificate', async () => {
+    await ctl(up.base, '/_test/reset');
+    const t = (await mtlsToken('mtls-client', 'client')).body.access_token;
+    const call = (cert, scheme = 'Bearer') => request(`${up.base}/v1/x`, { headers: { authorization: `${scheme} ${t}` }, tls: cert ? withCert(cert) : ca() });
+    const ok = await call('client');
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(ok.body.client_cert.x5t_s256, certThumbprint(pki.client.cert));
+    assert.deepEqual(ok.body.token.cnf, { 'x5t#S256': certThumbprint(pki.client.cert) });
+    for (const [cert, why] of [
+      [undefined, 'no TLS client certificate for a certificate-bound token'],
+      ['other', 'TLS client certificate does not match cnf.x5t#S256'],
+      ['self-signed', 'TLS client certificate does not match cnf.x5t#S256'],
+    ]) {
+      const r = await call(cert);
+      assert.equal(r.status, 401, `${cert}`);
+      assert.equal(r.headers.get('www-authenticate'), `Bearer realm="tollgate-test-upstream", error="invalid_token", error_description="${why}"`);
+    }
+    const reqs = (await request(`${up.base}/_test/requests`, { tls: ca() })).body.requests;
+    assert.deepEqual(reqs.map((r) => r.cnf_error ?? null), [null, 'no TLS client certificate for a certificate-bound token',
+      'TLS client certificate does not match cnf.x5t#S256', 'TLS client certificate does not match cnf.x5t#S256']);
+    assert.deepEqual(reqs.map((r) => r.client_cert.present), [true, false, true, true]);
+
+    // An unbound token is fine with or without a certificate, unless --require-cnf.
+    const plain = (await tokenRequestTls('basic-client', 'basic-secret')).body.access_token;
+    assert.equal((await request(`${up.base}/y`, { headers: { authorization: `Bearer ${plain}` }, tls: withCert('client') })).status, 200);
+    await ctl(up.base, '/_test/config', { require_cnf: true });
+    const refused = await request(`${up.base}/y`, { headers: { authorization: `Bearer ${plain}` }, tls: withCert('client') });
+    assert.equal(refused.status, 401);
+    assert.match(refused.headers.get('www-authenticate'), /error_description="token is not certificate-bound \(no cnf.x5t#S256\)"/);
+    assert.equal((await call('client')).status, 200);
+    await ctl(up.base, '/_test/reset');
+  });
+
+  const tokenRequestTls = (id, secret) => request(idp.token_url, {
+    method: 'POST', body: form({}), headers: { authorization: basicAuth(id, secret) }, tls: ca(),
+  });
+
+  it('upstream: a correct DPoP proof is accepted; each broken one is refused with the reason', async () => {
+    await ctl(up.base, '/_test/reset');
+    const key = await dpopKey();
+    const otherKey = await dpopKey();
+    const t = (await dpopToken(key)).body.access_token;
+    const htu = `${up.base}/api/thing`;
+    const call = async (proofOrOpts, { scheme = 'DPoP', method = 'GET', headers = {}, body } = {}) => {
+      const dpop = typeof proofOrOpts === 'string' || Array.isArray(proofOrOpts) || proofOrOpts === null
+        ? proofOrOpts
+        : await dpopProof(proofOrOpts.key ?? key, { htm: method, htu, accessToken: t, ...proofOrOpts });
+      return request(`${htu}?q=1`, { method, body, headers: { authorization: `${scheme} ${t}`, ...(dpop ? { dpop } : {}), ...headers }, tls: ca() });
+    };
+
+    const ok = await call({});
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(ok.body.dpop_valid, true);
+    assert.equal(ok.body.dpop.jkt, key.jkt);
+    assert.equal(ok.body.dpop.htu, htu);
+    assert.equal(ok.body.token.cnf.jkt, key.jkt);
+    const post = await call({}, { method: 'POST', body: 'hello' });
+    assert.equal(post.status, 200, JSON.stringify(post.body));
+    assert.equal((await call({ htu: `${htu}?ignored=1#frag` })).status, 200, 'query and fragment are ignored');
+    assert.equal((await call({ htu: `HTTPS://127.0.0.1:${up.port}/api/%74hing` })).status, 200, 'htu is compared after normalisation');
+
+    const reused = await dpopProof(key, { htm: 'GET', htu, accessToken: t });
+    assert.equal((await call(reused)).status, 200);
+
+    const cases = [
+      ['missing', null, 'invalid_dpop_proof', 'DPoP header missing'],
+      ['two headers', [reused, reused], 'invalid_dpop_proof', 'more than one DPoP header'],
+      ['not a JWT', 'garbage', 'invalid_dpop_proof', 'DPoP proof is not a JWT'],
+      ['bad signature', { signWith: otherKey }, 'invalid_dpop_proof', 'DPoP proof signature invalid (ERR_JWS_SIGNATURE_VERIFICATION_FAILED)'],
+      ['typ', { header: { typ: 'JWT' } }, 'invalid_dpop_proof', 'DPoP proof typ is not dpop+jwt'],
+      ['private jwk', { header: { jwk: { ...key.jwk, d: 'AAAA' } } }, 'invalid_dpop_proof', 'DPoP proof jwk contains a private key'],
+      ['wrong htm', { htm: 'POST' }, 'invalid_dpop_proof', 'DPoP proof htm mismatch'],
+      ['wrong htu path', { htu: `${up.base}/api/other` }, 'invalid_dpop_proof', 'DPoP proof htu mismatch'],
+      ['wrong htu scheme', { htu: `http://127.0.0.1:${up.port}/api/thing` }, 'invalid_dpop_proof', 'DPoP proof htu mismatch'],
+      ['stale iat', { claims: { iat: Math.floor(Date.now() / 1000) - 120 } }, 'invalid_dpop_proof', 'DPoP proof iat is not recent enough'],
+      ['future iat', { claims: { iat: Math.floor(Date.now() / 1000) + 120 } }, 'invalid_dpop_proof', 'DPoP proof iat is not recent enough'],
+      ['reused jti', reused, 'invalid_dpop_proof', 'DPoP proof jti reused'],
+      ['wrong ath', { accessToken: 'another token' }, 'invalid_dpop_proof', 'DPoP proof ath mismatch'],
+      ['no ath', { claims: { ath: undefined } }, 'invalid_dpop_proof', 'DPoP proof ath mismatch'],
+      ['wrong jkt', { key: otherKey }, 'invalid_token', 'DPoP proof key does not match cnf.jkt'],
+    ];
+    for (const [name, proof, error, why] of cases) {
+      const r = await call(proof);
+      assert.equal(r.status, 401, `${name}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.headers.get('www-authenticate'),
+        `DPoP error="${error}", error_description="${why}", algs="ES256 ES384 ES512 PS256 PS384 PS512 RS256 RS384 RS512 EdDSA Ed25519"`, name);
+      assert.deepEqual(r.body, { error, error_description: why }, name);
+    }
+    const bearer = await call(null, { scheme: 'Bearer' });
+    assert.equal(bearer.status, 401);
+    assert.match(bearer.headers.get('www-authenticate'), /^DPoP error="invalid_token", error_description="DPoP-bound token used with the Bearer scheme"/);
+
+    // An unbound token with the DPoP scheme.
+    const plain = (await tokenRequestTls('basic-client', 'basic-secret')).body.access_token;
+    const unbound = await request(htu, {
+      headers: { authorization: `DPoP ${plain}`, dpop: await dpopProof(key, { htm: 'GET', htu, accessToken: plain }) }, tls: ca(),
+    });
+    assert.equal(unbound.status, 401);
+    assert.match(unbound.headers.get('www-authenticate'), /error_description="token is not DPoP-bound \(no cnf.jkt\)"/);
+
+    const reqs = (await request(`${up.base}/_test/requests`, { tls: ca() })).body.requests;
+    const reasons = reqs.map((r) => r.dpop_error ?? null);
+    assert.deepEqual(reasons.slice(0, 5), [null, null, null, null, null]);
+    assert.deepEqual(reasons.slice(5, 5 + cases.length), cases.map((c) => c[3]));
+    assert.equal(reqs[0].dpop.jkt, key.jkt);
+    assert.equal(reqs[0].dpop_expected_htu, htu);
+    assert.equal(reqs[0].authorization_scheme, 'DPoP');
+    assert.equal(reqs[1].method, 'POST');
+    assert.equal(reqs[1].body_length, 5);
+  });
+
+  it('upstream --dpop-nonce: 401 use_dpop_nonce with DPoP-Nonce, the nonce works, rotation, always-new', async () => {
+    const upN = await startUpstream(idp.issuer, ['--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--idp-ca', pki.ca.cert, '--dpop-nonce']);
+    try {
+      const key = await dpopKey();
+      const t = (await dpopToken(key)).body.access_token;
+      const htu = `${upN.base}/n`;
+      const call = async (nonce) => request(htu, {
+        headers: { authorization: `DPoP ${t}`, dpop: await dpopProof(key, { htm: 'GET', htu, accessToken: t, nonce }) }, tls: ca(),
+      });
+      const first = await call();
+      assert.equal(first.status, 401);
+      assert.match(first.headers.get('www-authenticate'), /^DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"/);
+      const nonce = first.headers.get('dpop-nonce');
+      assert.ok(nonce);
+      assert.equal((await call(nonce)).status, 200);
+      assert.equal((await call(nonce)).status, 200, 'the nonce stays valid until rotated');
+      const rotated = (await ctl(upN.base, '/_test/dpop_nonce', { rotate: true })).body.current;
+      assert.notEqual(rotated, nonce);
+      const stale = await call(nonce);
+      assert.equal(stale.status, 401);
+      assert.equal(stale.headers.get('dpop-nonce'), rotated);
+      assert.match(stale.headers.get('www-authenticate'), /error_description="DPoP proof nonce is not the current one"/);
+      assert.equal((await call(rotated)).status, 200);
+
+      await ctl(upN.base, '/_test/dpop_nonce', { always_new: true });
+      const a = await call(rotated);
+      assert.equal(a.status, 401);
+      const b = await call(a.headers.get('dpop-nonce'));
+      assert.equal(b.status, 401, 'always a new nonce');
+      assert.notEqual(b.headers.get('dpop-nonce'), a.headers.get('dpop-nonce'));
+      const st = (await request(`${upN.base}/_test/dpop_nonce`, { tls: ca() })).body;
+      assert.equal(st.challenges, 4);
+      const reqs = (await request(`${upN.base}/_test/requests`, { tls: ca() })).body.requests;
+      assert.deepEqual(reqs.map((r) => r.status), [401, 200, 200, 401, 200, 401, 401]);
+      assert.equal(reqs[0].dpop_nonce_sent, nonce);
+      assert.equal(reqs[1].dpop.nonce, nonce);
+    } finally {
+      await stop(upN);
+    }
+  });
+
+  it('keeps stdout to the single ready line over TLS', () => {
+    assert.equal(idp.stdoutLines.length, 1, idp.stdoutLines.join('\n'));
+    assert.equal(up.stdoutLines.length, 1, up.stdoutLines.join('\n'));
+  });
 });
