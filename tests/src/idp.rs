@@ -6,11 +6,20 @@
 //!   (client_secret_basic), `post-client` / `post-secret` (client_secret_post),
 //!   `jwt-client` (private_key_jwt ES256, key [`jwt_client_key`]), `jwt-rs-client`
 //!   (private_key_jwt RS256, key [`jwt_rs_client_key`]), `rotating-client` /
-//!   `rotating-secret` (client_secret_basic; [`Idp::rotate`] changes the accepted secret).
+//!   `rotating-secret` (client_secret_basic; [`Idp::rotate`] changes the accepted secret),
+//!   `dpop-client` / `dpop-secret` (client_secret_basic, DPoP proof required),
+//!   `mtls-client` (tls_client_auth: a certificate of the `--tls-ca` CA with subject
+//!   `O=tollgate-tests, CN=mtls-client`), `self-signed-client` (self_signed_tls_client_auth,
+//!   with [`IdpOptions::self_signed_client_certs`]); the mutual TLS clients' tokens carry
+//!   `cnf.x5t#S256`, DPoP tokens `cnf.jkt`. HTTPS with [`IdpOptions::tls`] (see
+//!   [`crate::pki::SenderPki`]).
 //!   Scopes: `invoices:read invoices:write other:read`. Tokens are RS256 JWTs by default.
 //! - [`ProtectedUpstream`] runs `node tests/idp/upstream.mjs`: every non-`/_test/` request
 //!   needs a valid `Bearer` token from that IdP (JWT signature via `/jwks`, or introspection
 //!   for opaque tokens), is recorded, and answers 200 with a JSON echo (see the README).
+//!   Certificate-bound tokens need their TLS client certificate; DPoP-bound ones the
+//!   `DPoP` scheme and a proof it verifies completely ([`UpstreamRequest::dpop_error`] says
+//!   what failed); [`UpstreamOptions::dpop_nonce`] demands a server nonce.
 //!
 //! Both are killed by PID (SIGKILL) when dropped. They are also spawned with a piped stdin
 //! and `--exit-on-stdin-close`, so they exit if the test process dies without running
@@ -41,6 +50,8 @@
 //! Prerequisite: `npm ci --prefix tests/idp` (the launcher panics with that hint when
 //! `tests/idp/node_modules` is missing) and `node` (20+) on PATH.
 
+use crate::http1::{self, Wire};
+use crate::pki::TlsServer;
 use crate::process::{tests_dir, Captured, PROXY_VARS};
 use crate::raw;
 use serde_json::{json, Value};
@@ -49,8 +60,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 
 /// How long `idp.mjs` / `upstream.mjs` may take to print their ready line (a busy 2-core
 /// machine can be slow to start node).
@@ -216,13 +228,27 @@ pub(crate) async fn control(
     path: &str,
     body: Option<&Value>,
 ) -> Value {
+    control_via(addr, None, method, path, body).await
+}
+
+/// [`control`] over TLS when `tls` is given (a server started with `--tls-cert`).
+pub(crate) async fn control_via(
+    addr: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Value {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    let resp = raw::request(addr, method, req.as_bytes()).await;
+    let resp = match tls {
+        None => raw::request(addr, method, req.as_bytes()).await,
+        Some(config) => tls_request(addr, config, method, req.as_bytes()).await,
+    };
     assert_eq!(
         resp.status,
         200,
@@ -231,6 +257,52 @@ pub(crate) async fn control(
         resp.body_text()
     );
     resp.json()
+}
+
+/// One request over TLS to `addr` (server name `127.0.0.1`), one response.
+async fn tls_request(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    method: &str,
+    request: &[u8],
+) -> raw::RawResponse {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    let stream = connector
+        .connect(crate::tls::server_name("127.0.0.1"), tcp)
+        .await
+        .unwrap_or_else(|e| panic!("TLS handshake with {addr}: {e}"));
+    let mut wire = Wire::new(stream);
+    wire.stream
+        .write_all(request)
+        .await
+        .unwrap_or_else(|e| panic!("write to {addr}: {e}"));
+    let head = wire
+        .read_head(1024 * 1024)
+        .await
+        .unwrap_or_else(|e| panic!("response from {addr}: {e}"))
+        .unwrap_or_else(|| panic!("{addr} closed without a response"));
+    let mut parts = head.start_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default().to_string();
+    let status: u16 = parts.next().unwrap_or_default().parse().unwrap_or(0);
+    let reason = parts.next().unwrap_or_default().to_string();
+    let kind = http1::response_body_kind(method, status, &head.headers)
+        .unwrap_or_else(|e| panic!("response from {addr}: {e}"));
+    let (body, trailers) = wire
+        .read_body_and_trailers(kind)
+        .await
+        .unwrap_or_else(|e| panic!("response body from {addr}: {e}"));
+    raw::RawResponse {
+        version,
+        status,
+        reason,
+        headers: head.headers,
+        body,
+        trailers,
+        interim: Vec::new(),
+    }
 }
 
 fn str_field(v: &Value, key: &str) -> Option<String> {
@@ -280,6 +352,13 @@ pub struct IdpOptions {
     pub lenient_auth: bool,
     /// `--verbose`: one stderr line per token request (shown on a panicking drop).
     pub verbose: bool,
+    /// `--tls-cert`/`--tls-key` (`--tls-ca` from `client_ca`): serve HTTPS; clients may
+    /// present a certificate (`mtls-client`, `self-signed-client`).
+    pub tls: Option<TlsServer>,
+    /// `--self-signed-client-cert` (each): registers `self-signed-client` with these.
+    pub self_signed_client_certs: Vec<PathBuf>,
+    /// `--dpop-require-nonce`: the token endpoint demands a DPoP nonce.
+    pub dpop_require_nonce: bool,
 }
 
 /// A running `idp.mjs`. Dropping it kills the process.
@@ -287,10 +366,12 @@ pub struct Idp {
     node: NodeChild,
     pub port: u16,
     pub addr: SocketAddr,
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` with [`IdpOptions::tls`])
     pub issuer: String,
-    /// `http://127.0.0.1:PORT/token`
+    /// `http://127.0.0.1:PORT/token` (`https://` with [`IdpOptions::tls`])
     pub token_url: String,
+    /// The HTTPS identity it serves, if any.
+    pub tls: Option<TlsServer>,
 }
 
 /// A token-endpoint fault for [`Idp::fault`] (`POST /_test/fault`).
@@ -379,6 +460,21 @@ pub struct TokenRequest {
     /// `{"token_type","expires_in","scope","format","jti","aud","exp"}` when a token was issued.
     pub issued: Option<Value>,
     pub duration_ms: Option<u64>,
+    /// oidc-provider's reason for a refusal, which it does not send (`client certificate
+    /// was not provided`, `DPoP proof JWT not provided`, ...).
+    pub error_detail: Option<String>,
+    /// The TLS client certificate (`{present, x5t_s256, subject, issuer, self_signed,
+    /// authorized, ...}`), when one was presented.
+    pub client_cert: Option<Value>,
+    /// A `DPoP` header was sent.
+    pub dpop_proof_present: bool,
+    /// The proof, decoded (`{typ, alg, jwk_kty, jwk_crv, jwk_thumbprint, htm, htu, iat,
+    /// jti, nonce, ath}`).
+    pub dpop_proof: Option<Value>,
+    /// The proof carried a `nonce`.
+    pub dpop_nonce_present: bool,
+    /// The `DPoP-Nonce` header of the answer.
+    pub dpop_nonce_answered: Option<String>,
     /// The entry as received.
     pub raw: Value,
 }
@@ -407,8 +503,50 @@ impl TokenRequest {
             strict_auth_rejected: bool_field(v, "strict_auth_rejected"),
             issued: v.get("issued").cloned(),
             duration_ms: u64_field(v, "duration_ms"),
+            error_detail: str_field(v, "error_detail"),
+            client_cert: v
+                .get("client_cert")
+                .filter(|c| bool_field(c, "present"))
+                .cloned(),
+            dpop_proof_present: bool_field(v, "dpop_proof_present"),
+            dpop_proof: v.get("dpop_proof").cloned(),
+            dpop_nonce_present: bool_field(v, "dpop_nonce_present"),
+            dpop_nonce_answered: str_field(v, "dpop_nonce_answered"),
             raw: v.clone(),
         }
+    }
+
+    /// `x5t#S256` of the presented TLS client certificate.
+    pub fn client_cert_x5t(&self) -> Option<String> {
+        self.client_cert
+            .as_ref()
+            .and_then(|c| str_field(c, "x5t_s256"))
+    }
+
+    /// The `nonce` of the DPoP proof.
+    pub fn dpop_nonce(&self) -> Option<String> {
+        self.dpop_proof.as_ref().and_then(|p| str_field(p, "nonce"))
+    }
+
+    /// A claim of the DPoP proof (`htu`, `htm`, `jti`, `jwk_thumbprint`, ...).
+    pub fn dpop_claim(&self, name: &str) -> Option<String> {
+        self.dpop_proof.as_ref().and_then(|p| str_field(p, name))
+    }
+
+    /// `cnf` of the issued JWT.
+    pub fn issued_cnf(&self) -> Option<Value> {
+        self.issued
+            .as_ref()
+            .and_then(|i| i.get("cnf"))
+            .filter(|c| !c.is_null())
+            .cloned()
+    }
+
+    /// `token_type` of the answer (before a rewrite).
+    pub fn issued_token_type(&self) -> Option<String> {
+        self.issued
+            .as_ref()
+            .and_then(|i| str_field(i, "token_type"))
     }
 
     /// A form field as a string.
@@ -471,6 +609,20 @@ impl IdpStats {
     pub fn faulted(&self) -> usize {
         self.requests.iter().filter(|r| r.fault).count()
     }
+
+    /// The token requests of one client, in order.
+    pub fn of_client(&self, client_id: &str) -> Vec<&TokenRequest> {
+        self.requests
+            .iter()
+            .filter(|r| r.client_id.as_deref() == Some(client_id))
+            .collect()
+    }
+
+    /// `by_client_detail[client_id]`: `{requests, with_dpop_proof, with_dpop_nonce,
+    /// with_client_cert, use_dpop_nonce, issued}` (zeros when the client made none).
+    pub fn client_detail(&self, client_id: &str) -> BTreeMap<String, u64> {
+        count_map(&self.raw["by_client_detail"][client_id])
+    }
 }
 
 impl Idp {
@@ -500,6 +652,26 @@ impl Idp {
         if opts.verbose {
             args.push("--verbose".into());
         }
+        if let Some(tls) = &opts.tls {
+            args.extend([
+                "--tls-cert".into(),
+                tls.cert.display().to_string(),
+                "--tls-key".into(),
+                tls.key.display().to_string(),
+            ]);
+            if let Some(ca) = &tls.client_ca {
+                args.extend(["--tls-ca".into(), ca.display().to_string()]);
+            }
+        }
+        for cert in &opts.self_signed_client_certs {
+            args.extend([
+                "--self-signed-client-cert".into(),
+                cert.display().to_string(),
+            ]);
+        }
+        if opts.dpop_require_nonce {
+            args.push("--dpop-require-nonce".into());
+        }
         let (node, ready) =
             tokio::task::spawn_blocking(move || NodeChild::spawn("idp", "idp.mjs", &args))
                 .await
@@ -515,7 +687,19 @@ impl Idp {
                 .unwrap_or_else(|| format!("http://127.0.0.1:{port}")),
             token_url: str_field(&ready, "token_url")
                 .unwrap_or_else(|| format!("http://127.0.0.1:{port}/token")),
+            tls: opts.tls,
         }
+    }
+
+    /// One request to a `/_test/` endpoint (over TLS when the IdP serves HTTPS).
+    async fn control(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let trust = self.tls.as_ref().map(|t| &t.trust);
+        control_via(self.addr, trust, method, path, body).await
+    }
+
+    /// `/_test/config {"dpop_require_nonce": on}`.
+    pub async fn set_dpop_require_nonce(&self, on: bool) {
+        self.config(json!({ "dpop_require_nonce": on })).await;
     }
 
     /// What the IdP printed on stderr so far.
@@ -534,22 +718,22 @@ impl Idp {
 
     /// `GET /_test/stats`, parsed.
     pub async fn stats(&self) -> IdpStats {
-        IdpStats::parse(control(self.addr, "GET", "/_test/stats", None).await)
+        IdpStats::parse(self.control("GET", "/_test/stats", None).await)
     }
 
     /// `POST /_test/reset`: log, counters, faults, delay, rotating secret, runtime config.
     pub async fn reset(&self) {
-        control(self.addr, "POST", "/_test/reset", Some(&json!({}))).await;
+        self.control("POST", "/_test/reset", Some(&json!({}))).await;
     }
 
     /// `POST /_test/fault` with `fault`.
     pub async fn fault(&self, fault: Fault) {
-        control(self.addr, "POST", "/_test/fault", Some(&fault.0)).await;
+        self.control("POST", "/_test/fault", Some(&fault.0)).await;
     }
 
     /// `POST /_test/fault` with any JSON body.
     pub async fn fault_json(&self, body: Value) {
-        control(self.addr, "POST", "/_test/fault", Some(&body)).await;
+        self.control("POST", "/_test/fault", Some(&body)).await;
     }
 
     /// Delay every token response by `ms` (0 turns it off). Faults are kept.
@@ -575,9 +759,7 @@ impl Idp {
 
     /// `POST /_test/rotate`: from now on `rotating-client` is accepted only with `secret`.
     pub async fn rotate(&self, secret: &str) {
-        control(
-            self.addr,
-            "POST",
+        self.control("POST",
             "/_test/rotate",
             Some(&json!({ "client_id": "rotating-client", "secret": secret })),
         )
@@ -587,9 +769,7 @@ impl Idp {
     /// Like [`Idp::rotate`], also changing the registered auth method
     /// (`client_secret_basic` | `client_secret_post`).
     pub async fn rotate_with_method(&self, secret: &str, auth_method: &str) {
-        control(
-            self.addr,
-            "POST",
+        self.control("POST",
             "/_test/rotate",
             Some(&json!({
                 "client_id": "rotating-client",
@@ -602,7 +782,7 @@ impl Idp {
 
     /// `POST /_test/config` with any subset of `{"ttl","format","strict_auth"}`.
     pub async fn config(&self, body: Value) {
-        control(self.addr, "POST", "/_test/config", Some(&body)).await;
+        self.control("POST", "/_test/config", Some(&body)).await;
     }
 
     /// Token lifetime for tokens issued from now on.
@@ -651,8 +831,16 @@ impl Idp {
 pub struct UpstreamOptions {
     /// `--audience`: also require this `aud`.
     pub audience: Option<String>,
-    /// `--tls-cert` / `--tls-key` (PEM files): serve HTTPS.
-    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--tls-cert` / `--tls-key` (`--tls-ca` from `client_ca`): serve HTTPS; clients may
+    /// present a certificate.
+    pub tls: Option<TlsServer>,
+    /// `--require-cnf`: refuse tokens that are not certificate-bound (bound ones are
+    /// always checked against the client certificate).
+    pub require_cnf: bool,
+    /// `--dpop-nonce`: demand the current server nonce in DPoP proofs.
+    pub dpop_nonce: bool,
+    /// `--dpop-nonce-always-new`: challenge every DPoP request with a new nonce.
+    pub dpop_nonce_always_new: bool,
     /// `--introspection-cache` seconds (default 0: ask every time).
     pub introspection_cache: Option<u32>,
     /// `--verbose`: one stderr line per request (shown on a panicking drop).
@@ -666,6 +854,7 @@ pub struct ProtectedUpstream {
     pub port: u16,
     pub addr: SocketAddr,
     pub tls: bool,
+    trust: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// One request the upstream received (an entry of `/_test/requests`).
@@ -696,6 +885,27 @@ pub struct UpstreamRequest {
     pub token_error: Option<String>,
     /// `fail`, `always401` or `insufficient_scope` when a switch answered.
     pub injected: Option<String>,
+    /// The scheme of `Authorization` as sent (`Bearer`, `DPoP`, ...).
+    pub authorization_scheme: Option<String>,
+    /// `x5t#S256` of the TLS client certificate, when one was presented.
+    pub client_cert_x5t: Option<String>,
+    /// Number of `DPoP` header lines.
+    pub dpop_count: u64,
+    /// The DPoP proof as decoded (`{typ, alg, jwk, jwk_has_private, htm, htu, iat, jti,
+    /// ath, nonce, jkt}`), with the `DPoP` scheme.
+    pub dpop: Option<Value>,
+    /// The proof passed every check.
+    pub dpop_valid: bool,
+    /// Why the proof (or a DPoP-bound token) was refused: the `error_description`.
+    pub dpop_error: Option<String>,
+    /// `invalid_dpop_proof`, `invalid_token` or `use_dpop_nonce`.
+    pub dpop_error_code: Option<String>,
+    /// The `htu` the upstream expected.
+    pub dpop_expected_htu: Option<String>,
+    /// The nonce a `use_dpop_nonce` answer carried in `DPoP-Nonce`.
+    pub dpop_nonce_sent: Option<String>,
+    /// Why a certificate-bound token was refused.
+    pub cnf_error: Option<String>,
     /// The entry as received.
     pub raw: Value,
 }
@@ -733,8 +943,39 @@ impl UpstreamRequest {
             token: v.get("token").cloned().filter(|t| !t.is_null()),
             token_error: str_field(v, "token_error"),
             injected: str_field(v, "injected"),
+            authorization_scheme: str_field(v, "authorization_scheme"),
+            client_cert_x5t: v.get("client_cert").and_then(|c| str_field(c, "x5t_s256")),
+            dpop_count: u64_field(v, "dpop_count").unwrap_or(0),
+            dpop: v.get("dpop").cloned().filter(|d| !d.is_null()),
+            dpop_valid: bool_field(v, "dpop_valid"),
+            dpop_error: str_field(v, "dpop_error"),
+            dpop_error_code: str_field(v, "dpop_error_code"),
+            dpop_expected_htu: str_field(v, "dpop_expected_htu"),
+            dpop_nonce_sent: str_field(v, "dpop_nonce_sent"),
+            cnf_error: str_field(v, "cnf_error"),
             raw: v.clone(),
         }
+    }
+
+    /// A claim of the DPoP proof (`htu`, `htm`, `jti`, `ath`, `nonce`, `jkt`, ...).
+    pub fn dpop_claim(&self, name: &str) -> Option<String> {
+        self.dpop.as_ref().and_then(|d| str_field(d, name))
+    }
+
+    /// `cnf` of the validated token.
+    pub fn token_cnf(&self) -> Option<Value> {
+        self.token
+            .as_ref()
+            .and_then(|t| t.get("cnf"))
+            .filter(|c| !c.is_null())
+            .cloned()
+    }
+
+    /// The access token as sent in `Authorization` (after the scheme).
+    pub fn access_token(&self) -> Option<String> {
+        self.header("authorization")
+            .and_then(|a| a.split_once(' '))
+            .map(|(_, t)| t.trim().to_string())
     }
 
     /// A header by (lower-case) name, as Node combined it.
@@ -787,14 +1028,31 @@ impl ProtectedUpstream {
             args.extend(["--audience".into(), aud.clone()]);
         }
         let tls = opts.tls.is_some();
-        if let Some((cert, key)) = &opts.tls {
+        if let Some(t) = &opts.tls {
             args.extend([
                 "--tls-cert".into(),
-                cert.display().to_string(),
+                t.cert.display().to_string(),
                 "--tls-key".into(),
-                key.display().to_string(),
+                t.key.display().to_string(),
             ]);
+            if let Some(ca) = &t.client_ca {
+                args.extend(["--tls-ca".into(), ca.display().to_string()]);
+            }
         }
+        // An https IdP: trust its CA for the JWKS and introspection.
+        if let Some(t) = &idp.tls {
+            args.extend(["--idp-ca".into(), t.ca_file.display().to_string()]);
+        }
+        if opts.require_cnf {
+            args.push("--require-cnf".into());
+        }
+        if opts.dpop_nonce {
+            args.push("--dpop-nonce".into());
+        }
+        if opts.dpop_nonce_always_new {
+            args.push("--dpop-nonce-always-new".into());
+        }
+        let trust = opts.tls.as_ref().map(|t| t.trust.clone());
         if let Some(s) = opts.introspection_cache {
             args.extend(["--introspection-cache".into(), s.to_string()]);
         }
@@ -814,7 +1072,38 @@ impl ProtectedUpstream {
             port,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             tls,
+            trust,
         }
+    }
+
+    /// One request to a `/_test/` endpoint (over TLS when the upstream serves HTTPS).
+    async fn control(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        control_via(self.addr, self.trust.as_ref(), method, path, body).await
+    }
+
+    /// `POST /_test/config` with any subset of `{"require_cnf", "dpop_nonce",
+    /// "dpop_nonce_always_new"}`.
+    pub async fn config(&self, body: Value) {
+        self.control("POST", "/_test/config", Some(&body)).await;
+    }
+
+    /// `GET /_test/dpop_nonce`: `{on, always_new, current, challenges, accepted, rejected}`.
+    pub async fn dpop_nonce_state(&self) -> Value {
+        self.control("GET", "/_test/dpop_nonce", None).await
+    }
+
+    /// `POST /_test/dpop_nonce {"rotate": true}`: a fresh nonce; returns it.
+    pub async fn rotate_dpop_nonce(&self) -> String {
+        let v = self
+            .control("POST", "/_test/dpop_nonce", Some(&json!({ "rotate": true })))
+            .await;
+        str_field(&v, "current").expect("the current nonce")
+    }
+
+    /// `POST /_test/dpop_nonce` with any body (`{"on": bool}`, `{"always_new": bool}`,
+    /// `{"value": "..."}`).
+    pub async fn dpop_nonce(&self, body: Value) -> Value {
+        self.control("POST", "/_test/dpop_nonce", Some(&body)).await
     }
 
     /// `http://127.0.0.1:PORT` (or `https://`), for a route's `upstream:`.
@@ -849,9 +1138,7 @@ impl ProtectedUpstream {
 
     /// `GET /_test/requests?since=SEQ`: requests with `seq > since`.
     pub async fn requests_since(&self, since: u64) -> Vec<UpstreamRequest> {
-        let v = control(
-            self.addr,
-            "GET",
+        let v = self.control("GET",
             &format!("/_test/requests?since={since}"),
             None,
         )
@@ -864,7 +1151,7 @@ impl ProtectedUpstream {
 
     /// Number of requests received so far (the `count` of `/_test/requests`).
     pub async fn count(&self) -> u64 {
-        let v = control(self.addr, "GET", "/_test/requests?since=0", None).await;
+        let v = self.control("GET", "/_test/requests?since=0", None).await;
         u64_field(&v, "count").unwrap_or(0)
     }
 
@@ -888,20 +1175,18 @@ impl ProtectedUpstream {
 
     /// `POST /_test/reset`: clear records, revocations and switches.
     pub async fn reset(&self) {
-        control(self.addr, "POST", "/_test/reset", Some(&json!({}))).await;
+        self.control("POST", "/_test/reset", Some(&json!({}))).await;
     }
 
     /// `POST /_test/revoke` without a body: reject every token issued before now and
     /// every token seen so far. Tokens issued afterwards work.
     pub async fn revoke_all(&self) {
-        control(self.addr, "POST", "/_test/revoke", Some(&json!({}))).await;
+        self.control("POST", "/_test/revoke", Some(&json!({}))).await;
     }
 
     /// Revoke one token by `jti`.
     pub async fn revoke_jti(&self, jti: &str) {
-        control(
-            self.addr,
-            "POST",
+        self.control("POST",
             "/_test/revoke",
             Some(&json!({ "jti": jti })),
         )
@@ -914,7 +1199,7 @@ impl ProtectedUpstream {
         if let Some(n) = count {
             body["count"] = json!(n);
         }
-        control(self.addr, "POST", "/_test/always401", Some(&body)).await;
+        self.control("POST", "/_test/always401", Some(&body)).await;
     }
 
     /// `POST /_test/insufficient_scope`: valid tokens get 401 (or `status`) with
@@ -927,7 +1212,7 @@ impl ProtectedUpstream {
         if let Some(s) = status {
             body["status"] = json!(s);
         }
-        control(self.addr, "POST", "/_test/insufficient_scope", Some(&body)).await;
+        self.control("POST", "/_test/insufficient_scope", Some(&body)).await;
     }
 
     /// `POST /_test/fail`: the next `count` requests (-1: until cleared) get `status`.
@@ -938,7 +1223,7 @@ impl ProtectedUpstream {
 
     /// `POST /_test/fail` with any body (`headers`, `body` ...).
     pub async fn fail_json(&self, body: Value) {
-        control(self.addr, "POST", "/_test/fail", Some(&body)).await;
+        self.control("POST", "/_test/fail", Some(&body)).await;
     }
 
     /// Turn `fail` off.
@@ -948,9 +1233,7 @@ impl ProtectedUpstream {
 
     /// `POST /_test/delay`: delay every response by `ms`.
     pub async fn delay(&self, ms: u64) {
-        control(
-            self.addr,
-            "POST",
+        self.control("POST",
             "/_test/delay",
             Some(&json!({ "delay_ms": ms })),
         )

@@ -15,6 +15,9 @@
 //!   Entra ID, Cognito, Google and Keycloak, each checking its documented request shape.
 //! - [`redis::RedisServer`]: a real `redis-server` with a password and an ACL user, for the
 //!   token store.
+//! - [`pki::SenderPki`]: the CA, server and client certificates (CA-issued, self-signed,
+//!   expired) and DPoP keys (P-256, and P-384 / RSA to be refused) of sender-constrained
+//!   tokens, made at run time.
 //!
 //! Everything binds 127.0.0.1 only; every test gets its own ports and temp dir.
 //! The binary is `target/debug/tollgate` (build it with `cargo build -p tollgate`) or
@@ -36,6 +39,7 @@ pub mod clients;
 pub mod echo;
 pub mod http1;
 pub mod idp;
+pub mod pki;
 pub mod process;
 pub mod providers;
 pub mod raw;
@@ -49,6 +53,7 @@ pub use idp::{
     Fault, Idp, IdpOptions, IdpStats, ProtectedUpstream, TokenRequest, UpstreamOptions,
     UpstreamRequest,
 };
+pub use pki::{SenderPki, TlsServer};
 pub use process::{check, check_with_env, route, tempdir, ConfigFile, Launch, Tollgate};
 pub use raw::{RawConn, RawResponse};
 pub use redis::RedisServer;

@@ -81,6 +81,14 @@ impl TestCa {
         }
     }
 
+    /// Sign `params` (a leaf for `key`) with this CA: client certificates, expired ones
+    /// (see [`crate::pki`]).
+    pub fn sign(&self, params: &CertificateParams, key: &KeyPair) -> rcgen::Certificate {
+        params
+            .signed_by(key, &self.issuer)
+            .expect("sign a certificate with the test CA")
+    }
+
     /// A rustls client config that trusts only this CA (for the harness's own checks).
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
