@@ -20,7 +20,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tollgate_rules::Config;
 
 /// Values of `tollgate_replays_total`'s `outcome` label (`replay::Outcome::as_str`).
-pub const REPLAY_OUTCOMES: [&str; 4] = ["replayed", "second_401", "body_too_large", "no_replay"];
+pub const REPLAY_OUTCOMES: [&str; 5] = [
+    "replayed",
+    "second_401",
+    "body_too_large",
+    "no_replay",
+    "dpop_nonce",
+];
 
 /// Values of `tollgate_config_reloads_total`'s `outcome` label.
 pub const RELOAD_OUTCOMES: [&str; 2] = ["applied", "rejected"];
@@ -249,7 +255,7 @@ impl Metrics {
         let replays = must(IntCounterVec::new(
             Opts::new(
                 "tollgate_replays_total",
-                "Upstream 401s on inject routes, by outcome: replayed | second_401 | body_too_large | no_replay",
+                "Upstream 401s on inject routes, by outcome: replayed | second_401 | body_too_large | no_replay | dpop_nonce",
             ),
             &["route", "outcome"],
         ))?;
@@ -427,12 +433,14 @@ mod tests {
             Outcome::Second401,
             Outcome::BodyTooLarge,
             Outcome::NoReplay,
+            Outcome::DpopNonce,
         ] {
             match o {
                 Outcome::Replayed
                 | Outcome::Second401
                 | Outcome::BodyTooLarge
-                | Outcome::NoReplay => {
+                | Outcome::NoReplay
+                | Outcome::DpopNonce => {
                     assert!(REPLAY_OUTCOMES.contains(&o.as_str()), "{}", o.as_str());
                 }
             }

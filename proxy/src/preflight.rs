@@ -69,6 +69,12 @@ pub fn check(files: &[FileRef<'_>], routes: &[&Route], source: &Source) -> Vec<P
                 .err()
                 .into_iter()
                 .collect(),
+            FileKind::ClientCertificate(t) => auth::check::client_certificate(f.path, t)
+                .err()
+                .into_iter()
+                .collect(),
+            FileKind::ClientKey => auth::check::client_key(f.path).err().into_iter().collect(),
+            FileKind::DpopKey => auth::check::dpop_key(f.path).err().into_iter().collect(),
             FileKind::ServiceAccount => auth::check::service_account(f.path)
                 .err()
                 .into_iter()

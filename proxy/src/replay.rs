@@ -14,6 +14,9 @@ pub enum Outcome {
     BodyTooLarge,
     /// Not replayed by rule: `replay_on_401: false` or `insufficient_scope`.
     NoReplay,
+    /// A DPoP-bound route's upstream asked for a nonce (RFC 9449 §9): sent again with the
+    /// same token and a proof carrying the nonce.
+    DpopNonce,
 }
 
 impl Outcome {
@@ -23,6 +26,7 @@ impl Outcome {
             Outcome::Second401 => "second_401",
             Outcome::BodyTooLarge => "body_too_large",
             Outcome::NoReplay => "no_replay",
+            Outcome::DpopNonce => "dpop_nonce",
         }
     }
 }
@@ -34,6 +38,9 @@ pub struct Facts {
     pub already_replayed: bool,
     pub body_truncated: bool,
     pub insufficient_scope: bool,
+    /// The 401 is a DPoP nonce challenge (`use_dpop_nonce` with a `DPoP-Nonce`) on a
+    /// DPoP-bound route.
+    pub dpop_nonce: bool,
 }
 
 pub fn decide(f: Facts) -> Outcome {
@@ -43,8 +50,30 @@ pub fn decide(f: Facts) -> Outcome {
         Outcome::NoReplay
     } else if f.body_truncated {
         Outcome::BodyTooLarge
+    } else if f.dpop_nonce {
+        Outcome::DpopNonce
     } else {
         Outcome::Replayed
+    }
+}
+
+/// The nonce of a DPoP nonce challenge (RFC 9449 §9): a `WWW-Authenticate: DPoP` with
+/// `error="use_dpop_nonce"` and a `DPoP-Nonce` field.
+pub fn dpop_nonce_challenge(resp: &ResponseHead) -> Option<&[u8]> {
+    let asks = resp
+        .values("www-authenticate")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .any(|v| {
+            let l = v.to_ascii_lowercase();
+            let scheme = l
+                .split(|c: char| c == ',' || c.is_ascii_whitespace())
+                .any(|t| t == "dpop");
+            scheme && (l.contains("error=\"use_dpop_nonce\"") || l.contains("error=use_dpop_nonce"))
+        });
+    if asks {
+        resp.values("dpop-nonce").next()
+    } else {
+        None
     }
 }
 
@@ -69,6 +98,7 @@ mod tests {
             already_replayed: false,
             body_truncated: false,
             insufficient_scope: false,
+            dpop_nonce: false,
         }
     }
 
@@ -103,6 +133,42 @@ mod tests {
             }),
             Outcome::BodyTooLarge
         );
+        assert_eq!(
+            decide(Facts {
+                dpop_nonce: true,
+                ..facts()
+            }),
+            Outcome::DpopNonce
+        );
+        // A nonce challenge follows the replay rules: once, with a kept body, if allowed.
+        for (f, want) in [
+            (
+                Facts {
+                    dpop_nonce: true,
+                    already_replayed: true,
+                    ..facts()
+                },
+                Outcome::Second401,
+            ),
+            (
+                Facts {
+                    dpop_nonce: true,
+                    replay_on_401: false,
+                    ..facts()
+                },
+                Outcome::NoReplay,
+            ),
+            (
+                Facts {
+                    dpop_nonce: true,
+                    body_truncated: true,
+                    ..facts()
+                },
+                Outcome::BodyTooLarge,
+            ),
+        ] {
+            assert_eq!(decide(f), want);
+        }
     }
 
     fn resp(www: &str) -> ResponseHead {
@@ -120,5 +186,37 @@ mod tests {
         assert!(!insufficient_scope(&resp(
             r#"Bearer error="invalid_token""#
         )));
+    }
+
+    fn with_nonce(www: &str, nonce: Option<&str>) -> ResponseHead {
+        let mut raw = format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {www}\r\n");
+        if let Some(n) = nonce {
+            raw.push_str(&format!("DPoP-Nonce: {n}\r\n"));
+        }
+        raw.push_str("\r\n");
+        crate::http1::parse_response(&mut bytes::BytesMut::from(raw.as_str()))
+            .expect("head")
+            .expect("complete")
+    }
+
+    #[test]
+    fn reads_dpop_nonce_challenges() {
+        let nonce = |www: &str, n: Option<&str>| {
+            dpop_nonce_challenge(&with_nonce(www, n))
+                .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        };
+        let ask = r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#;
+        assert_eq!(nonce(ask, Some("eyJ7S_zG")), Some("eyJ7S_zG".into()));
+        assert_eq!(
+            nonce(
+                r#"Bearer realm="x", DPoP algs="ES256", error=use_dpop_nonce"#,
+                Some("n")
+            ),
+            Some("n".into())
+        );
+        // No nonce given, another error, another scheme: not a nonce challenge.
+        assert_eq!(nonce(ask, None), None);
+        assert_eq!(nonce(r#"DPoP error="invalid_token""#, Some("n")), None);
+        assert_eq!(nonce(r#"Bearer error="use_dpop_nonce""#, Some("n")), None);
     }
 }

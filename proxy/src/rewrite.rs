@@ -5,8 +5,9 @@
 //! Request: origin-form target (the normalised path plus the query as sent), HTTP/1.1;
 //! hop-by-hop fields and the ones `Connection` names are dropped (RFC 9110 §7.6.1), as are
 //! `Proxy-Authorization` (never forwarded), `Expect` (we answer `100 Continue` ourselves),
-//! the client's own value of an inject route's header, and `Host` where we set it; then
-//! our `Via` (RFC 9110 §7.6.3), trace context and the credential are added.
+//! the client's own value of an inject route's header (and its own `DPoP` proof), and
+//! `Host` where we set it; then our `Via` (RFC 9110 §7.6.3), trace context and the
+//! credential (with its DPoP proof, for a DPoP-bound token) are added.
 //!
 //! Response: hop-by-hop fields dropped, our `Via` and our own `Connection` added.
 
@@ -69,6 +70,8 @@ pub struct Added<'a> {
     pub trace: Option<(&'a str, Option<&'a str>)>,
     /// The inject route's header value (prefix and token), if any.
     pub credential: Option<&'a [u8]>,
+    /// The DPoP proof that goes with a DPoP-bound token (RFC 9449 §7.1).
+    pub dpop: Option<&'a [u8]>,
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -129,6 +132,8 @@ pub fn request_head(
             || name.eq_ignore_ascii_case(b"expect")
             || (host_written && name.eq_ignore_ascii_case(b"host"))
             || injected_header.is_some_and(|h| name.eq_ignore_ascii_case(h))
+            // A proof of the client's own goes with a token of its own: never with ours.
+            || (injected_header.is_some() && name.eq_ignore_ascii_case(b"dpop"))
             || (added.trace.is_some()
                 && (name.eq_ignore_ascii_case(b"traceparent")
                     || name.eq_ignore_ascii_case(b"tracestate")))
@@ -154,6 +159,9 @@ pub fn request_head(
     }
     if let (Some(value), Some(i)) = (added.credential, plan.route.injection()) {
         field(out, i.header.as_bytes(), value);
+        if let Some(proof) = added.dpop {
+            field(out, b"DPoP", proof);
+        }
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -6,8 +6,10 @@
 use crate::auth::{CredHandle, TokenCache};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::{load_trust, Trust};
+use pingora::utils::tls::CertKey;
+use std::sync::Arc;
 use std::time::Duration;
-use tollgate_rules::{Action, Config, Connect, Route, Timeouts, Upstream};
+use tollgate_rules::{Action, Config, Connect, Route, Upstream};
 
 /// What a route does with a request.
 pub enum RouteAction {
@@ -33,6 +35,38 @@ pub struct Injection {
     pub handle: Option<CredHandle>,
     /// `replay_on_401`.
     pub replay_on_401: bool,
+    /// The credential is DPoP-bound: each request carries a fresh proof.
+    pub dpop: bool,
+    /// `upstream_client_cert: credential`: the certificate presented to the upstream.
+    pub client_cert: Option<Arc<CertKey>>,
+}
+
+/// The credential's client certificate, for `upstream_client_cert: credential` (read
+/// at each (re)load: a renewed certificate is presented from the reload on).
+fn upstream_client_cert(route: &Route, config: &Config) -> Result<Arc<CertKey>, String> {
+    let t = config
+        .credential_for(route)
+        .and_then(|c| c.oauth2())
+        .and_then(|o| o.tls_client())
+        .ok_or_else(|| {
+            format!(
+                "route {:?}: upstream_client_cert: its credential has no client certificate",
+                route.name
+            )
+        })?;
+    crate::auth::ClientCert::load(t)
+        .map(|c| c.cert_key())
+        .map_err(|(which, why)| {
+            format!(
+                "route {:?}: upstream_client_cert: {} {}: {why}",
+                route.name,
+                which.key(),
+                match which {
+                    crate::auth::tls_client::Which::Cert => t.cert_file.display(),
+                    crate::auth::tls_client::Which::Key => t.key_file.display(),
+                }
+            )
+        })
 }
 
 /// What a CONNECT to this route gets.
@@ -92,13 +126,15 @@ impl CompiledRoute {
         }
     }
 
-    /// Compiles `route`. Fails when a file it names (a CA) cannot be used.
+    /// Compiles `route` of `config`. Fails when a file it names (a CA, the credential's
+    /// client certificate) cannot be used.
     pub fn compile(
         route: &Route,
-        top: &Timeouts,
+        config: &Config,
         metrics: &Metrics,
         tokens: Option<&TokenCache>,
     ) -> Result<CompiledRoute, String> {
+        let top = &config.timeouts;
         let trust = match &route.upstream_ca_file {
             None => None,
             Some(path) => Some(
@@ -116,6 +152,12 @@ impl CompiledRoute {
                 prefix: i.prefix.clone(),
                 handle: tokens.and_then(|t| t.handle(&i.credential)),
                 replay_on_401: i.replay_on_401,
+                dpop: i.dpop,
+                client_cert: if i.upstream_client_cert {
+                    Some(upstream_client_cert(route, config)?)
+                } else {
+                    None
+                },
             }),
         };
         // Validation allows `intercept` on inject routes and `tunnel` on pass routes only;

@@ -35,7 +35,7 @@ impl State {
         let mut problems = Vec::new();
         let mut routes = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
-            match CompiledRoute::compile(r, &config.timeouts, metrics, tokens) {
+            match CompiledRoute::compile(r, &config, metrics, tokens) {
                 Ok(c) => routes.push(c),
                 Err(e) => problems.push(e),
             }

@@ -16,7 +16,8 @@
 //! collected problem, not a serde error that hides the rest.
 //!
 //! The only values serde rejects on its own are enums (`action`, `auth_method`,
-//! `signing_alg`, `default_action`, `kind`, `grant`, `basic_encoding`, `connect`), booleans
+//! `signing_alg`, `default_action`, `kind`, `grant`, `basic_encoding`, `connect`,
+//! `upstream_client_cert`), booleans
 //! and integers.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -227,6 +228,26 @@ pub enum AuthMethodFile {
     PrivateKeyJwt,
     /// `client_assertion_file`
     ClientAssertionFile,
+    /// `tls_client_auth` (RFC 8705 §2.1: a CA-issued client certificate)
+    TlsClientAuth,
+    /// `self_signed_tls_client_auth` (RFC 8705 §2.2: a certificate registered as a JWK)
+    SelfSignedTlsClientAuth,
+}
+
+/// `credentials.*.dpop:` (RFC 9449).
+#[derive(Debug, Default, Deserialize)]
+pub struct DpopFile {
+    /// `key_file:` a P-256 private key (ES256) that signs the proofs.
+    #[serde(default)]
+    pub key_file: Option<String>,
+}
+
+/// `routes[].upstream_client_cert:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamClientCertFile {
+    /// `credential`: the route's credential's `client_cert_file`/`client_key_file`
+    Credential,
 }
 
 /// `kind:` of a credential.
@@ -332,6 +353,15 @@ pub struct CredentialFile {
     /// `client_assertion_file:` (auth_method client_assertion_file).
     #[serde(default)]
     pub client_assertion_file: Option<String>,
+    /// `client_cert_file:` (tls_client_auth, self_signed_tls_client_auth).
+    #[serde(default)]
+    pub client_cert_file: Option<String>,
+    /// `client_key_file:` (tls_client_auth, self_signed_tls_client_auth).
+    #[serde(default)]
+    pub client_key_file: Option<String>,
+    /// `dpop:` DPoP-bound tokens (RFC 9449).
+    #[serde(default)]
+    pub dpop: Option<DpopFile>,
     /// `service_account_file:` (jwt_bearer).
     #[serde(default)]
     pub service_account_file: Option<String>,
@@ -389,6 +419,9 @@ impl fmt::Debug for CredentialFile {
             .field("x5t", &self.x5t)
             .field("assertion_audience", &self.assertion_audience)
             .field("client_assertion_file", &self.client_assertion_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .field("dpop", &self.dpop)
             .field("service_account_file", &self.service_account_file)
             .field("target_audience", &self.target_audience)
             .field("subject_token_file", &self.subject_token_file)
@@ -436,6 +469,9 @@ pub struct RouteFile {
     /// `upstream_ca_file:`.
     #[serde(default)]
     pub upstream_ca_file: Option<String>,
+    /// `upstream_client_cert:` (inject only).
+    #[serde(default)]
+    pub upstream_client_cert: Option<UpstreamClientCertFile>,
     /// `replay_on_401:` (inject only).
     #[serde(default)]
     pub replay_on_401: Option<bool>,

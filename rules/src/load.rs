@@ -2,7 +2,7 @@
 
 use crate::convert::{self, Checker};
 use crate::file::{
-    fields, BasicCallersFile, CallersFile, ConfigFile, CredentialFile, InterceptionFile,
+    fields, BasicCallersFile, CallersFile, ConfigFile, CredentialFile, DpopFile, InterceptionFile,
     JwtCallersFile, ListenFile, MatchFile, RedisFile, RouteFile, TimeoutsFile, TokenStoreFile,
 };
 use crate::model::Config;
@@ -219,6 +219,7 @@ fn expected_keys(path: &[Seg]) -> Option<&'static [&'static str]> {
         [a, r] if k(a, "token_store") && k(r, "redis") => fields::<RedisFile>(),
         [a, Seg::Idx(_), t] if k(a, "routes") && k(t, "timeouts") => fields::<TimeoutsFile>(),
         [a, Seg::Key(_)] if k(a, "credentials") => fields::<CredentialFile>(),
+        [a, Seg::Key(_), d] if k(a, "credentials") && k(d, "dpop") => fields::<DpopFile>(),
         [a, Seg::Idx(_)] if k(a, "routes") => fields::<RouteFile>(),
         [a, Seg::Idx(_), m] if k(a, "routes") && k(m, "match") => fields::<MatchFile>(),
         _ => return None,

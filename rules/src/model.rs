@@ -310,6 +310,25 @@ pub struct PrivateKeyJwt {
     pub assertion_audience: Option<String>,
 }
 
+/// A client certificate and its key (`client_cert_file:`, `client_key_file:`): mutual TLS
+/// to the token endpoint (RFC 8705) and, with `upstream_client_cert: credential`, to the
+/// upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsClient {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key of the leaf (PKCS#8, SEC1 or PKCS#1).
+    pub key_file: PathBuf,
+}
+
+/// `dpop:` (RFC 9449): tokens bound to a key; every token request and every upstream
+/// request carries a proof signed with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dpop {
+    /// `key_file:` a P-256 private key (ES256).
+    pub key_file: PathBuf,
+}
+
 /// How the client authenticates to the token endpoint (`auth_method:`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuthMethod {
@@ -327,6 +346,11 @@ pub enum AuthMethod {
     /// A JWT client assertion made by someone else, read from this file for every token
     /// request (`client_assertion_file:`; workload identity federation).
     ClientAssertionFile(PathBuf),
+    /// Mutual TLS with a CA-issued certificate (RFC 8705 §2.1): `client_id` in the form.
+    TlsClientAuth(TlsClient),
+    /// Mutual TLS with a self-signed certificate registered with the client (RFC 8705
+    /// §2.2).
+    SelfSignedTlsClientAuth(TlsClient),
 }
 
 impl AuthMethod {
@@ -339,6 +363,16 @@ impl AuthMethod {
             AuthMethod::ClientSecretPost(_) => "client_secret_post",
             AuthMethod::PrivateKeyJwt(_) => "private_key_jwt",
             AuthMethod::ClientAssertionFile(_) => "client_assertion_file",
+            AuthMethod::TlsClientAuth(_) => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth(_) => "self_signed_tls_client_auth",
+        }
+    }
+
+    /// The client certificate, for the mutual TLS methods.
+    pub fn tls_client(&self) -> Option<&TlsClient> {
+        match self {
+            AuthMethod::TlsClientAuth(t) | AuthMethod::SelfSignedTlsClientAuth(t) => Some(t),
+            _ => None,
         }
     }
 }
@@ -448,6 +482,15 @@ pub struct OAuth2 {
     pub params: BTreeMap<String, String>,
     /// `ca_file:` extra trust for the token endpoint (and discovery).
     pub ca_file: Option<PathBuf>,
+    /// `dpop:` DPoP-bound tokens.
+    pub dpop: Option<Dpop>,
+}
+
+impl OAuth2 {
+    /// The client certificate of a mutual TLS `auth_method`.
+    pub fn tls_client(&self) -> Option<&TlsClient> {
+        self.grant.client().and_then(|c| c.auth.tls_client())
+    }
 }
 
 /// What a credential is.
@@ -729,6 +772,12 @@ pub struct Inject {
     pub prefix: String,
     /// default true
     pub replay_on_401: bool,
+    /// `upstream_client_cert: credential`: present the credential's client certificate
+    /// to the upstream (certificate-bound tokens, RFC 8705 §3).
+    pub upstream_client_cert: bool,
+    /// The credential has `dpop:`: the header is `Authorization: DPoP <token>` and each
+    /// request carries a fresh proof.
+    pub dpop: bool,
 }
 
 /// One entry of `routes:`.

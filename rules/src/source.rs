@@ -14,7 +14,7 @@
 use crate::load::Problem;
 use crate::model::{
     AuthMethod, Callers, Config, Credential, CredentialKind, Grant, Interception, JwksSource,
-    JwtCallers, PrivateKeyJwt, Route, SecretSource, TokenStore,
+    JwtCallers, PrivateKeyJwt, Route, SecretSource, TlsClient, TokenStore,
 };
 use crate::pos::{display, PosIndex, Seg, YPath};
 use std::fmt;
@@ -138,6 +138,14 @@ pub enum FileKind<'a> {
     Certificate(&'a PrivateKeyJwt),
     /// `client_assertion_file`: a JWT someone else renews; read for every token request.
     ClientAssertion,
+    /// `client_cert_file` (mutual TLS): a PEM certificate chain, leaf first, valid now, of
+    /// the key in `client_key_file` (read with it).
+    ClientCertificate(&'a TlsClient),
+    /// `client_key_file`: that certificate's PEM private key (checked with the
+    /// certificate).
+    ClientKey,
+    /// `dpop.key_file`: a PEM P-256 private key (DPoP proofs are ES256).
+    DpopKey,
     /// `service_account_file` (`grant: jwt_bearer`): a Google service account JSON key.
     ServiceAccount,
     /// `subject_token_file` (`grant: token_exchange`): read for every token request.
@@ -268,7 +276,26 @@ pub(crate) fn credential_files(c: &Credential) -> Vec<FileRef<'_>> {
                 path: p,
                 kind: FileKind::ClientAssertion,
             }),
+            AuthMethod::TlsClientAuth(t) | AuthMethod::SelfSignedTlsClientAuth(t) => {
+                out.push(FileRef {
+                    setting: at("client_cert_file"),
+                    path: &t.cert_file,
+                    kind: FileKind::ClientCertificate(t),
+                });
+                out.push(FileRef {
+                    setting: at("client_key_file"),
+                    path: &t.key_file,
+                    kind: FileKind::ClientKey,
+                });
+            }
         }
+    }
+    if let Some(d) = &o.dpop {
+        out.push(FileRef {
+            setting: at("dpop").key("key_file"),
+            path: &d.key_file,
+            kind: FileKind::DpopKey,
+        });
     }
     if let Some(ca) = &o.ca_file {
         out.push(FileRef {

@@ -211,7 +211,9 @@ fn the_spec_example_parses() {
             credential: "billing".into(),
             header: "Authorization".into(),
             prefix: "Bearer ".into(),
-            replay_on_401: true
+            replay_on_401: true,
+            upstream_client_cert: false,
+            dpop: false,
         })
     );
 }

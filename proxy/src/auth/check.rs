@@ -13,12 +13,14 @@
 
 use std::path::Path;
 
-use tollgate_rules::PrivateKeyJwt;
+use tollgate_rules::{PrivateKeyJwt, TlsClient};
 
 use super::client::{ca_roots_at, ReqwestEndpoint, REQUEST_TIMEOUT};
+use super::dpop::DpopKey;
 use super::jwt::{Certificate, SigningKey};
 use super::secret::{parse_header_value, parse_secret, read};
 use super::service_account::ServiceAccount;
+use super::tls_client::{ClientCert, Which};
 
 fn at(path: &Path) -> impl Fn(String) -> String + '_ {
     move |reason| format!("{}: {reason}", path.display())
@@ -54,6 +56,25 @@ pub fn certificate(path: &Path, k: &PrivateKeyJwt) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `client_cert_file`: a PEM chain whose leaf is valid now and certifies the key in
+/// `client_key_file` (a problem with the key alone is reported at `client_key_file`).
+pub fn client_certificate(path: &Path, t: &TlsClient) -> Result<(), String> {
+    match ClientCert::load(t) {
+        Ok(_) | Err((Which::Key, _)) => Ok(()),
+        Err((Which::Cert, why)) => Err(at(path)(why)),
+    }
+}
+
+/// `client_key_file`: an unencrypted PEM private key TLS can use.
+pub fn client_key(path: &Path) -> Result<(), String> {
+    super::tls_client::check_key_file(path).map_err(at(path))
+}
+
+/// `dpop.key_file`: a PEM P-256 private key (DPoP proofs are ES256).
+pub fn dpop_key(path: &Path) -> Result<(), String> {
+    read(path, &DpopKey::from_pem).map(drop).map_err(at(path))
 }
 
 /// `service_account_file`: a Google service account JSON key with the fields a

@@ -22,6 +22,7 @@ use url::Url;
 use super::error::{sanitize, AuthError, Failure};
 use super::jwt::{self, ASSERTION_TYPE};
 use super::schedule::parse_retry_after;
+use super::tls_client::{ClientCert, Which};
 
 /// How long one token request may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,6 +96,8 @@ pub struct HttpResponse {
     pub retry_after: Option<String>,
     /// Okta-style rate-limit headers, if any.
     pub rate_limit: RateLimitHeaders,
+    /// `DPoP-Nonce` (RFC 9449 §8), as sent.
+    pub dpop_nonce: Option<Vec<u8>>,
     pub body: Vec<u8>,
 }
 
@@ -126,6 +129,8 @@ pub enum TransportError {
     Unreachable(String),
     /// The answer's body was larger than we buffer.
     BodyTooLarge { status: u16 },
+    /// Our side failed before sending (signing the DPoP proof).
+    Local(String),
 }
 
 /// A boxed, sendable future (what [`TokenEndpoint::send`] returns).
@@ -146,6 +151,9 @@ pub(crate) enum Material {
     Post(Arc<Secret>),
     /// `private_key_jwt` / `client_assertion_file`: an assertion in the form body.
     Assertion(Secret),
+    /// `tls_client_auth` / `self_signed_tls_client_auth`: `client_id` in the form; the
+    /// TLS client certificate authenticates (RFC 8705 §2).
+    ClientId,
 }
 
 /// The grant's own form fields.
@@ -247,6 +255,9 @@ pub(crate) fn build_request(
             form.append_pair("client_id", client_id);
             form.append_pair("client_assertion_type", ASSERTION_TYPE);
             form.append_pair("client_assertion", assertion.expose());
+        }
+        Some((client_id, Material::ClientId)) => {
+            form.append_pair("client_id", client_id);
         }
     }
     HttpRequest {
@@ -440,7 +451,11 @@ const SENDABLE_TYPES: &[&str] = &[
 /// RFC 8693 §2.2.1: `issued_token_type` is required; it must be the requested type when
 /// one was requested, else a type tollgate can send. An access token must be Bearer; for
 /// other types `token_type` is `N_A` (or Bearer).
-pub(crate) fn check_exchange(r: &TokenResponse, requested: Option<&str>) -> Result<(), Failure> {
+pub(crate) fn check_exchange(
+    r: &TokenResponse,
+    requested: Option<&str>,
+    expected: TokenType,
+) -> Result<(), Failure> {
     let invalid = |reason: String| Failure::InvalidResponse {
         status: 200,
         reason: Arc::from(reason),
@@ -465,22 +480,25 @@ pub(crate) fn check_exchange(r: &TokenResponse, requested: Option<&str>) -> Resu
         _ => {}
     }
     if issued == ACCESS_TOKEN_TYPE || !r.token_type.eq_ignore_ascii_case("N_A") {
-        check_token_type(&r.token_type, TokenType::Bearer)?;
+        check_token_type(&r.token_type, expected)?;
     }
     Ok(())
 }
 
-/// The token types tollgate can send. Only `Bearer` (RFC 6750) for now; DPoP-bound
-/// credentials will expect `DPoP` (RFC 9449).
+/// The token types tollgate can send: `Bearer` (RFC 6750), and `DPoP` (RFC 9449) for
+/// DPoP-bound credentials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TokenType {
     Bearer,
+    /// RFC 9449 §5: the answer to a token request with a DPoP proof.
+    Dpop,
 }
 
 impl TokenType {
     fn as_str(self) -> &'static str {
         match self {
             TokenType::Bearer => "Bearer",
+            TokenType::Dpop => "DPoP",
         }
     }
 }
@@ -488,8 +506,11 @@ impl TokenType {
 /// RFC 6749 §7.1: a client must not use a token whose type it does not understand. The
 /// type is compared case-insensitively (§5.1); an absent `token_type` is taken as the
 /// expected one (some servers omit it, and the request asked for nothing else).
+/// A DPoP token request must get `token_type: DPoP` (RFC 9449 §5): anything else, absent
+/// included, is a token not bound to the key.
 pub(crate) fn check_token_type(sent: &str, expected: TokenType) -> Result<(), Failure> {
-    if sent.is_empty() || sent.eq_ignore_ascii_case(expected.as_str()) {
+    let absent_ok = expected == TokenType::Bearer;
+    if (sent.is_empty() && absent_ok) || sent.eq_ignore_ascii_case(expected.as_str()) {
         Ok(())
     } else {
         Err(Failure::UnsupportedTokenType {
@@ -551,10 +572,23 @@ impl ReqwestEndpoint {
         extra_roots: Option<&[reqwest::Certificate]>,
         timeout: Duration,
     ) -> Result<Self, String> {
+        Self::with_identity(extra_roots, None, timeout)
+    }
+
+    /// [`new`](Self::new), presenting `identity` (a client certificate) in the TLS
+    /// handshake.
+    pub fn with_identity(
+        extra_roots: Option<&[reqwest::Certificate]>,
+        identity: Option<reqwest::Identity>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         super::install_crypto_provider();
         let mut builder = client_builder(timeout);
         if let Some(roots) = extra_roots {
             builder = builder.tls_certs_merge(roots.iter().cloned());
+        }
+        if let Some(id) = identity {
+            builder = builder.identity(id);
         }
         builder
             .build()
@@ -570,20 +604,38 @@ impl ReqwestEndpoint {
     ) -> Result<Arc<dyn TokenEndpoint>, AuthError> {
         let roots = ca_roots(def)?;
         let ca_file = def.oauth2().and_then(|o| o.ca_file.as_ref());
-        let endpoint = ReqwestEndpoint::new(roots.as_deref(), timeout).map_err(|reason| {
-            match ca_file {
-                // Extra roots are the only input the builder can reject.
-                Some(path) => AuthError::CaFile {
+        // Mutual TLS: the certificate read now (a reload reads it again).
+        let identity = match def.oauth2().and_then(|o| o.tls_client()) {
+            None => None,
+            Some(t) => {
+                let file_error = |which: Which, reason: String| AuthError::File {
                     credential: def.name.clone(),
-                    path: path.clone(),
+                    key: which.key(),
+                    path: match which {
+                        Which::Cert => t.cert_file.clone(),
+                        Which::Key => t.key_file.clone(),
+                    },
                     reason,
-                },
-                None => AuthError::Client {
-                    credential: def.name.clone(),
-                    reason,
-                },
+                };
+                let cert = ClientCert::load(t).map_err(|(w, r)| file_error(w, r))?;
+                Some(cert.identity().map_err(|r| file_error(Which::Cert, r))?)
             }
-        })?;
+        };
+        let endpoint = ReqwestEndpoint::with_identity(roots.as_deref(), identity, timeout)
+            .map_err(|reason| {
+                match ca_file {
+                    // Extra roots are the only input the builder can reject.
+                    Some(path) => AuthError::CaFile {
+                        credential: def.name.clone(),
+                        path: path.clone(),
+                        reason,
+                    },
+                    None => AuthError::Client {
+                        credential: def.name.clone(),
+                        reason,
+                    },
+                }
+            })?;
         Ok(Arc::new(endpoint))
     }
 }
@@ -633,6 +685,10 @@ impl TokenEndpoint for ReqwestEndpoint {
                 remaining: header("x-rate-limit-remaining"),
                 reset: header("x-rate-limit-reset"),
             };
+            let dpop_nonce = resp
+                .headers()
+                .get("dpop-nonce")
+                .map(|v| v.as_bytes().to_vec());
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e))? {
                 if body.len() + chunk.len() > MAX_RESPONSE_BODY {
@@ -644,6 +700,7 @@ impl TokenEndpoint for ReqwestEndpoint {
                 status,
                 retry_after,
                 rate_limit,
+                dpop_nonce,
                 body,
             })
         })
@@ -929,6 +986,7 @@ mod tests {
             status,
             retry_after: None,
             rate_limit: RateLimitHeaders::default(),
+            dpop_nonce: None,
             body: body.as_bytes().to_vec(),
         }
     }
@@ -1108,6 +1166,7 @@ mod tests {
             status,
             retry_after: Some(ra.into()),
             rate_limit: RateLimitHeaders::default(),
+            dpop_nonce: None,
             body: vec![],
         };
         assert_eq!(
@@ -1187,7 +1246,7 @@ mod tests {
     fn token_exchange_answers_are_checked() {
         let judge = |body: &str, requested: Option<&str>| {
             let r = parse(&ok(body)).unwrap();
-            check_exchange(&r, requested).map_err(|f| match f {
+            check_exchange(&r, requested, TokenType::Bearer).map_err(|f| match f {
                 Failure::InvalidResponse { reason, .. } => reason.to_string(),
                 Failure::UnsupportedTokenType { sent, .. } => format!("type {sent}"),
                 other => panic!("{other:?}"),

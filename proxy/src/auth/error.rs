@@ -231,6 +231,11 @@ impl fmt::Display for TokenError {
                     "token endpoint answered {status} with an unusable body: {reason}"
                 )
             }
+            Failure::UnsupportedTokenType { sent, expected } if *expected == "DPoP" => write!(
+                f,
+                "token endpoint answered a DPoP token request with a token of type \"{sent}\": \
+                 it is not bound to the DPoP key, so tollgate does not use it (RFC 9449 §5)"
+            ),
             Failure::UnsupportedTokenType { sent, expected } => write!(
                 f,
                 "token endpoint issued a token of type \"{sent}\", which tollgate does not use \

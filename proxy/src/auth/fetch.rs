@@ -18,9 +18,10 @@ use tokio::time::Instant;
 use tollgate_rules::Credential;
 
 use super::client::{
-    check_exchange, check_token_type, parse_id_token, parse_response, TokenEndpoint, TokenResponse,
-    TokenType, TransportError, REQUEST_TIMEOUT,
+    check_exchange, check_token_type, parse_id_token, parse_response, HttpRequest, HttpResponse,
+    TokenEndpoint, TokenResponse, TokenType, TransportError, REQUEST_TIMEOUT,
 };
+use super::dpop::{self, DpopKey, ProofFor};
 use super::error::{sanitize, Failure, Outcome, TokenError};
 use super::jwt::jwt_times;
 use super::method::{CredAuth, Expect, Prepared};
@@ -161,6 +162,46 @@ impl Attempt<'_> {
         (Ok(fetched), version)
     }
 
+    /// Sends `request`; for a DPoP-bound credential with a fresh proof (the token URL's
+    /// last nonce in it), and once more with the nonce the endpoint asks for.
+    async fn send(
+        &self,
+        mut request: HttpRequest,
+        dpop: Option<&DpopKey>,
+    ) -> Result<HttpResponse, TransportError> {
+        let Some(key) = dpop else {
+            return self.endpoint.send(request).await;
+        };
+        let (htu, origin) = dpop::url_htu(&request.url);
+        let mut asked = false;
+        loop {
+            let proof = key
+                .proof(
+                    &ProofFor {
+                        htm: "POST",
+                        htu: &htu,
+                        ath: None,
+                        iat: dpop::unix_now(),
+                    },
+                    &origin,
+                )
+                .map_err(TransportError::Local)?;
+            request.headers.retain(|(n, _)| *n != "DPoP");
+            request.headers.push(("DPoP", proof));
+            let resp = self.endpoint.send(request.clone()).await?;
+            let nonce_given = resp
+                .dpop_nonce
+                .as_deref()
+                .is_some_and(|n| key.remember_nonce(&origin, n));
+            if !asked && nonce_given && asks_for_nonce(&resp) {
+                asked = true;
+                tracing::debug!(credential = %self.name, "the token endpoint asked for a DPoP nonce; sending again with it");
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
     /// One request to the endpoint: metrics and logs. On failure also returns what
     /// authenticated it.
     async fn request(&self, prepared: Prepared) -> Result<Fetched, (TokenError, String)> {
@@ -168,6 +209,7 @@ impl Attempt<'_> {
             request,
             used,
             expect,
+            dpop,
             ..
         } = prepared;
         let span = tracing::info_span!(
@@ -184,7 +226,7 @@ impl Attempt<'_> {
         let sent_at = SystemTime::now();
         let sent = tokio::time::timeout(
             REQUEST_TIMEOUT,
-            tracing::Instrument::instrument(self.endpoint.send(request), span),
+            tracing::Instrument::instrument(self.send(request, dpop.as_deref()), span),
         )
         .await;
         let received = Instant::now();
@@ -201,7 +243,8 @@ impl Attempt<'_> {
                 status,
                 reason: Arc::from("the body is larger than 1 MiB"),
             }),
-            Ok(Ok(resp)) => judge(&resp, now, &expect),
+            Ok(Err(TransportError::Local(why))) => Err(Failure::Local(Arc::from(why))),
+            Ok(Ok(resp)) => judge(&resp, now, &expect, dpop.is_some()),
         };
         let resp = match parsed {
             Ok(resp) => resp,
@@ -237,11 +280,12 @@ impl Attempt<'_> {
             used = %used,
             "fetched a token"
         );
-        let token = Token::new(
+        let token = Token::bound(
             resp.access_token,
             self.id(),
             started,
             &Schedule::new(lifetime),
+            dpop,
         );
         Ok(Fetched {
             token,
@@ -261,20 +305,37 @@ fn judge(
     resp: &super::client::HttpResponse,
     now: SystemTime,
     expect: &Expect,
+    dpop: bool,
 ) -> Result<TokenResponse, Failure> {
+    let token_type = if dpop {
+        TokenType::Dpop
+    } else {
+        TokenType::Bearer
+    };
     match expect {
         Expect::AccessToken => {
             let r = parse_response(resp, now)?;
-            check_token_type(&r.token_type, TokenType::Bearer)?;
+            check_token_type(&r.token_type, token_type)?;
             Ok(r)
         }
         Expect::IdToken => parse_id_token(resp, now),
         Expect::Exchange { requested } => {
             let r = parse_response(resp, now)?;
-            check_exchange(&r, requested.as_deref())?;
+            check_exchange(&r, requested.as_deref(), token_type)?;
             Ok(r)
         }
     }
+}
+
+/// Is this the token endpoint's "use a nonce" answer (RFC 9449 §8: 400
+/// `use_dpop_nonce` with a `DPoP-Nonce`)?
+fn asks_for_nonce(resp: &HttpResponse) -> bool {
+    resp.status == 400
+        && resp.dpop_nonce.is_some()
+        && serde_json::from_slice::<Value>(&resp.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+            .is_some_and(|e| e == "use_dpop_nonce")
 }
 
 #[cfg(test)]

@@ -232,7 +232,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Wraps a SEC1 `ECPrivateKey` (RFC 5915) in a PKCS#8 `PrivateKeyInfo` for P-256, the
 /// only form ring reads. A key on another curve still fails: ring checks the curve
 /// named inside the SEC1 structure against the one named here.
-fn sec1_p256_to_pkcs8(sec1: &[u8]) -> Vec<u8> {
+pub(crate) fn sec1_p256_to_pkcs8(sec1: &[u8]) -> Vec<u8> {
     // AlgorithmIdentifier { id-ecPublicKey, prime256v1 }
     const ALG_ID: &[u8] = &[
         0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,

@@ -21,6 +21,7 @@ use url::Url;
 
 use super::client::{build_request, ca_roots, GrantForm, HttpRequest, Material};
 use super::discovery;
+use super::dpop::DpopKey;
 use super::error::AuthError;
 use super::jwt::{self, Ask, Certificate, HeaderExtras, SigningKey};
 use super::secret::{parse_header_value, read_now, ClientSecret, WatchedFile};
@@ -45,6 +46,9 @@ pub(crate) struct Prepared {
     /// What it authenticated with, for `tollgate token` and logs. Never a secret.
     pub used: String,
     pub expect: Expect,
+    /// The key of a DPoP-bound credential: each send adds a fresh proof, and the token
+    /// is bound to it.
+    pub dpop: Option<Arc<DpopKey>>,
 }
 
 /// The live material of one credential.
@@ -57,6 +61,8 @@ pub(crate) struct OAuthAuth {
     endpoint: EndpointState,
     grant: GrantState,
     client: Option<ClientState>,
+    /// `dpop.key_file`.
+    dpop: Option<WatchedFile<DpopKey>>,
 }
 
 enum EndpointState {
@@ -94,6 +100,9 @@ enum ClientAuthState {
     Post(ClientSecret),
     Jwt(Box<JwtState>),
     AssertionFile(PathBuf),
+    /// Mutual TLS: the endpoint's client presents the certificate; the form has
+    /// `client_id`.
+    Tls(&'static str),
 }
 
 struct JwtState {
@@ -172,10 +181,23 @@ impl CredAuth {
                 }
             }
         };
+        let dpop = match &o.dpop {
+            None => None,
+            Some(d) => Some(
+                WatchedFile::open("dpop.key_file", &d.key_file, Box::new(DpopKey::from_pem))
+                    .map_err(|reason| AuthError::File {
+                        credential: def.name.clone(),
+                        key: "dpop.key_file",
+                        path: d.key_file.clone(),
+                        reason,
+                    })?,
+            ),
+        };
         Ok(CredAuth::OAuth2(Box::new(OAuthAuth {
             endpoint,
             grant,
             client,
+            dpop,
         })))
     }
 
@@ -192,6 +214,19 @@ impl CredAuth {
         let found = discover(def, o, issuer, a.client.as_ref().and_then(ClientState::alg))?;
         let same = *url.read().unwrap_or_else(PoisonError::into_inner) == found;
         Ok(same)
+    }
+
+    /// The DPoP key a token fetched now would be bound to (for a token another replica
+    /// fetched, read from the token store).
+    pub(crate) fn dpop_key(&self) -> Option<Arc<DpopKey>> {
+        match self {
+            CredAuth::OAuth2(a) => a
+                .dpop
+                .as_ref()
+                .and_then(|f| f.current().ok())
+                .map(|(k, _)| k),
+            CredAuth::Static(_) => None,
+        }
     }
 
     /// The static credential's value and its version, stat'ing the file.
@@ -230,9 +265,10 @@ impl CredAuth {
                         .key
                         .version()
                         .wrapping_add(j.certificate.as_ref().map_or(0, |(c, _, _)| c.version())),
-                    Some(ClientAuthState::AssertionFile(_)) | None => 0,
+                    Some(ClientAuthState::AssertionFile(_) | ClientAuthState::Tls(_)) | None => 0,
                 };
-                grant.wrapping_add(client)
+                let dpop = a.dpop.as_ref().map_or(0, WatchedFile::version);
+                grant.wrapping_add(client).wrapping_add(dpop)
             }
         }
     }
@@ -275,6 +311,9 @@ impl ClientState {
                 ClientAuthState::Post(ClientSecret::new(credential, secret)?)
             }
             AuthMethod::ClientAssertionFile(path) => ClientAuthState::AssertionFile(path.clone()),
+            AuthMethod::TlsClientAuth(_) | AuthMethod::SelfSignedTlsClientAuth(_) => {
+                ClientAuthState::Tls(c.auth.name())
+            }
             AuthMethod::PrivateKeyJwt(k) => {
                 let alg = k.signing_alg;
                 let key = WatchedFile::open(
@@ -372,6 +411,10 @@ impl ClientState {
             ClientAuthState::AssertionFile(path) => (
                 Material::Assertion(read_now("client_assertion_file", path)?),
                 format!("client_assertion_file {}", path.display()),
+            ),
+            ClientAuthState::Tls(method) => (
+                Material::ClientId,
+                format!("{method} with client_cert_file"),
             ),
             ClientAuthState::Jwt(j) => {
                 let (key, _) = j.key.current()?;
@@ -529,11 +572,20 @@ impl OAuthAuth {
             None => None,
         };
         let request = build_request(&url, o, &grant, client.as_ref().map(|(id, m)| (*id, m)));
+        let dpop = match &self.dpop {
+            Some(f) => {
+                let (key, _) = f.current()?;
+                used.push(format!("DPoP key {}", key.jkt()));
+                Some(key)
+            }
+            None => None,
+        };
         Ok(Prepared {
             request,
             version: 0,
             used: used.join("; "),
             expect,
+            dpop,
         })
     }
 }

@@ -41,6 +41,7 @@ mod cache;
 pub mod check;
 mod client;
 mod discovery;
+pub mod dpop;
 mod error;
 mod fetch;
 mod jwt;
@@ -52,6 +53,7 @@ mod schedule;
 mod secret;
 mod service_account;
 mod store;
+pub(crate) mod tls_client;
 mod token;
 
 #[cfg(test)]
@@ -65,6 +67,7 @@ pub use client::{
 pub use error::{AuthError, TokenError};
 pub use jwt::decode_claims;
 pub use store::{StoreMode, StoreStatus};
+pub use tls_client::ClientCert;
 pub use token::{Token, TokenData, TokenInfo, BEARER_PREFIX};
 
 /// Entry points for the fuzz targets in `fuzz/` (`fuzz/fuzz_targets/token_response.rs`).

@@ -36,6 +36,7 @@ pub(crate) fn credential(name: &str) -> Credential {
             resource: None,
             params: BTreeMap::new(),
             ca_file: None,
+            dpop: None,
         })),
     }
 }
@@ -201,6 +202,7 @@ impl TokenEndpoint for FakeEndpoint {
                         status: 200,
                         retry_after: None,
                         rate_limit,
+                        dpop_nonce: None,
                         body: body.to_string().into_bytes(),
                     })
                 }
@@ -208,6 +210,7 @@ impl TokenEndpoint for FakeEndpoint {
                     status,
                     retry_after: retry_after.map(str::to_owned),
                     rate_limit,
+                    dpop_nonce: None,
                     body: body.as_bytes().to_vec(),
                 }),
                 Reply::Fail(e) => Err(e),
@@ -217,6 +220,7 @@ impl TokenEndpoint for FakeEndpoint {
                         status,
                         retry_after: None,
                         rate_limit,
+                        dpop_nonce: None,
                         body: body.into_bytes(),
                     })
                 }

@@ -9,7 +9,11 @@ use http::HeaderValue;
 
 use tokio::time::Instant;
 
+use super::dpop::{self, DpopKey};
 use super::schedule::Schedule;
+
+/// The prefix of a DPoP-bound token (RFC 9449 §7.1).
+pub const DPOP_PREFIX: &str = "DPoP ";
 
 /// An access token. Cloning copies an `Arc`. `Debug` never shows the value. Derefs to
 /// [`TokenData`], which the cache's hit path lends out without cloning the `Arc`.
@@ -20,8 +24,12 @@ pub struct Token(Arc<TokenData>);
 /// `Authorization: Bearer …` header value, built once per token rather than per request.
 pub struct TokenData {
     value: Box<str>,
-    /// `Bearer <value>`, marked sensitive; `None` if the value cannot be a header value.
+    /// `Bearer <value>` (`DPoP <value>` for a DPoP-bound token), marked sensitive; `None`
+    /// if the value cannot be a header value.
     bearer: Option<HeaderValue>,
+    /// The key a DPoP-bound token is bound to (the one its token request's proof was
+    /// signed with), and its `ath`.
+    dpop: Option<DpopBinding>,
     id: u64,
     refresh_at: Instant,
     usable_until: Instant,
@@ -31,16 +39,44 @@ pub struct TokenData {
 /// The prefix [`TokenData::header_value`] has ready-made.
 pub const BEARER_PREFIX: &str = "Bearer ";
 
+/// What a DPoP-bound token needs for each request's proof.
+pub struct DpopBinding {
+    pub key: Arc<DpopKey>,
+    /// base64url(SHA-256(token)), the proofs' `ath`.
+    pub ath: Box<str>,
+}
+
 impl Token {
     /// A token whose lifetime started at `start` (when its token request was sent, not
     /// when the answer arrived), with the given schedule. `id` is unique per cache
     /// (compare-and-invalidate uses it).
     pub(crate) fn new(value: String, id: u64, start: Instant, schedule: &Schedule) -> Self {
+        Self::bound(value, id, start, schedule, None)
+    }
+
+    /// [`new`](Self::new) for a token bound to a DPoP key (`None`: a bearer token).
+    pub(crate) fn bound(
+        value: String,
+        id: u64,
+        start: Instant,
+        schedule: &Schedule,
+        dpop: Option<Arc<DpopKey>>,
+    ) -> Self {
         let at = |d: Duration| start.checked_add(d).unwrap_or(start);
-        let bearer = prefixed(BEARER_PREFIX, &value);
+        let prefix = if dpop.is_some() {
+            DPOP_PREFIX
+        } else {
+            BEARER_PREFIX
+        };
+        let bearer = prefixed(prefix, &value);
+        let dpop = dpop.map(|key| DpopBinding {
+            key,
+            ath: dpop::ath(&value).into_boxed_str(),
+        });
         Token(Arc::new(TokenData {
             value: value.into_boxed_str(),
             bearer,
+            dpop,
             id,
             refresh_at: at(schedule.refresh_after),
             usable_until: at(schedule.usable_for),
@@ -82,7 +118,8 @@ impl TokenData {
     }
 
     /// `prefix` followed by the token, as a sensitive header value: for the usual
-    /// `"Bearer "` a copy of the bytes joined when the token arrived, for any other prefix
+    /// `"Bearer "` (`"DPoP "` for a DPoP-bound token) a copy of the bytes joined when the
+    /// token arrived, for any other prefix
     /// joined now. `None` if the token cannot be sent in a header (the endpoint returned
     /// control characters).
     ///
@@ -90,7 +127,7 @@ impl TokenData {
     /// one cache line that every worker thread would then fight over (micro bench
     /// `token_cache_hit/hit_with_header/8_threads_cpu_ns`: ~210 ns with clones).
     pub fn header_value(&self, prefix: &str) -> Option<HeaderValue> {
-        if prefix == BEARER_PREFIX {
+        if prefix == self.joined_prefix() {
             let mut v = HeaderValue::from_bytes(self.bearer.as_ref()?.as_bytes()).ok()?;
             v.set_sensitive(true);
             Some(v)
@@ -100,16 +137,30 @@ impl TokenData {
     }
 
     /// `prefix` followed by the token, as header-value bytes: for the usual `"Bearer "`
-    /// the bytes joined when the token arrived (lent, not copied), for any other prefix
+    /// (`"DPoP "` for a DPoP-bound token) the bytes joined when the token arrived (lent, not copied), for any other prefix
     /// joined now. `None` if the token cannot be sent in a header.
     pub fn value_bytes(&self, prefix: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
-        if prefix == BEARER_PREFIX {
+        if prefix == self.joined_prefix() {
             return self
                 .bearer
                 .as_ref()
                 .map(|b| std::borrow::Cow::Borrowed(b.as_bytes()));
         }
         prefixed(prefix, &self.value).map(|v| std::borrow::Cow::Owned(v.as_bytes().to_vec()))
+    }
+
+    /// The prefix joined to the value when the token arrived.
+    fn joined_prefix(&self) -> &'static str {
+        if self.dpop.is_some() {
+            DPOP_PREFIX
+        } else {
+            BEARER_PREFIX
+        }
+    }
+
+    /// The DPoP key and `ath` of a DPoP-bound token.
+    pub fn dpop(&self) -> Option<&DpopBinding> {
+        self.dpop.as_ref()
     }
 
     /// Unique within one [`TokenCache`](super::TokenCache); used by

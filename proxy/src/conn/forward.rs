@@ -4,8 +4,9 @@
 use super::io::{self, Broke, HeadFail, SendError};
 use super::pinned::{Key, Pinned};
 use super::{Conn, Next, Outcome, Shared};
+use crate::auth::{dpop, TokenData};
 use crate::errors::{dial_failed, Code, ProxyError};
-use crate::http1::{self, ReqBody, RequestHead, RespBody, ResponseHead, Version};
+use crate::http1::{self, Head, ReqBody, RequestHead, RespBody, ResponseHead, Version};
 use crate::metrics::Source;
 use crate::plan::Plan;
 use crate::replay;
@@ -52,7 +53,7 @@ struct HeadParts<'a> {
 }
 
 impl HeadParts<'_> {
-    fn write(&self, out: &mut Vec<u8>, credential: Option<&[u8]>) {
+    fn write(&self, out: &mut Vec<u8>, credential: Option<&[u8]>, dpop: Option<&[u8]>) {
         rewrite::request_head(
             out,
             self.head,
@@ -63,9 +64,58 @@ impl HeadParts<'_> {
                 via: self.via,
                 trace: self.trace,
                 credential,
+                dpop,
             },
         );
     }
+
+    /// Where the request goes, for a DPoP proof's `htu` and the nonce's origin.
+    fn target(&self) -> dpop::Target<'_> {
+        let d = &self.plan.dial;
+        dpop::Target {
+            https: d.scheme == Scheme::Https,
+            host: d.host,
+            port: d.port,
+            path: self.path,
+        }
+    }
+
+    /// The DPoP proof for `token` on a DPoP-bound route (`None` on other routes).
+    fn proof(&self, inj: &Injection, token: &TokenData) -> Result<Option<String>, ProxyError> {
+        if !inj.dpop {
+            return Ok(None);
+        }
+        let route = self.plan.route.label();
+        let Some(b) = token.dpop() else {
+            return Err(unavailable(
+                format!(
+                    "credential {:?}: the token is not bound to a DPoP key",
+                    inj.credential
+                ),
+                route,
+            ));
+        };
+        b.key
+            .request_proof(self.head.method(), &self.target(), &b.ath)
+            .map(Some)
+            .map_err(|why| unavailable(format!("credential {:?}: {why}", inj.credential), route))
+    }
+}
+
+/// Identities of the route's custom trust and client certificate (0: none): a pinned
+/// connection made with others never serves this route.
+fn peer_ids(plan: &Plan<'_, '_>) -> (usize, usize) {
+    let trust = plan
+        .route
+        .trust
+        .as_ref()
+        .map_or(0, |t| std::sync::Arc::as_ptr(t).cast::<u8>() as usize);
+    let client_cert = plan
+        .route
+        .injection()
+        .and_then(|i| i.client_cert.as_ref())
+        .map_or(0, |c| std::sync::Arc::as_ptr(c) as usize);
+    (trust, client_cert)
 }
 
 fn unavailable(msg: impl Into<String>, route: Option<&str>) -> ProxyError {
@@ -193,17 +243,27 @@ impl Conn {
         let mut replayed = false;
         if resp.status == 401 {
             if let Some(inj) = route.injection() {
+                // A DPoP nonce challenge: the token is fine, the proof lacked the nonce.
+                let nonce = inj
+                    .dpop
+                    .then(|| replay::dpop_nonce_challenge(&resp))
+                    .flatten()
+                    .is_some_and(|n| self.remember_nonce(sh, inj, &parts, n));
                 let outcome = replay::decide(replay::Facts {
                     replay_on_401: inj.replay_on_401,
                     already_replayed: false,
                     body_truncated: !resendable,
                     insufficient_scope: replay::insufficient_scope(&resp),
+                    dpop_nonce: nonce,
                 });
                 sh.metrics
                     .replays
                     .with_label_values(&[name, outcome.as_str()])
                     .inc();
-                if outcome == replay::Outcome::Replayed {
+                if matches!(
+                    outcome,
+                    replay::Outcome::Replayed | replay::Outcome::DpopNonce
+                ) {
                     let (framing401, _) = http1::response_body(&resp, head.method())
                         .unwrap_or((RespBody::Close, true));
                     let reusable = resp.allows_reuse()
@@ -216,10 +276,15 @@ impl Conn {
                         )
                         .await
                         && self.ubuf.is_empty();
-                    let invalidated =
-                        token_id.is_some_and(|id| sh.tokens.invalidate_id(&inj.credential, id));
-                    tracing::info!(route = name, credential = %inj.credential, invalidated, outcome = outcome.as_str(), "upstream answered 401; replaying with a fresh token");
-                    token_id = self.write_head(sh, &parts, true).await?;
+                    let fresh = outcome == replay::Outcome::Replayed;
+                    if fresh {
+                        let invalidated =
+                            token_id.is_some_and(|id| sh.tokens.invalidate_id(&inj.credential, id));
+                        tracing::info!(route = name, credential = %inj.credential, invalidated, outcome = outcome.as_str(), "upstream answered 401; replaying with a fresh token");
+                    } else {
+                        tracing::info!(route = name, credential = %inj.credential, outcome = outcome.as_str(), "upstream asked for a DPoP nonce; sending again with it");
+                    }
+                    token_id = self.write_head(sh, &parts, fresh).await?;
                     let head_len = self.out.len();
                     if !reusable {
                         self.ubuf.clear();
@@ -243,6 +308,12 @@ impl Conn {
             }
         }
         let _ = token_id;
+        // A server may send the next nonce with any response (RFC 9449 §8.2).
+        if let Some(inj) = route.injection().filter(|i| i.dpop) {
+            if let Some(n) = resp.values("dpop-nonce").next() {
+                self.remember_nonce(sh, inj, &parts, n);
+            }
+        }
         out.replayed = replayed;
         out.upstream = Some(sent_at.elapsed());
 
@@ -311,6 +382,26 @@ impl Conn {
         })
     }
 
+    /// Remembers the nonce the upstream sent, on the cached token's DPoP key. `false` when
+    /// it is not a nonce (or there is no such key).
+    fn remember_nonce(
+        &self,
+        sh: &Shared,
+        inj: &Injection,
+        parts: &HeadParts<'_>,
+        nonce: &[u8],
+    ) -> bool {
+        let origin = parts.target().origin();
+        let remember = |t: &TokenData| {
+            t.dpop()
+                .is_some_and(|b| b.key.remember_nonce(&origin, nonce))
+        };
+        match &inj.handle {
+            Some(h) => sh.tokens.hit(h, remember).unwrap_or(false),
+            None => false,
+        }
+    }
+
     /// Writes the upstream head into `self.out`, with the route's credential: a cache hit
     /// without awaiting, else (or when `fresh`, after a 401) the single-flight fetch.
     /// Returns the id of the token sent.
@@ -322,20 +413,22 @@ impl Conn {
     ) -> Result<Option<u64>, ProxyError> {
         let name = parts.plan.route.label();
         let Some(inj) = parts.plan.route.injection() else {
-            parts.write(&mut self.out, None);
+            parts.write(&mut self.out, None, None);
             return Ok(None);
         };
         if !fresh {
             if let Some(handle) = &inj.handle {
                 let out = &mut self.out;
                 let hit = sh.tokens.hit_at(handle, tokio::time::Instant::now(), |t| {
-                    t.value_bytes(&inj.prefix).map(|v| {
-                        parts.write(out, Some(&v));
-                        t.id()
-                    })
+                    let v = t
+                        .value_bytes(&inj.prefix)
+                        .ok_or_else(|| not_a_header_value(inj, name))?;
+                    let proof = parts.proof(inj, t)?;
+                    parts.write(out, Some(&v), proof.as_ref().map(|p| p.as_bytes()));
+                    Ok(t.id())
                 });
                 if let Some(id) = hit {
-                    return id.map(Some).ok_or_else(|| not_a_header_value(inj, name));
+                    return id.map(Some);
                 }
             }
         }
@@ -347,7 +440,12 @@ impl Conn {
         let value = token
             .value_bytes(&inj.prefix)
             .ok_or_else(|| not_a_header_value(inj, name))?;
-        parts.write(&mut self.out, Some(&value));
+        let proof = parts.proof(inj, &token)?;
+        parts.write(
+            &mut self.out,
+            Some(&value),
+            proof.as_ref().map(|p| p.as_bytes()),
+        );
         Ok(Some(token.id()))
     }
 
@@ -387,15 +485,13 @@ impl Conn {
     }
 
     fn key(&self, plan: &Plan<'_, '_>, addr: SocketAddr) -> Key {
+        let (trust, client_cert) = peer_ids(plan);
         Key {
             addr,
             tls: plan.dial.scheme == Scheme::Https,
             sni: plan.dial.host.to_owned(),
-            trust: plan
-                .route
-                .trust
-                .as_ref()
-                .map_or(0, |t| std::sync::Arc::as_ptr(t).cast::<u8>() as usize),
+            trust,
+            client_cert,
         }
     }
 
@@ -408,15 +504,12 @@ impl Conn {
         addr: SocketAddr,
     ) -> Result<(Stream, bool, u64), ProxyError> {
         if let Some(p) = self.up.take() {
-            let trust = plan
-                .route
-                .trust
-                .as_ref()
-                .map_or(0, |t| std::sync::Arc::as_ptr(t).cast::<u8>() as usize);
+            let (trust, client_cert) = peer_ids(plan);
             if p.key.addr == addr
                 && p.key.tls == (plan.dial.scheme == Scheme::Https)
                 && p.key.sni == plan.dial.host
                 && p.key.trust == trust
+                && p.key.client_cert == client_cert
             {
                 return Ok((p.stream, true, p.hash));
             }
@@ -447,7 +540,7 @@ impl Conn {
     ) -> Result<(Stream, u64, bool), ProxyError> {
         let route = plan.route;
         let t = route.timeouts;
-        let peer = build_peer(
+        let mut peer = build_peer(
             addr,
             plan.dial.scheme == Scheme::Https,
             plan.dial.host,
@@ -456,6 +549,8 @@ impl Conn {
             t.read,
             t.upstream_idle,
         );
+        // Part of pingora's reuse hash: pooled connections keep to their certificate.
+        peer.client_cert_key = route.injection().and_then(|i| i.client_cert.clone());
         let hash = peer.reuse_hash();
         let r = if pool {
             sh.connector.get_stream(&peer).await

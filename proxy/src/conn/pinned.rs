@@ -16,6 +16,8 @@ pub(super) struct Key {
     pub sni: String,
     /// Identity of the route's custom trust (0: system roots).
     pub trust: usize,
+    /// Identity of the client certificate presented (0: none).
+    pub client_cert: usize,
 }
 
 pub(super) struct Pinned {

@@ -42,6 +42,7 @@ fn rewritten(req: &str, credential: Option<&[u8]>, trace: Option<(&str, Option<&
         &path,
         parsed.query,
         &Added {
+            dpop: None,
             via: "1.1 tollgate-t",
             trace,
             credential,

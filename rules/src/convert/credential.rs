@@ -7,12 +7,13 @@
 
 use super::{child, Checker};
 use crate::file::{
-    AuthMethodFile, BasicEncodingFile, CredentialFile, GrantFile, KindFile, SigningAlgFile,
-    RESERVED_PARAMS,
+    AuthMethodFile, BasicEncodingFile, CredentialFile, DpopFile, GrantFile, KindFile,
+    SigningAlgFile, RESERVED_PARAMS,
 };
 use crate::model::{
-    AuthMethod, BasicEncoding, CertificateRef, Client, Credential, CredentialKind, Endpoint, Grant,
-    JwtBearer, OAuth2, PrivateKeyJwt, Secret, SecretSource, SigningAlg, Thumbprints, TokenExchange,
+    AuthMethod, BasicEncoding, CertificateRef, Client, Credential, CredentialKind, Dpop, Endpoint,
+    Grant, JwtBearer, OAuth2, PrivateKeyJwt, Secret, SecretSource, SigningAlg, Thumbprints,
+    TlsClient, TokenExchange,
 };
 use crate::pos::Seg;
 use crate::values;
@@ -35,6 +36,8 @@ const CLIENT_KEYS: &[&str] = &[
     "certificate_file",
     "x5t",
     "client_assertion_file",
+    "client_cert_file",
+    "client_key_file",
 ];
 
 /// Keys of `grant: jwt_bearer` alone.
@@ -67,6 +70,9 @@ fn present(f: &CredentialFile) -> Vec<&'static str> {
         ("x5t", f.x5t.is_some()),
         ("assertion_audience", f.assertion_audience.is_some()),
         ("client_assertion_file", f.client_assertion_file.is_some()),
+        ("client_cert_file", f.client_cert_file.is_some()),
+        ("client_key_file", f.client_key_file.is_some()),
+        ("dpop", f.dpop.is_some()),
         ("service_account_file", f.service_account_file.is_some()),
         ("target_audience", f.target_audience.is_some()),
         ("subject_token_file", f.subject_token_file.is_some()),
@@ -263,6 +269,14 @@ fn oauth2(c: &mut Checker<'_>, base: &[Seg], f: CredentialFile) -> Option<OAuth2
     let resource = optional_text(c, base, "resource", &f.resource, &mut ok);
     let params = params(c, base, f.params, &mut ok);
     let ca_file = optional_file(c, base, "ca_file", &f.ca_file, &mut ok);
+    let dpop = match &f.dpop {
+        None => None,
+        Some(d) => {
+            let r = dpop(c, &p("dpop"), d);
+            ok &= r.is_some();
+            r
+        }
+    };
 
     let cred = OAuth2 {
         endpoint: endpoint?,
@@ -272,8 +286,25 @@ fn oauth2(c: &mut Checker<'_>, base: &[Seg], f: CredentialFile) -> Option<OAuth2
         resource,
         params,
         ca_file,
+        dpop,
     };
     ok.then_some(cred)
+}
+
+/// `dpop:`: its `key_file` (checked to be a P-256 key when the files are read).
+fn dpop(c: &mut Checker<'_>, base: &[Seg], d: &DpopFile) -> Option<Dpop> {
+    match &d.key_file {
+        Some(raw) => c
+            .file_path(&child(base, "key_file"), raw)
+            .map(|key_file| Dpop { key_file }),
+        None => {
+            c.node_err(
+                base,
+                "`dpop` needs `key_file` (a P-256 private key in PEM: DPoP proofs are ES256)",
+            );
+            None
+        }
+    }
 }
 
 fn params(
@@ -445,6 +476,8 @@ fn method_name(m: AuthMethodFile) -> &'static str {
         AuthMethodFile::ClientSecretPost => "client_secret_post",
         AuthMethodFile::PrivateKeyJwt => "private_key_jwt",
         AuthMethodFile::ClientAssertionFile => "client_assertion_file",
+        AuthMethodFile::TlsClientAuth => "tls_client_auth",
+        AuthMethodFile::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
     }
 }
 
@@ -481,6 +514,18 @@ fn client(c: &mut Checker<'_>, base: &[Seg], f: &CredentialFile) -> Option<Clien
         ok &= unused(c, base, f, &["basic_encoding"], |k| {
             format!(
                 "only `auth_method: client_secret_basic` uses `{k}` (this credential uses {name})"
+            )
+        });
+    }
+    let tls = matches!(
+        method,
+        AuthMethodFile::TlsClientAuth | AuthMethodFile::SelfSignedTlsClientAuth
+    );
+    if !tls {
+        ok &= unused(c, base, f, &["client_cert_file", "client_key_file"], |k| {
+            format!(
+                "only `auth_method: tls_client_auth` and `self_signed_tls_client_auth` use \
+                 `{k}` (this credential uses {name})"
             )
         });
     }
@@ -578,6 +623,48 @@ fn client(c: &mut Checker<'_>, base: &[Seg], f: &CredentialFile) -> Option<Clien
                     );
                     None
                 }
+            }
+        }
+        AuthMethodFile::TlsClientAuth | AuthMethodFile::SelfSignedTlsClientAuth => {
+            ok &= unused(c, base, f, &secret_keys, |k| {
+                format!(
+                    "`auth_method: {name}` authenticates with the client certificate and does \
+                     not use `{k}`"
+                )
+            });
+            let mut file = |key: &str, v: &Option<String>, what: &str| match v {
+                Some(raw) => c.file_path(&p(key), raw),
+                None => {
+                    c.node_err(
+                        base,
+                        format!("`auth_method: {name}` needs `{key}` ({what})"),
+                    );
+                    None
+                }
+            };
+            let cert_file = file(
+                "client_cert_file",
+                &f.client_cert_file,
+                "the PEM client certificate, leaf first",
+            );
+            let key_file = file(
+                "client_key_file",
+                &f.client_key_file,
+                "the PEM private key of that certificate",
+            );
+            match (cert_file, key_file) {
+                (Some(cert_file), Some(key_file)) => {
+                    let t = TlsClient {
+                        cert_file,
+                        key_file,
+                    };
+                    Some(if method == AuthMethodFile::TlsClientAuth {
+                        AuthMethod::TlsClientAuth(t)
+                    } else {
+                        AuthMethod::SelfSignedTlsClientAuth(t)
+                    })
+                }
+                _ => None,
             }
         }
     };

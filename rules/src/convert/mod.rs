@@ -27,6 +27,8 @@ pub const DEFAULT_ADMIN_ADDR: SocketAddr =
 pub const DEFAULT_HEADER: &str = "Authorization";
 /// Default `routes[].prefix`.
 pub const DEFAULT_PREFIX: &str = "Bearer ";
+/// The prefix of a DPoP-bound token (RFC 9449 §7.1).
+pub const DPOP_PREFIX: &str = "DPoP ";
 /// `drain_timeout` when the file does not say.
 pub const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Largest accepted `drain_timeout`.
@@ -433,7 +435,7 @@ fn assemble(c: &mut Checker<'_>, f: ConfigFile, partial: &mut Partial) -> Option
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, rf) in f.routes.unwrap_or_default().into_iter().enumerate() {
         let base = path!["routes", i];
-        match route(c, &base, rf, &declared, &mut names, i) {
+        match route(c, &base, rf, &declared, &credentials, &mut names, i) {
             Some(r) => {
                 if !r.callers.is_empty() && matches!(callers, Some(None)) {
                     c.node_err(

@@ -1,17 +1,18 @@
 //! One entry of `routes:` -> [`Route`].
 
-use super::{child, Checker, DEFAULT_HEADER, DEFAULT_PREFIX};
-use crate::file::{ActionFile, ConnectFile, RouteFile};
-use crate::model::{Action, Connect, Inject, Route, RouteMatch};
+use super::{child, Checker, DEFAULT_HEADER, DEFAULT_PREFIX, DPOP_PREFIX};
+use crate::file::{ActionFile, ConnectFile, RouteFile, UpstreamClientCertFile};
+use crate::model::{Action, Connect, Credential, Inject, Route, RouteMatch};
 use crate::pos::Seg;
 use crate::values::{self, shown, shown_url};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub(super) fn route(
     c: &mut Checker<'_>,
     base: &[Seg],
     f: RouteFile,
     credentials: &HashSet<String>,
+    defs: &BTreeMap<String, Credential>,
     names: &mut HashMap<String, usize>,
     index: usize,
 ) -> Option<Route> {
@@ -182,25 +183,69 @@ pub(super) fn route(
                     }
                 }
             };
+            let def = credential.as_ref().and_then(|n| defs.get(n));
+            let oauth = def.and_then(Credential::oauth2);
+            let dpop = oauth.is_some_and(|o| o.dpop.is_some());
             let header = match &f.header {
                 Some(raw) => c.parse(&p("header"), raw, |s| {
-                    values::check_header_name(s).map(|()| s.to_owned())
+                    values::check_header_name(s)?;
+                    if dpop && !s.eq_ignore_ascii_case(DEFAULT_HEADER) {
+                        return Err(format!(
+                            "credential {} is DPoP-bound: its token goes in `Authorization` \
+                             (RFC 9449 §7.1); remove `header`",
+                            shown(&def.map_or("", |d| d.name.as_str()).to_owned())
+                        ));
+                    }
+                    Ok(s.to_owned())
                 }),
                 None => Some(DEFAULT_HEADER.to_owned()),
             };
             let prefix = match &f.prefix {
                 Some(raw) => c.parse(&p("prefix"), raw, |s| {
-                    values::check_header_value_part(s).map(|()| s.to_owned())
+                    values::check_header_value_part(s)?;
+                    if dpop && s != DPOP_PREFIX {
+                        return Err(format!(
+                            "credential {} is DPoP-bound: the token is sent as `DPoP <token>` \
+                             (RFC 9449 §7.1); remove `prefix`",
+                            shown(&def.map_or("", |d| d.name.as_str()).to_owned())
+                        ));
+                    }
+                    Ok(s.to_owned())
                 }),
+                None if dpop => Some(DPOP_PREFIX.to_owned()),
                 None => Some(DEFAULT_PREFIX.to_owned()),
             };
-            match (credential, header, prefix) {
-                (Some(credential), Some(header), Some(prefix)) => Some(Action::Inject(Inject {
-                    credential,
-                    header,
-                    prefix,
-                    replay_on_401: f.replay_on_401.unwrap_or(true),
-                })),
+            let upstream_client_cert = match f.upstream_client_cert {
+                None => Some(false),
+                Some(UpstreamClientCertFile::Credential) => match (def, oauth) {
+                    // An undefined or invalid credential is reported at `credential`.
+                    (None, _) => Some(true),
+                    (Some(_), Some(o)) if o.tls_client().is_some() => Some(true),
+                    (Some(d), _) => {
+                        c.value_err(
+                            &p("upstream_client_cert"),
+                            format!(
+                                "credential {} has no client certificate: \
+                                 `upstream_client_cert: credential` needs its `auth_method` to \
+                                 be tls_client_auth or self_signed_tls_client_auth",
+                                shown(&d.name)
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+            match (credential, header, prefix, upstream_client_cert) {
+                (Some(credential), Some(header), Some(prefix), Some(upstream_client_cert)) => {
+                    Some(Action::Inject(Inject {
+                        credential,
+                        header,
+                        prefix,
+                        replay_on_401: f.replay_on_401.unwrap_or(true),
+                        upstream_client_cert,
+                        dpop,
+                    }))
+                }
                 _ => None,
             }
         }
@@ -218,6 +263,11 @@ pub(super) fn route(
                     f.replay_on_401.is_some(),
                     "replay_on_401",
                     "`replay_on_401`",
+                ),
+                (
+                    f.upstream_client_cert.is_some(),
+                    "upstream_client_cert",
+                    "`upstream_client_cert`",
                 ),
             ] {
                 if present {
@@ -259,6 +309,17 @@ pub(super) fn route(
         },
         None => None,
     };
+    if f.upstream_client_cert.is_some()
+        && upstream
+            .as_ref()
+            .is_some_and(|u| u.scheme == crate::model::Scheme::Http)
+    {
+        c.node_err(
+            &p("upstream_client_cert"),
+            "only an https `upstream` is sent a client certificate",
+        );
+        ok = false;
+    }
     let upstream_ca_file = match &f.upstream_ca_file {
         Some(raw) => match c.file_path(&p("upstream_ca_file"), raw) {
             Some(path) => {

@@ -205,7 +205,14 @@ fn adopt(
         None => (now, Schedule::new(remaining)),
     };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let token = Token::new(found.opened.token.clone(), id, received, &schedule);
+    // Every replica reads the same `dpop.key_file`: the token is bound to that key.
+    let token = Token::bound(
+        found.opened.token.clone(),
+        id,
+        received,
+        &schedule,
+        cred.auth.dpop_key(),
+    );
     if !good(&token) {
         return None;
     }
