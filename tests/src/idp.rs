@@ -759,7 +759,8 @@ impl Idp {
 
     /// `POST /_test/rotate`: from now on `rotating-client` is accepted only with `secret`.
     pub async fn rotate(&self, secret: &str) {
-        self.control("POST",
+        self.control(
+            "POST",
             "/_test/rotate",
             Some(&json!({ "client_id": "rotating-client", "secret": secret })),
         )
@@ -769,7 +770,8 @@ impl Idp {
     /// Like [`Idp::rotate`], also changing the registered auth method
     /// (`client_secret_basic` | `client_secret_post`).
     pub async fn rotate_with_method(&self, secret: &str, auth_method: &str) {
-        self.control("POST",
+        self.control(
+            "POST",
             "/_test/rotate",
             Some(&json!({
                 "client_id": "rotating-client",
@@ -1095,7 +1097,11 @@ impl ProtectedUpstream {
     /// `POST /_test/dpop_nonce {"rotate": true}`: a fresh nonce; returns it.
     pub async fn rotate_dpop_nonce(&self) -> String {
         let v = self
-            .control("POST", "/_test/dpop_nonce", Some(&json!({ "rotate": true })))
+            .control(
+                "POST",
+                "/_test/dpop_nonce",
+                Some(&json!({ "rotate": true })),
+            )
             .await;
         str_field(&v, "current").expect("the current nonce")
     }
@@ -1138,11 +1144,9 @@ impl ProtectedUpstream {
 
     /// `GET /_test/requests?since=SEQ`: requests with `seq > since`.
     pub async fn requests_since(&self, since: u64) -> Vec<UpstreamRequest> {
-        let v = self.control("GET",
-            &format!("/_test/requests?since={since}"),
-            None,
-        )
-        .await;
+        let v = self
+            .control("GET", &format!("/_test/requests?since={since}"), None)
+            .await;
         v["requests"]
             .as_array()
             .map(|a| a.iter().map(UpstreamRequest::parse).collect())
@@ -1181,16 +1185,14 @@ impl ProtectedUpstream {
     /// `POST /_test/revoke` without a body: reject every token issued before now and
     /// every token seen so far. Tokens issued afterwards work.
     pub async fn revoke_all(&self) {
-        self.control("POST", "/_test/revoke", Some(&json!({}))).await;
+        self.control("POST", "/_test/revoke", Some(&json!({})))
+            .await;
     }
 
     /// Revoke one token by `jti`.
     pub async fn revoke_jti(&self, jti: &str) {
-        self.control("POST",
-            "/_test/revoke",
-            Some(&json!({ "jti": jti })),
-        )
-        .await;
+        self.control("POST", "/_test/revoke", Some(&json!({ "jti": jti })))
+            .await;
     }
 
     /// `POST /_test/always401`: 401 `invalid_token` to every request (`count`: only the next N).
@@ -1212,7 +1214,8 @@ impl ProtectedUpstream {
         if let Some(s) = status {
             body["status"] = json!(s);
         }
-        self.control("POST", "/_test/insufficient_scope", Some(&body)).await;
+        self.control("POST", "/_test/insufficient_scope", Some(&body))
+            .await;
     }
 
     /// `POST /_test/fail`: the next `count` requests (-1: until cleared) get `status`.
@@ -1233,10 +1236,7 @@ impl ProtectedUpstream {
 
     /// `POST /_test/delay`: delay every response by `ms`.
     pub async fn delay(&self, ms: u64) {
-        self.control("POST",
-            "/_test/delay",
-            Some(&json!({ "delay_ms": ms })),
-        )
-        .await;
+        self.control("POST", "/_test/delay", Some(&json!({ "delay_ms": ms })))
+            .await;
     }
 }
