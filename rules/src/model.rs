@@ -569,6 +569,9 @@ impl Credential {
         if !o.scopes.is_empty() {
             s.push_str(&format!(", scope {:?}", o.scopes.join(" ")));
         }
+        if o.dpop.is_some() {
+            s.push_str(", DPoP-bound");
+        }
         s
     }
 

@@ -667,11 +667,15 @@ fn every_file_key_is_known_to_files() {
         "ca_key_file",
         "password_file",
         "encryption_key_files",
+        "client_cert_file",
+        "client_key_file",
+        "key_file",
     ];
     for fields in [
         file::fields::<file::ConfigFile>(),
         file::fields::<file::ListenFile>(),
         file::fields::<file::CredentialFile>(),
+        file::fields::<file::DpopFile>(),
         file::fields::<file::RouteFile>(),
         file::fields::<file::MatchFile>(),
         file::fields::<file::TimeoutsFile>(),
@@ -700,6 +704,7 @@ credentials:
   two: { token_url: https://i.example/t, client_id: a, client_secret_files: [/s1, /s2] }
   k: { token_url: https://i.example/t, client_id: a, auth_method: private_key_jwt, private_key_file: /k, certificate_file: /crt }
   fed: { token_url: https://i.example/t, client_id: a, auth_method: client_assertion_file, client_assertion_file: /a }
+  mt: { token_url: https://i.example/t, client_id: a, auth_method: tls_client_auth, client_cert_file: /cc, client_key_file: /ck, dpop: { key_file: /dk } }
   sa: { grant: jwt_bearer, service_account_file: /sa.json, scopes: [x] }
   sts: { token_url: https://i.example/t, grant: token_exchange, subject_token_file: /st, subject_token_type: urn:ietf:params:oauth:token-type:jwt }
   api: { kind: static, value_file: /v }
@@ -751,24 +756,27 @@ token_store:
     assert_eq!(
         shown,
         [
-            "8:24 credentials.api.value_file /v",
+            "9:24 credentials.api.value_file /v",
             "5:92 credentials.fed.client_assertion_file /a (per request)",
             "4:84 credentials.k.private_key_file /k",
             "4:106 credentials.k.certificate_file /crt",
+            "6:85 credentials.mt.client_cert_file /cc",
+            "6:108 credentials.mt.client_key_file /ck",
+            "6:138 credentials.mt.dpop.key_file /dk",
             "2:54 credentials.s.client_secret_file /s",
             "2:78 credentials.s.ca_file /c",
-            "6:28 credentials.sa.service_account_file /sa.json",
-            "7:65 credentials.sts.subject_token_file /st (per request)",
+            "7:28 credentials.sa.service_account_file /sa.json",
+            "8:65 credentials.sts.subject_token_file /st (per request)",
             "3:78 credentials.two.client_secret_files[0] /s1",
             "3:83 credentials.two.client_secret_files[1] /s2",
-            "14:82 routes[0].upstream_ca_file /u",
-            "10:37 callers.jwt.jwks_file /jwks.json",
-            "11:12 callers.basic.htpasswd_file /htpasswd",
-            "12:17 interception.ca_cert_file /ca.crt",
-            "12:40 interception.ca_key_file /ca.key",
-            "16:36 token_store.redis.password_file /redis-pw (at start)",
-            "17:26 token_store.encryption_key_files[0] /k1",
-            "17:31 token_store.encryption_key_files[1] /k2",
+            "15:82 routes[0].upstream_ca_file /u",
+            "11:37 callers.jwt.jwks_file /jwks.json",
+            "12:12 callers.basic.htpasswd_file /htpasswd",
+            "13:17 interception.ca_cert_file /ca.crt",
+            "13:40 interception.ca_key_file /ca.key",
+            "17:36 token_store.redis.password_file /redis-pw (at start)",
+            "18:26 token_store.encryption_key_files[0] /k1",
+            "18:31 token_store.encryption_key_files[1] /k2",
         ]
     );
 }

@@ -341,3 +341,6 @@ fn asks_for_nonce(resp: &HttpResponse) -> bool {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod dpop_tests;

@@ -372,6 +372,11 @@ fn jwt_bearer(c: &mut Checker<'_>, base: &[Seg], f: &CredentialFile) -> Option<J
     ok &= unused(c, base, f, TOKEN_EXCHANGE_KEYS, |k| {
         format!("only `grant: token_exchange` uses `{k}`")
     });
+    ok &= unused(c, base, f, &["dpop"], |_| {
+        "Google's token endpoint issues no DPoP-bound tokens: `grant: jwt_bearer` does not use \
+         `dpop`"
+            .to_string()
+    });
     let target_audience = optional_text(c, base, "target_audience", &f.target_audience, &mut ok);
     let assertion_audience = optional_text(
         c,
