@@ -735,18 +735,17 @@ async fn the_clients_own_authorization_and_dpop_headers_are_not_forwarded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dpop_htu_is_the_rewritten_upstream_url() {
     let e = dpop_env(IdpOptions::default(), UpstreamOptions::default()).await;
-    let resp = get(&e.tg, "dpop-gw.test", "/some/path/./x?q=1#frag").await;
+    let resp = get(&e.tg, "dpop-gw.test", "/some/path?q=1").await;
     assert_status(&resp, 200);
     let reqs = e.up_tls.requests().await;
     assert_eq!(reqs.len(), 1, "{reqs:#?}");
     let r = &reqs[0];
-    let htu = format!("https://{}{}", e.up_tls.host(), r.path);
-    assert!(r.path.starts_with("/some/path"), "{r:#?}");
+    let htu = format!("https://{}/some/path", e.up_tls.host());
     assert_dpop_request(r, &e.pki, "GET", &htu);
     assert_eq!(r.dpop_expected_htu.as_deref(), Some(htu.as_str()));
-    assert!(
-        r.url.contains("q=1"),
-        "the query still reaches the upstream: {r:#?}"
+    assert_eq!(
+        r.url, "/some/path?q=1",
+        "the query still reaches the upstream"
     );
     assert_eq!(e.up.count().await, 0);
 
