@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The targets one tollgate process serves (its routes: `pass`, `inject`, `tls`,
-/// `callers`, `intercept`).
+/// `callers`, `intercept`, `dpop`).
 const TOLLGATE_TARGETS: &[&str] = &[
     "tollgate-pass",
     "tollgate-inject",
@@ -25,6 +25,7 @@ const TOLLGATE_TARGETS: &[&str] = &[
     "tollgate-callers",
     "tollgate-callers-jwt",
     "tollgate-intercept",
+    "tollgate-dpop",
 ];
 
 /// The CONNECT host of `tollgate-intercept` (its route's `upstream` is the harness's
@@ -142,8 +143,17 @@ impl Target {
             return Ok(());
         };
         let (status, body) = self.fetch(mode, seen)?;
-        let (auth, proxy_auth) = body.split_once('|').unwrap_or((&body, ""));
-        if status != 200 || !auth.starts_with("Bearer bench-tok-") {
+        let mut fields = body.split('|');
+        let auth = fields.next().unwrap_or_default();
+        let proxy_auth = fields.next().unwrap_or_default();
+        let proof = fields.next().unwrap_or_default();
+        let dpop = self.name == "tollgate-dpop";
+        let want = if dpop {
+            "DPoP bench-tok-"
+        } else {
+            "Bearer bench-tok-"
+        };
+        if status != 200 || !auth.starts_with(want) {
             return Err(format!(
                 "the upstream did not receive the injected token on {seen}: {status}, Authorization {auth:?}"
             ));
@@ -151,6 +161,12 @@ impl Target {
         if !proxy_auth.is_empty() {
             return Err(format!(
                 "the upstream received a Proxy-Authorization on {seen} (tollgate must not forward it)"
+            ));
+        }
+        if dpop != (proof.split('.').count() == 3) {
+            return Err(format!(
+                "the upstream received {} DPoP proof on {seen}",
+                if dpop { "no" } else { "a" }
             ));
         }
         Ok(())
@@ -424,6 +440,16 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
                 ..Route::inject("intercept", INTERCEPT_HOST.into())
             });
         }
+        let dpop_key = peers::dpop_key(dir)
+            .map_err(|e| notes.push(format!("no tollgate-dpop row: {e}")))
+            .ok();
+        if dpop_key.is_some() {
+            routes.push(Route {
+                path_prefix: Some("/dpop/"),
+                credential: "bench-dpop",
+                ..Route::inject("dpop", up.clone())
+            });
+        }
         let t = peers::tollgate(
             dir,
             "tollgate",
@@ -435,6 +461,7 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
                 callers: callers.as_ref(),
                 interception: ca.as_ref(),
                 extra: "",
+                dpop_key: dpop_key.as_deref(),
             },
         )?;
         if want("tollgate-pass") {
@@ -474,6 +501,12 @@ fn run_in(o: &Options, machine: &Machine, dir: &Path) -> Result<(), String> {
                     &both,
                     "nginx-tls",
                 )
+            });
+        }
+        if dpop_key.is_some() && want("tollgate-dpop") {
+            targets.push(Target {
+                seen: Some("/dpop/_seen"),
+                ..target("tollgate-dpop", &t, t.addr, &up, "/dpop/x", &both, "nginx")
             });
         }
         if let Some(c) = &callers {

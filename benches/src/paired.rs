@@ -22,6 +22,7 @@ pub const PAIRS: &[(&str, &str)] = &[
     ("tollgate-callers-jwt", "tollgate-inject"),
     ("tollgate-intercept", "tollgate-inject"),
     ("tollgate-intercept", "tollgate-tls"),
+    ("tollgate-dpop", "tollgate-inject"),
 ];
 
 /// One route of the pair.

@@ -182,8 +182,8 @@ fn start_nginx(dir: &Path, name: &str, conf: &str, listen: SocketAddr) -> Result
 }
 
 /// Paths on which the upstream answers with the `Authorization` and
-/// `Proxy-Authorization` it received, as `AUTHORIZATION|PROXY_AUTHORIZATION` (empty when
-/// absent): one under each route prefix the harness gives tollgate, so a sanity request
+/// `Proxy-Authorization` it received, and whether a `DPoP` proof came along, as
+/// `AUTHORIZATION|PROXY_AUTHORIZATION|DPOP` (empty when absent): one under each route prefix the harness gives tollgate, so a sanity request
 /// shows what a route forwards. Exact-match locations: the measured paths never reach
 /// them and nginx finds `location /` as fast as before.
 pub const SEEN_PATHS: &[&str] = &[
@@ -192,6 +192,7 @@ pub const SEEN_PATHS: &[&str] = &[
     "/tls/_seen",
     "/callers/_seen",
     "/intercept/_seen",
+    "/dpop/_seen",
 ];
 
 /// The nginx `location`s for [`SEEN_PATHS`].
@@ -199,7 +200,7 @@ fn nginx_seen_locations() -> String {
     SEEN_PATHS
         .iter()
         .map(|p| {
-            format!(" location = {p} {{ return 200 \"$http_authorization|$http_proxy_authorization\"; }}")
+            format!(" location = {p} {{ return 200 \"$http_authorization|$http_proxy_authorization|$http_dpop\"; }}")
         })
         .collect()
 }
@@ -465,6 +466,8 @@ pub struct Route {
     pub callers: Vec<String>,
     /// `connect: intercept`.
     pub intercept: bool,
+    /// The credential of an inject route: `bench` (bearer) or `bench-dpop`.
+    pub credential: &'static str,
 }
 
 impl Route {
@@ -479,6 +482,7 @@ impl Route {
             upstream_ca_file: None,
             callers: Vec::new(),
             intercept: false,
+            credential: "bench",
         }
     }
 
@@ -507,6 +511,29 @@ pub struct Sections<'a> {
     pub interception: Option<&'a InterceptionCa>,
     /// Other top-level keys, appended as they are (e.g. `token_store`).
     pub extra: &'a str,
+    /// A P-256 key file: adds the credential `bench-dpop` (DPoP-bound).
+    pub dpop_key: Option<&'a Path>,
+}
+
+/// A fresh P-256 key for `bench-dpop` (PKCS#8 PEM), in `dir`.
+pub fn dpop_key(dir: &Path) -> Result<PathBuf, String> {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &rng,
+    )
+    .map_err(|_| "cannot generate a P-256 key".to_string())?;
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    let path = dir.join("dpop.pem");
+    write(&path, &pem)?;
+    Ok(path)
 }
 
 /// The interception CA: `DIR/ca.crt` and `DIR/ca.key`.
@@ -586,6 +613,13 @@ pub fn tollgate(
         "listen:\n  proxy: {addr}\n  admin: {admin}\nthreads: {threads}\ndefault_action: deny\nallow_private_networks: true\n\
          credentials:\n  bench:\n    token_url: http://{token}/token\n    client_id: bench\n    client_secret: bench-secret\n"
     );
+    if let Some(key) = sections.dpop_key {
+        let _ = write!(
+            conf,
+            "  bench-dpop:\n    token_url: http://{token}/token\n    client_id: bench\n    client_secret: bench-secret\n    dpop:\n      key_file: {}\n",
+            key.display()
+        );
+    }
     if let Some(c) = sections.callers {
         conf.push_str(&c.yaml());
     }
@@ -606,10 +640,13 @@ pub fn tollgate(
         }
         conf.push_str(" }\n");
         conf.push_str(match r.action {
-            Action::Inject => "    action: inject\n    credential: bench\n",
+            Action::Inject => "    action: inject\n",
             Action::Pass => "    action: pass\n",
             Action::Deny => "    action: deny\n",
         });
+        if r.action == Action::Inject {
+            let _ = writeln!(conf, "    credential: {}", r.credential);
+        }
         if let Some(u) = &r.upstream {
             let _ = writeln!(conf, "    upstream: {u}");
         }

@@ -177,8 +177,11 @@ struct Head {
     token: Option<u64>,
     /// The path starts with `/big`.
     big: bool,
-    /// On a [`crate::peers::SEEN_PATHS`] path: `AUTHORIZATION|PROXY_AUTHORIZATION`.
+    /// On a [`crate::peers::SEEN_PATHS`] path: `AUTHORIZATION|PROXY_AUTHORIZATION|DPOP`.
     seen: Option<String>,
+    /// The request carries a `DPoP` proof (a token request for a DPoP-bound credential
+    /// is answered with `token_type: DPoP`).
+    dpop: bool,
 }
 
 fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
@@ -189,7 +192,9 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
             let mut body = 0usize;
             let mut close = req.version == Some(0);
             let mut token = None;
+            let mut dpop = false;
             for h in req.headers.iter() {
+                dpop |= h.name.eq_ignore_ascii_case("dpop");
                 if h.name.eq_ignore_ascii_case("content-length") {
                     body = std::str::from_utf8(h.value)
                         .ok()
@@ -222,9 +227,10 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
                             .unwrap_or_default()
                     };
                     format!(
-                        "{}|{}",
+                        "{}|{}|{}",
                         value("authorization"),
-                        value("proxy-authorization")
+                        value("proxy-authorization"),
+                        value("dpop")
                     )
                 });
             Ok(Some(Head {
@@ -234,6 +240,7 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
                 token,
                 big,
                 seen,
+                dpop,
             }))
         }
         Ok(httparse::Status::Partial) => Ok(None),
@@ -307,12 +314,13 @@ async fn connection(mut s: TcpStream, behaviour: Behaviour) -> io::Result<()> {
                             0 => 3600,
                             s => s,
                         };
+                        let kind = if head.dpop { "DPoP" } else { "Bearer" };
                         (
-                                "200 OK",
-                                format!(
-                                    "{{\"access_token\":\"bench-tok-{n}\",\"token_type\":\"Bearer\",\"expires_in\":{expires_in}}}"
-                                ),
-                            )
+                            "200 OK",
+                            format!(
+                                "{{\"access_token\":\"bench-tok-{n}\",\"token_type\":\"{kind}\",\"expires_in\":{expires_in}}}"
+                            ),
+                        )
                     };
                     out.extend_from_slice(
                         format!(
@@ -351,7 +359,7 @@ mod tests {
         )
         .expect("parses")
         .expect("complete");
-        assert_eq!(h.seen.as_deref(), Some("Bearer bench-tok-3|"));
+        assert_eq!(h.seen.as_deref(), Some("Bearer bench-tok-3||"));
         assert_eq!(h.token, Some(3));
         let h = parse_head(
             b"GET /inject/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer bench-tok-3\r\n\r\n",
@@ -362,6 +370,6 @@ mod tests {
         let h = parse_head(b"GET /_seen HTTP/1.1\r\nProxy-Authorization: Basic x\r\n\r\n")
             .expect("parses")
             .expect("complete");
-        assert_eq!(h.seen.as_deref(), Some("|Basic x"));
+        assert_eq!(h.seen.as_deref(), Some("|Basic x|"));
     }
 }

@@ -231,7 +231,14 @@ fn describe(state: &State, plan: &Plan<'_, '_>, e: &mut Explanation) {
 
     if let RouteAction::Inject(i) = &route.action {
         e.credential = Some(i.credential.clone());
-        e.header = Some(format!("{}: {}<token>", i.header, i.prefix));
+        e.header = Some(if i.dpop {
+            format!(
+                "{}: {}<token>, DPoP: <a fresh proof for this request>",
+                i.header, i.prefix
+            )
+        } else {
+            format!("{}: {}<token>", i.header, i.prefix)
+        });
         e.token = state
             .config
             .credentials
@@ -255,12 +262,17 @@ fn describe(state: &State, plan: &Plan<'_, '_>, e: &mut Explanation) {
         "tunnel (bytes untouched)".to_owned()
     } else if d.scheme == Scheme::Https {
         format!(
-            "TLS, SNI {}, trusting system roots{}",
+            "TLS, SNI {}, trusting system roots{}{}",
             d.host,
             route
                 .trust
                 .as_ref()
                 .map(|_| " + upstream_ca_file")
+                .unwrap_or_default(),
+            route
+                .injection()
+                .filter(|i| i.client_cert.is_some())
+                .map(|_| ", presenting the credential's client certificate")
                 .unwrap_or_default()
         )
     } else {

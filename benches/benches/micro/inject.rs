@@ -60,6 +60,7 @@ fn one(
                 via: "1.1 tollgate-bench0",
                 trace: None,
                 credential,
+                dpop: None,
             },
         )
     };

@@ -5,6 +5,7 @@
 //! - `callers_cold/*`, `callers_warm/*`: caller authentication, cold and cached (`callers.rs`).
 //! - `intercept/*`: issuing a leaf certificate, the first CONNECT to a new host, a leaf
 //!   cache hit, and a whole TLS handshake with an intercepted host (`intercept.rs`).
+//! - `dpop/*`: a DPoP proof per request, and the token hash per token (`dpop.rs`).
 //!
 //! `cargo bench -p tollgate-benches --bench micro` runs them all; a filter runs some,
 //! e.g. `cargo bench -p tollgate-benches --bench micro -- token_cache_hit`.
@@ -13,6 +14,7 @@ use criterion::{criterion_group, criterion_main};
 
 mod callers;
 mod common;
+mod dpop;
 mod inject;
 mod intercept;
 mod routing;
@@ -24,6 +26,7 @@ criterion_group!(
     token_cache::token_cache,
     inject::inject,
     callers::callers,
-    intercept::intercept
+    intercept::intercept,
+    dpop::dpop
 );
 criterion_main!(benches);

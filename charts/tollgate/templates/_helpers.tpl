@@ -287,10 +287,14 @@ interception.caSecret: otherwise the pod would start with a missing file.
 {{- if kindIs "map" $creds }}
 {{- range $name, $c := $creds }}
 {{- if kindIs "map" $c }}
-{{- range $k := list "client_secret_file" "private_key_file" "ca_file" "value_file" "certificate_file" "service_account_file" "client_assertion_file" "subject_token_file" }}
+{{- range $k := list "client_secret_file" "private_key_file" "ca_file" "value_file" "certificate_file" "service_account_file" "client_assertion_file" "subject_token_file" "client_cert_file" "client_key_file" }}
 {{- if hasKey $c $k }}
 {{- $paths = append $paths (list (printf "credentials.%s.%s" $name $k) (toString (get $c $k))) }}
 {{- end }}
+{{- end }}
+{{- $dpop := get $c "dpop" }}
+{{- if and (kindIs "map" $dpop) (hasKey $dpop "key_file") }}
+{{- $paths = append $paths (list (printf "credentials.%s.dpop.key_file" $name) (toString (get $dpop "key_file"))) }}
 {{- end }}
 {{- if kindIs "slice" (get $c "client_secret_files") }}
 {{- range $i, $f := get $c "client_secret_files" }}

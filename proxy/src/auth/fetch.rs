@@ -340,7 +340,7 @@ fn asks_for_nonce(resp: &HttpResponse) -> bool {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests;
+mod dpop_tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod dpop_tests;
+mod tests;

@@ -96,7 +96,10 @@ fn proof_claims(req: &HttpRequest) -> Value {
     point.extend(d(header["jwk"]["x"].as_str().unwrap()));
     point.extend(d(header["jwk"]["y"].as_str().unwrap()));
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
-        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &d(parts[2]))
+        .verify(
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &d(parts[2]),
+        )
         .expect("the proof verifies");
     serde_json::from_slice(&d(parts[1])).unwrap()
 }
@@ -115,7 +118,10 @@ async fn a_dpop_token_request_carries_a_proof_and_the_token_is_bound() {
     assert!(c.get("ath").is_none(), "no token yet: no ath");
     assert!(c.get("nonce").is_none());
     // The secret still authenticates the client, as without DPoP.
-    assert!(seen[0].header("Authorization").unwrap().starts_with("Basic "));
+    assert!(seen[0]
+        .header("Authorization")
+        .unwrap()
+        .starts_with("Basic "));
     let b = token.dpop().expect("bound to the key");
     assert_eq!(b.key.jkt(), EC_JKT);
     assert_eq!(&*token.value_bytes("DPoP ").unwrap(), b"DPoP tok-1");
