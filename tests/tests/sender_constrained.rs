@@ -149,6 +149,27 @@ async fn the_doubles_bind_tokens_to_certificates_without_tollgate() {
         Some(json!({ "x5t#S256": pki.client.x5t_s256 }))
     );
     assert_eq!(stats.client_detail("mtls-client")["with_client_cert"], 1);
+    // The IdP itself refuses an expired certificate of its CA.
+    let expired = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &pki.expired.cert.display().to_string(),
+        "--key",
+        &pki.expired.key.display().to_string(),
+        "-d",
+        "grant_type=client_credentials&client_id=mtls-client",
+        &idp.token_url,
+    ])
+    .await;
+    assert_eq!(expired.status, 401, "{expired:?}");
+    let r = idp.stats().await.requests.pop().unwrap();
+    assert_eq!(
+        r.error_detail.as_deref(),
+        Some("client certificate was not verified"),
+        "{r:#?}"
+    );
+    assert_eq!(r.client_cert.as_ref().unwrap()["authorized"], false);
 
     let url = format!("{}/x", up.url());
     let authz = format!("Authorization: Bearer {token}");
