@@ -146,6 +146,8 @@ fuzz_target!(|input: Input<'_>| {
     let resp = HttpResponse {
         status: input.status,
         retry_after: input.retry_after.map(str::to_owned),
+        rate_limit: Default::default(),
+        dpop_nonce: None,
         body,
     };
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);

@@ -203,7 +203,7 @@ mod tests {
     fn reads_dpop_nonce_challenges() {
         let nonce = |www: &str, n: Option<&str>| {
             dpop_nonce_challenge(&with_nonce(www, n))
-                .map(|b| String::from_utf8(b.to_vec()).unwrap())
+                .map(|b| String::from_utf8_lossy(b).into_owned())
         };
         let ask = r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#;
         assert_eq!(nonce(ask, Some("eyJ7S_zG")), Some("eyJ7S_zG".into()));

@@ -137,12 +137,16 @@ fn dpop_binds_the_credential_and_its_routes() {
     assert!(c.credentials["api"].describe().ends_with(", DPoP-bound"));
     let i = c.routes[0].inject().unwrap();
     assert!(i.dpop);
-    assert_eq!((i.header.as_str(), i.prefix.as_str()), ("Authorization", "DPoP "));
+    assert_eq!(
+        (i.header.as_str(), i.prefix.as_str()),
+        ("Authorization", "DPoP ")
+    );
     assert!(c.credentials["api"]
         .files()
         .contains(&std::path::Path::new("/etc/tollgate/dpop.pem")));
     // Spelled out as it is, that is fine too.
-    load(&(DPOP.to_owned() + &route("api", "    header: authorization\n    prefix: \"DPoP \"\n"))).unwrap();
+    load(&(DPOP.to_owned() + &route("api", "    header: authorization\n    prefix: \"DPoP \"\n")))
+        .unwrap();
 }
 
 #[test]
@@ -153,7 +157,11 @@ fn dpop_misuse_is_reported_at_its_key() {
         "`dpop` needs `key_file`",
     );
     let ps = load(&DPOP.replace("key_file:", "keyfile:")).unwrap_err();
-    assert!(ps.iter().any(|p| p.starts_with("7:7: ") && p.contains("keyfile")), "{ps:#?}");
+    assert!(
+        ps.iter()
+            .any(|p| p.starts_with("7:7: ") && p.contains("keyfile")),
+        "{ps:#?}"
+    );
     one(
         &(DPOP.to_owned() + &route("api", "    header: X-Token\n")),
         "14:13",
@@ -214,6 +222,10 @@ fn upstream_client_cert_needs_a_certificate_an_inject_route_and_https() {
         "12:5",
         "only `action: inject` routes use `upstream_client_cert`",
     );
-    let ps = load(&(MTLS.to_owned() + &route("bank", "    upstream_client_cert: yes\n"))).unwrap_err();
-    assert!(ps[0].contains("upstream_client_cert") || ps[0].contains("credential"), "{ps:#?}");
+    let ps =
+        load(&(MTLS.to_owned() + &route("bank", "    upstream_client_cert: yes\n"))).unwrap_err();
+    assert!(
+        ps[0].contains("upstream_client_cert") || ps[0].contains("credential"),
+        "{ps:#?}"
+    );
 }

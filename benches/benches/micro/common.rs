@@ -111,6 +111,7 @@ impl TokenEndpoint for StaticEndpoint {
                 status: 200,
                 retry_after: None,
                 rate_limit: Default::default(),
+                dpop_nonce: None,
                 body: body.into_bytes(),
             })
         })

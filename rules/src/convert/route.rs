@@ -193,7 +193,7 @@ pub(super) fn route(
                         return Err(format!(
                             "credential {} is DPoP-bound: its token goes in `Authorization` \
                              (RFC 9449 §7.1); remove `header`",
-                            shown(&def.map_or("", |d| d.name.as_str()).to_owned())
+                            shown(def.map_or("", |d| d.name.as_str()))
                         ));
                     }
                     Ok(s.to_owned())
@@ -207,7 +207,7 @@ pub(super) fn route(
                         return Err(format!(
                             "credential {} is DPoP-bound: the token is sent as `DPoP <token>` \
                              (RFC 9449 §7.1); remove `prefix`",
-                            shown(&def.map_or("", |d| d.name.as_str()).to_owned())
+                            shown(def.map_or("", |d| d.name.as_str()))
                         ));
                     }
                     Ok(s.to_owned())

@@ -17,8 +17,8 @@ fn make(not_before: SystemTime, not_after: SystemTime) -> Made {
     p.not_after = not_after.into();
     let cert = p.self_signed(&key).unwrap();
     let t = TlsClient {
-        cert_file: dir.write("client.pem", &cert.pem()),
-        key_file: dir.write("client.key", &key.serialize_pem()),
+        cert_file: dir.write("client.pem", cert.pem()),
+        key_file: dir.write("client.key", key.serialize_pem()),
     };
     Made {
         der: cert.der().to_vec(),
