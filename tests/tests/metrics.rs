@@ -109,9 +109,14 @@ fn assert_bounded(scrape: &Scrape, routes: &[&str]) {
                     ["ok", "untrusted", "failed", "timeout", "no_ca", "refused"]
                         .contains(&v.as_str())
                 }
-                "outcome" if s.name.starts_with("tollgate_replays") => {
-                    ["replayed", "second_401", "body_too_large", "no_replay"].contains(&v.as_str())
-                }
+                "outcome" if s.name.starts_with("tollgate_replays") => [
+                    "replayed",
+                    "second_401",
+                    "body_too_large",
+                    "no_replay",
+                    "dpop_nonce",
+                ]
+                .contains(&v.as_str()),
                 "outcome" => {
                     ["success", "error", "permanent_error", "network_error"].contains(&v.as_str())
                 }
@@ -497,7 +502,13 @@ routes:
         s.text
     );
     // The replay outcomes an alert watches exist too, at zero.
-    for outcome in ["replayed", "second_401", "body_too_large", "no_replay"] {
+    for outcome in [
+        "replayed",
+        "second_401",
+        "body_too_large",
+        "no_replay",
+        "dpop_nonce",
+    ] {
         assert!(
             s.samples().any(|x| x.name == "tollgate_replays_total"
                 && x.labels.get("route").map(String::as_str) == Some("api")
