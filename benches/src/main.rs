@@ -67,7 +67,7 @@ enum Command {
         /// Only these targets (comma-separated): direct, nginx, haproxy, squid,
         /// envoy-oauth2, pingora-control, tollgate-pass, tollgate-inject, nginx-tls,
         /// tollgate-tls, tollgate-callers, tollgate-callers-jwt, tollgate-intercept
-        /// (forward mode only).
+        /// (forward mode only), tollgate-dpop.
         #[arg(long, value_delimiter = ',')]
         targets: Vec<String>,
         /// Modes (comma-separated): gateway, forward.
