@@ -16,6 +16,7 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::net::TcpListener;
 use std::time::Duration;
+use tollgate_tests::clients::{curl_via, python};
 use tollgate_tests::idp::{UpstreamRequest, WAIT_TIMEOUT};
 use tollgate_tests::pki::{self, SenderPki};
 use tollgate_tests::process::{check, diagnostics, line_of, run_to_end, Diagnostic};
@@ -669,6 +670,57 @@ async fn dpop_token_and_proof_are_valid_at_the_idp_and_the_upstream() {
     assert_no_secrets(&e.tg, &e.pki, &reqs);
 }
 
+/// What a legacy service does: plain `HTTP_PROXY` clients (curl `-x`, Python `requests`)
+/// that know nothing of DPoP or certificates get their calls bound, verified for real by
+/// the upstream, on a DPoP route and on a certificate-bound route.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_proxy_clients_get_sender_constrained_calls() {
+    let e = dpop_env(IdpOptions::default(), UpstreamOptions::default()).await;
+    let host = e.up.host();
+    let proxy = e.tg.proxy_url();
+    let resp = curl_via(&proxy, &format!("http://{host}/curl/x?q=1"), &[]).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let resp = python(
+        "py_requests.py",
+        &[
+            &format!("http://{host}/py/y"),
+            "--method",
+            "POST",
+            "--data",
+            "hello",
+        ],
+        &proxy,
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let reqs = e.up.requests().await;
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    assert_dpop_request(&reqs[0], &e.pki, "GET", &format!("http://{host}/curl/x"));
+    assert_dpop_request(&reqs[1], &e.pki, "POST", &format!("http://{host}/py/y"));
+    assert_eq!(e.idp.stats().await.token_requests, 1);
+    assert_no_secrets(&e.tg, &e.pki, &reqs);
+
+    let m = mtls_env(Mtls::CaIssued).await;
+    let x5t = Mtls::CaIssued.files(&m.pki).x5t_s256.clone();
+    let resp = curl_via(
+        &m.tg.proxy_url(),
+        &format!("http://{}/curl", m.up.host()),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(
+        resp.json()["token"]["cnf"]["x5t#S256"],
+        x5t.as_str(),
+        "{resp:?}"
+    );
+    assert_eq!(
+        resp.json()["client_cert"]["x5t_s256"],
+        x5t.as_str(),
+        "{resp:?}"
+    );
+}
+
 /// Many requests on one keep-alive client connection, GETs and POSTs with bodies: each
 /// carries its own proof (a fresh jti; the upstream refuses a reused one), one token.
 #[tokio::test(flavor = "multi_thread")]
@@ -1125,41 +1177,23 @@ fn good_sender_constrained_configs_pass_check() {
     out.assert_code(0);
 }
 
+/// A DPoP key that is not P-256 (P-384, RSA): refused by check and run at `key_file`,
+/// naming the file and the reason, never echoing the key.
 #[test]
-fn a_p384_dpop_key_is_refused_naming_the_file() {
+fn dpop_keys_that_are_not_p256_are_refused_naming_the_file() {
     let pki = SenderPki::generate();
-    let yaml = dpop_yaml(&pki, &pki.dpop_p384_key);
-    let d = check_and_run_refuse(&yaml);
-    one_at(
-        &d,
-        &yaml,
-        "key_file:",
-        &[&pki.dpop_p384_key.display().to_string()],
-    );
-    assert!(
-        d[0].message.contains("P-256") || d[0].message.contains("ES256"),
-        "{d:?}"
-    );
-}
-
-#[test]
-fn an_rsa_dpop_key_is_refused_naming_the_file() {
-    let pki = SenderPki::generate();
-    let yaml = dpop_yaml(&pki, &pki.dpop_rsa_key);
-    let d = check_and_run_refuse(&yaml);
-    one_at(
-        &d,
-        &yaml,
-        "key_file:",
-        &[&pki.dpop_rsa_key.display().to_string()],
-    );
-    assert!(
-        d[0].message.contains("P-256") || d[0].message.contains("ES256"),
-        "{d:?}"
-    );
-    let text = format!("{d:?}");
-    for line in pki.private_key_lines() {
-        assert!(!text.contains(&line), "the key was echoed: {text}");
+    for key in [&pki.dpop_p384_key, &pki.dpop_rsa_key] {
+        let yaml = dpop_yaml(&pki, key);
+        let d = check_and_run_refuse(&yaml);
+        one_at(&d, &yaml, "key_file:", &[&key.display().to_string()]);
+        assert!(
+            d[0].message.contains("P-256") || d[0].message.contains("ES256"),
+            "{d:?}"
+        );
+        let text = format!("{d:?}");
+        for line in pki.private_key_lines() {
+            assert!(!text.contains(&line), "the key was echoed: {text}");
+        }
     }
 }
 
