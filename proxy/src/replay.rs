@@ -12,7 +12,8 @@ pub enum Outcome {
     Second401,
     /// The body was larger than the replay buffer (64 KiB): streamed, 401 passed on.
     BodyTooLarge,
-    /// Not replayed by rule: `replay_on_401: false` or `insufficient_scope`.
+    /// Not replayed by rule: `replay_on_401: false`, `insufficient_scope`, or a DPoP nonce
+    /// challenge whose nonce cannot be sent.
     NoReplay,
     /// A DPoP-bound route's upstream asked for a nonce (RFC 9449 §9): sent again with the
     /// same token and a proof carrying the nonce.
@@ -41,12 +42,15 @@ pub struct Facts {
     /// The 401 is a DPoP nonce challenge (`use_dpop_nonce` with a `DPoP-Nonce`) on a
     /// DPoP-bound route.
     pub dpop_nonce: bool,
+    /// ... whose `DPoP-Nonce` is no nonce (not `1*NQCHAR`, or too long): a fresh token
+    /// would not answer it, and the nonce cannot be sent.
+    pub bad_nonce: bool,
 }
 
 pub fn decide(f: Facts) -> Outcome {
     if f.already_replayed {
         Outcome::Second401
-    } else if !f.replay_on_401 || f.insufficient_scope {
+    } else if !f.replay_on_401 || f.insufficient_scope || f.bad_nonce {
         Outcome::NoReplay
     } else if f.body_truncated {
         Outcome::BodyTooLarge
@@ -99,6 +103,7 @@ mod tests {
             body_truncated: false,
             insufficient_scope: false,
             dpop_nonce: false,
+            bad_nonce: false,
         }
     }
 
@@ -165,6 +170,16 @@ mod tests {
                     ..facts()
                 },
                 Outcome::BodyTooLarge,
+            ),
+            // A challenge with a forged or oversized nonce: neither answered nor
+            // "fixed" with a fresh token.
+            (
+                Facts {
+                    dpop_nonce: true,
+                    bad_nonce: true,
+                    ..facts()
+                },
+                Outcome::NoReplay,
             ),
         ] {
             assert_eq!(decide(f), want);

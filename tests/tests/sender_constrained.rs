@@ -20,8 +20,10 @@ use tollgate_tests::clients::{curl_via, python};
 use tollgate_tests::idp::{UpstreamRequest, WAIT_TIMEOUT};
 use tollgate_tests::pki::{self, SenderPki};
 use tollgate_tests::process::{check, diagnostics, line_of, run_to_end, Diagnostic};
+use tollgate_tests::upstream::Reply;
 use tollgate_tests::{
-    curl, raw, Idp, IdpOptions, ProtectedUpstream, RawConn, RawResponse, Tollgate, UpstreamOptions,
+    curl, raw, Idp, IdpOptions, ProtectedUpstream, RawConn, RawResponse, RecordingUpstream,
+    Tollgate, UpstreamOptions,
 };
 
 const EX_CONFIG: i32 = 78;
@@ -719,6 +721,103 @@ async fn http_proxy_clients_get_sender_constrained_calls() {
         x5t.as_str(),
         "{resp:?}"
     );
+}
+
+/// A hostile upstream's nonce challenges: a forged `DPoP-Nonce` (a quote and a space,
+/// which would break out of the proof's JSON), an oversized one, a backslash, a byte
+/// beyond ASCII. (A control byte makes the head itself malformed: 502, tested in
+/// hardening.) None is sent back in a proof, none costs a token request; the 401 goes to the
+/// client (`no_replay`). A well-formed challenge repeated forever is answered once.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_nonce_challenges_are_not_answered() {
+    let pki = SenderPki::generate();
+    let idp = Idp::start_with(IdpOptions::default()).await;
+    let up = RecordingUpstream::start().await;
+    let secret = pki.write("dpop-secret", &format!("{DPOP_SECRET}\n"));
+    let yaml = format!(
+        "allow_private_networks: true
+credentials:
+{cred}routes:
+  - name: hostile
+    match: {{ hosts: [\"127.0.0.1:{port}\"] }}
+    action: inject
+    credential: dpop-cred
+",
+        cred = dpop_credential(&idp, &secret, &pki.dpop_key),
+        port = up.port(),
+    );
+    let tg = Tollgate::start(&yaml).await;
+    let host = format!("127.0.0.1:{}", up.port());
+    let long = "n".repeat(2000);
+    let mut seen = 0;
+    for (i, nonce) in ["a\" b", long.as_str(), "a\\b", "caf\u{e9}"]
+        .into_iter()
+        .enumerate()
+    {
+        up.set_reply(Reply {
+            status: 401,
+            headers: vec![
+                (
+                    "WWW-Authenticate".into(),
+                    r#"DPoP error="use_dpop_nonce", error_description="nonce""#.into(),
+                ),
+                ("DPoP-Nonce".into(), nonce.into()),
+            ],
+        });
+        let resp = get(&tg, &host, &format!("/h/{i}")).await;
+        assert_eq!(resp.status, 401, "nonce {i}: {resp:?}");
+        let reqs = up.requests();
+        assert_eq!(reqs.len(), seen + 1, "sent once, not replayed: {nonce:?}");
+        seen = reqs.len();
+        let proof = reqs[seen - 1].header("dpop").expect("a proof").to_owned();
+        let claims = proof.split('.').nth(1).expect("claims");
+        assert!(!claims.is_empty());
+        assert!(!tg.output().contains(&long), "the nonce is not logged");
+    }
+    let s = tg.scrape().await;
+    assert_eq!(
+        s.sum("tollgate_replays_total", &[("outcome", "no_replay")]),
+        4.0
+    );
+    assert_eq!(
+        idp.stats().await.token_requests,
+        1,
+        "no token spent on them"
+    );
+
+    // A valid nonce, demanded again and again: answered once, the second 401 passed on.
+    up.set_reply(Reply {
+        status: 401,
+        headers: vec![
+            (
+                "WWW-Authenticate".into(),
+                r#"DPoP error="use_dpop_nonce""#.into(),
+            ),
+            ("DPoP-Nonce".into(), "good-nonce".into()),
+        ],
+    });
+    let resp = get(&tg, &host, "/again").await;
+    assert_status(&resp, 401);
+    let reqs = up.requests();
+    assert_eq!(
+        reqs.len(),
+        seen + 2,
+        "once more with the nonce, then given up"
+    );
+    assert_eq!(
+        reqs[seen + 1].header("dpop").map(|p| p.len() > 0),
+        Some(true)
+    );
+    let s = tg.scrape().await;
+    assert_eq!(
+        s.sum("tollgate_replays_total", &[("outcome", "dpop_nonce")]),
+        1.0
+    );
+    assert_eq!(
+        s.sum("tollgate_replays_total", &[("outcome", "second_401")]),
+        1.0
+    );
+    assert_eq!(idp.stats().await.token_requests, 1);
 }
 
 /// Many requests on one keep-alive client connection, GETs and POSTs with bodies: each

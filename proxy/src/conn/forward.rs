@@ -244,17 +244,18 @@ impl Conn {
         if resp.status == 401 {
             if let Some(inj) = route.injection() {
                 // A DPoP nonce challenge: the token is fine, the proof lacked the nonce.
-                let nonce = inj
+                let challenge = inj
                     .dpop
                     .then(|| replay::dpop_nonce_challenge(&resp))
-                    .flatten()
-                    .is_some_and(|n| self.remember_nonce(sh, inj, &parts, n));
+                    .flatten();
+                let usable = challenge.is_some_and(|n| self.remember_nonce(sh, inj, &parts, n));
                 let outcome = replay::decide(replay::Facts {
                     replay_on_401: inj.replay_on_401,
                     already_replayed: false,
                     body_truncated: !resendable,
                     insufficient_scope: replay::insufficient_scope(&resp),
-                    dpop_nonce: nonce,
+                    dpop_nonce: challenge.is_some(),
+                    bad_nonce: challenge.is_some() && !usable,
                 });
                 sh.metrics
                     .replays
