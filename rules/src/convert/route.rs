@@ -151,104 +151,7 @@ pub(super) fn route(
             c.node_err(base, "missing `action` (inject, pass or deny)");
             None
         }
-        Some(ActionFile::Inject) => {
-            let credential = match &f.credential {
-                None => {
-                    c.node_err(&p("action"), "`action: inject` needs a `credential`");
-                    None
-                }
-                Some(raw) => {
-                    let cpath = p("credential");
-                    match c.expand(&cpath, raw) {
-                        Some(n) if credentials.contains(&n) => Some(n),
-                        Some(n) => {
-                            let known = if credentials.is_empty() {
-                                "no credentials are defined".to_owned()
-                            } else {
-                                let mut k: Vec<&str> =
-                                    credentials.iter().map(String::as_str).collect();
-                                k.sort_unstable();
-                                format!("defined: {}", k.join(", "))
-                            };
-                            c.value_err(
-                                &cpath,
-                                format!(
-                                    "{} is not defined under `credentials` ({known})",
-                                    shown(&n)
-                                ),
-                            );
-                            None
-                        }
-                        None => None,
-                    }
-                }
-            };
-            let def = credential.as_ref().and_then(|n| defs.get(n));
-            let oauth = def.and_then(Credential::oauth2);
-            let dpop = oauth.is_some_and(|o| o.dpop.is_some());
-            let header = match &f.header {
-                Some(raw) => c.parse(&p("header"), raw, |s| {
-                    values::check_header_name(s)?;
-                    if dpop && !s.eq_ignore_ascii_case(DEFAULT_HEADER) {
-                        return Err(format!(
-                            "credential {} is DPoP-bound: its token goes in `Authorization` \
-                             (RFC 9449 §7.1); remove `header`",
-                            shown(def.map_or("", |d| d.name.as_str()))
-                        ));
-                    }
-                    Ok(s.to_owned())
-                }),
-                None => Some(DEFAULT_HEADER.to_owned()),
-            };
-            let prefix = match &f.prefix {
-                Some(raw) => c.parse(&p("prefix"), raw, |s| {
-                    values::check_header_value_part(s)?;
-                    if dpop && s != DPOP_PREFIX {
-                        return Err(format!(
-                            "credential {} is DPoP-bound: the token is sent as `DPoP <token>` \
-                             (RFC 9449 §7.1); remove `prefix`",
-                            shown(def.map_or("", |d| d.name.as_str()))
-                        ));
-                    }
-                    Ok(s.to_owned())
-                }),
-                None if dpop => Some(DPOP_PREFIX.to_owned()),
-                None => Some(DEFAULT_PREFIX.to_owned()),
-            };
-            let upstream_client_cert = match f.upstream_client_cert {
-                None => Some(false),
-                Some(UpstreamClientCertFile::Credential) => match (def, oauth) {
-                    // An undefined or invalid credential is reported at `credential`.
-                    (None, _) => Some(true),
-                    (Some(_), Some(o)) if o.tls_client().is_some() => Some(true),
-                    (Some(d), _) => {
-                        c.value_err(
-                            &p("upstream_client_cert"),
-                            format!(
-                                "credential {} has no client certificate: \
-                                 `upstream_client_cert: credential` needs its `auth_method` to \
-                                 be tls_client_auth or self_signed_tls_client_auth",
-                                shown(&d.name)
-                            ),
-                        );
-                        None
-                    }
-                },
-            };
-            match (credential, header, prefix, upstream_client_cert) {
-                (Some(credential), Some(header), Some(prefix), Some(upstream_client_cert)) => {
-                    Some(Action::Inject(Inject {
-                        credential,
-                        header,
-                        prefix,
-                        replay_on_401: f.replay_on_401.unwrap_or(true),
-                        upstream_client_cert,
-                        dpop,
-                    }))
-                }
-                _ => None,
-            }
-        }
+        Some(ActionFile::Inject) => inject(c, base, &f, credentials, defs),
         Some(other) => {
             let action_name = if other == ActionFile::Pass {
                 "pass"
@@ -403,5 +306,109 @@ fn connect_problem(action: ActionFile, written: ConnectFile) -> Option<&'static 
         (ActionFile::Deny, _) => {
             Some("a deny route has no `connect`: it refuses CONNECT like every other request")
         }
+    }
+}
+
+/// `action: inject`: the credential (defined under `credentials`), its header and prefix
+/// (fixed for a DPoP-bound credential), `replay_on_401` and `upstream_client_cert`.
+fn inject(
+    c: &mut Checker<'_>,
+    base: &[Seg],
+    f: &RouteFile,
+    credentials: &HashSet<String>,
+    defs: &BTreeMap<String, Credential>,
+) -> Option<Action> {
+    let p = |k: &str| child(base, k);
+    let credential = match &f.credential {
+        None => {
+            c.node_err(&p("action"), "`action: inject` needs a `credential`");
+            None
+        }
+        Some(raw) => {
+            let cpath = p("credential");
+            match c.expand(&cpath, raw) {
+                Some(n) if credentials.contains(&n) => Some(n),
+                Some(n) => {
+                    let known = if credentials.is_empty() {
+                        "no credentials are defined".to_owned()
+                    } else {
+                        let mut k: Vec<&str> = credentials.iter().map(String::as_str).collect();
+                        k.sort_unstable();
+                        format!("defined: {}", k.join(", "))
+                    };
+                    c.value_err(
+                        &cpath,
+                        format!("{} is not defined under `credentials` ({known})", shown(&n)),
+                    );
+                    None
+                }
+                None => None,
+            }
+        }
+    };
+    let def = credential.as_ref().and_then(|n| defs.get(n));
+    let oauth = def.and_then(Credential::oauth2);
+    let dpop = oauth.is_some_and(|o| o.dpop.is_some());
+    let header = match &f.header {
+        Some(raw) => c.parse(&p("header"), raw, |s| {
+            values::check_header_name(s)?;
+            if dpop && !s.eq_ignore_ascii_case(DEFAULT_HEADER) {
+                return Err(format!(
+                    "credential {} is DPoP-bound: its token goes in `Authorization` \
+                     (RFC 9449 §7.1); remove `header`",
+                    shown(def.map_or("", |d| d.name.as_str()))
+                ));
+            }
+            Ok(s.to_owned())
+        }),
+        None => Some(DEFAULT_HEADER.to_owned()),
+    };
+    let prefix = match &f.prefix {
+        Some(raw) => c.parse(&p("prefix"), raw, |s| {
+            values::check_header_value_part(s)?;
+            if dpop && s != DPOP_PREFIX {
+                return Err(format!(
+                    "credential {} is DPoP-bound: the token is sent as `DPoP <token>` \
+                     (RFC 9449 §7.1); remove `prefix`",
+                    shown(def.map_or("", |d| d.name.as_str()))
+                ));
+            }
+            Ok(s.to_owned())
+        }),
+        None if dpop => Some(DPOP_PREFIX.to_owned()),
+        None => Some(DEFAULT_PREFIX.to_owned()),
+    };
+    let upstream_client_cert = match f.upstream_client_cert {
+        None => Some(false),
+        Some(UpstreamClientCertFile::Credential) => match (def, oauth) {
+            // An undefined or invalid credential is reported at `credential`.
+            (None, _) => Some(true),
+            (Some(_), Some(o)) if o.tls_client().is_some() => Some(true),
+            (Some(d), _) => {
+                c.value_err(
+                    &p("upstream_client_cert"),
+                    format!(
+                        "credential {} has no client certificate: \
+                         `upstream_client_cert: credential` needs its `auth_method` to \
+                         be tls_client_auth or self_signed_tls_client_auth",
+                        shown(&d.name)
+                    ),
+                );
+                None
+            }
+        },
+    };
+    match (credential, header, prefix, upstream_client_cert) {
+        (Some(credential), Some(header), Some(prefix), Some(upstream_client_cert)) => {
+            Some(Action::Inject(Inject {
+                credential,
+                header,
+                prefix,
+                replay_on_401: f.replay_on_401.unwrap_or(true),
+                upstream_client_cert,
+                dpop,
+            }))
+        }
+        _ => None,
     }
 }
