@@ -4,11 +4,14 @@
 //!
 //! A proof is one ES256 signature over a pre-encoded header (`typ`, `alg` and the public
 //! `jwk`, base64url'd once when the key is read) and claims written straight into a
-//! per-thread buffer: `jti` (128 random bits), `htm`, `htu`, `iat`, and `ath` (the
-//! token's SHA-256, computed once per token) and `nonce` when there are any. The only
-//! allocation is the proof itself.
+//! per-thread buffer: `jti`, `htm`, `htu`, `iat`, and `ath` (the token's SHA-256,
+//! computed once per token) and `nonce` when there are any. The only allocation is the
+//! proof itself. The `jti` is 96 random bits drawn when the key is read followed by a
+//! counter: unique without a system call per proof (RFC 9449 §4.2 asks for at least 96
+//! bits of pseudorandom data or equivalent uniqueness).
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -35,8 +38,16 @@ pub struct DpopKey {
     jkt: Box<str>,
     /// The last `DPoP-Nonce` of each origin (`scheme://host[:port]`).
     nonces: DashMap<Box<str>, Arc<str>>,
+    /// The random first 12 bytes of every `jti` of this key.
+    jti_prefix: [u8; 12],
+    /// The last 8: counts the proofs.
+    jti_count: AtomicU64,
     rng: SystemRandom,
 }
+
+/// `jti` bytes: 12 random, 8 of counter; 27 base64url characters.
+const JTI_LEN: usize = 20;
+const JTI_TEXT: usize = 27;
 
 impl std::fmt::Debug for DpopKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,11 +142,16 @@ impl DpopKey {
         );
         let mut header = URL_SAFE_NO_PAD.encode(header_json);
         header.push('.');
+        let mut jti_prefix = [0u8; 12];
+        rng.fill(&mut jti_prefix)
+            .map_err(|_| "no randomness for DPoP proof ids".to_string())?;
         Ok(DpopKey {
             pair,
             header: header.into(),
             jkt: jkt.into(),
             nonces: DashMap::new(),
+            jti_prefix,
+            jti_count: AtomicU64::new(0),
             rng,
         })
     }
@@ -148,10 +164,10 @@ impl DpopKey {
     /// A fresh proof for one request, with the nonce last remembered for `origin`.
     pub fn proof(&self, what: &ProofFor<'_>, origin: &str) -> Result<String, String> {
         let nonce = self.nonce(origin);
-        let mut jti = [0u8; 16];
-        self.rng
-            .fill(&mut jti)
-            .map_err(|_| "no randomness for the DPoP proof jti".to_string())?;
+        let mut jti = [0u8; JTI_LEN];
+        jti[..12].copy_from_slice(&self.jti_prefix);
+        let n = self.jti_count.fetch_add(1, Ordering::Relaxed);
+        jti[12..].copy_from_slice(&n.to_be_bytes());
         CLAIMS.with(|buf| {
             let mut claims = buf.borrow_mut();
             claims.clear();
@@ -244,9 +260,9 @@ fn base64_len(n: usize) -> usize {
     (n * 4).div_ceil(3)
 }
 
-fn write_claims(out: &mut Vec<u8>, jti: &[u8; 16], what: &ProofFor<'_>, nonce: Option<&str>) {
+fn write_claims(out: &mut Vec<u8>, jti: &[u8; JTI_LEN], what: &ProofFor<'_>, nonce: Option<&str>) {
     out.extend_from_slice(br#"{"jti":""#);
-    let mut jti_text = [0u8; 22];
+    let mut jti_text = [0u8; JTI_TEXT];
     let _ = URL_SAFE_NO_PAD.encode_slice(jti, &mut jti_text);
     out.extend_from_slice(&jti_text);
     out.extend_from_slice(br#"","htm":""#);

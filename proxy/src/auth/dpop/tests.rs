@@ -73,7 +73,7 @@ fn a_proof_has_the_header_and_claims_of_rfc_9449() {
     // ath = base64url(SHA-256("tok-123")), computed here independently.
     let want = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, b"tok-123"));
     assert_eq!(claims["ath"], want.as_str());
-    assert_eq!(claims["jti"].as_str().unwrap().len(), 22);
+    assert_eq!(claims["jti"].as_str().unwrap().len(), 27);
     assert!(claims.get("nonce").is_none());
     assert_eq!(claims.as_object().unwrap().len(), 5);
 }
@@ -93,6 +93,13 @@ fn each_proof_has_its_own_jti() {
         assert!(c.get("ath").is_none());
         assert!(seen.insert(c["jti"].as_str().unwrap().to_owned()));
     }
+    // Another key (another replica, the same key file) has its own random part.
+    let (_, c) = open(&key().proof(&what, "http://h").unwrap());
+    assert!(!seen.contains(c["jti"].as_str().unwrap()));
+    let jti = |c: &Value| URL_SAFE_NO_PAD.decode(c["jti"].as_str().unwrap()).unwrap();
+    let (_, a) = open(&k.proof(&what, "http://h").unwrap());
+    assert_eq!(jti(&a).len(), 20);
+    assert_ne!(jti(&a)[..12], jti(&c)[..12], "96 random bits per key");
 }
 
 #[test]
