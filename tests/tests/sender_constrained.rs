@@ -805,7 +805,7 @@ credentials:
         "once more with the nonce, then given up"
     );
     assert_eq!(
-        reqs[seen + 1].header("dpop").map(|p| p.len() > 0),
+        reqs[seen + 1].header("dpop").map(|p| !p.is_empty()),
         Some(true)
     );
     let s = tg.scrape().await;
